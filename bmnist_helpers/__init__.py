@@ -1,0 +1,8 @@
+"""bmnist-kit: the helpers that students and instructors import for the binary-MNIST lesson.
+
+Modules: ``data`` (download, cache, two-digit subset), ``plotting`` (the lesson's figures),
+``widgets`` (threshold and seed explorers), ``exercise`` (exercise generator), ``grading``
+(``bmnist-grade``). None of them contains the answers to the lesson's tasks.
+"""
+
+__version__ = "0.1.0"

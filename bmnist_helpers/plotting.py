@@ -1,0 +1,199 @@
+"""The lesson's figures. Every helper returns ``(fig, axes)`` and changes no global state.
+
+Use the style explicitly, either for one block::
+
+    with plt.rc_context(lesson_style()):
+        inspect_batch(images, labels)
+
+or for a whole notebook: ``plt.rcParams.update(lesson_style())``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import font_manager
+from tueplots import bundles
+
+__all__ = [
+    "lesson_style",
+    "inspect_batch",
+    "plot_accuracy_histogram",
+    "plot_gradients",
+    "plot_training_curves",
+    "plot_interesting_examples",
+]
+
+_FALLBACK_FONT = "DejaVu Sans"  # ships with matplotlib, so it is always there
+
+
+@functools.cache
+def _installed_fonts() -> frozenset[str]:
+    return frozenset(f.name for f in font_manager.fontManager.ttflist)
+
+
+def lesson_style(*, rel_width: float = 1.0, rel_height: float = 1.0) -> dict:
+    """Return the lesson's rc parameters: tueplots' ``beamer_moml`` bundle with a font fallback.
+
+    Fonts of the bundle that are not installed are dropped from the font list, so matplotlib never
+    logs a ``findfont`` warning.
+
+    :param rel_width: Figure width relative to the bundle's default.
+    :param rel_height: Figure height relative to the bundle's default.
+    :returns: A dict for ``plt.rcParams.update`` or ``plt.rc_context``.
+    """
+    style = bundles.beamer_moml(rel_width=rel_width, rel_height=rel_height)
+    installed = _installed_fonts()
+    families = [f for f in style.get("font.sans-serif", []) if f in installed]
+    style["font.sans-serif"] = [*families, _FALLBACK_FONT]
+    if not families:  # the light weight only looks right in the bundle's own font
+        style.update({"font.weight": "normal", "axes.labelweight": "normal", "axes.titleweight": "normal"})
+    style["figure.dpi"] = 100
+    return style
+
+
+def _figsize(*, rel_width: float, rel_height: float) -> tuple[float, float]:
+    return lesson_style(rel_width=rel_width, rel_height=rel_height)["figure.figsize"]
+
+
+def inspect_batch(
+    images: np.ndarray,
+    labels: Sequence | np.ndarray,
+    *,
+    title: str | None = None,
+    cmap: str = "cividis",
+    rel_width: float = 1.8,
+) -> tuple[plt.Figure, np.ndarray]:
+    """Show a row of images, each titled with its label.
+
+    :param images: Array of shape ``(n, 28, 28)`` or ``(n, 784)``; a single image is accepted too.
+    :param labels: ``n`` labels, numbers or strings; floats are printed with at most 3 decimals.
+    :param title: Optional title above the row.
+    :param cmap: Matplotlib colour map.
+    :param rel_width: Figure width relative to the style's default.
+    :returns: ``(fig, axes)``, with ``axes`` a 1-d array even for one image.
+    :raises ValueError: Images and labels differ in number, or an image is not 784 pixels.
+    """
+    images = np.asarray(images)
+    labels = np.atleast_1d(np.asarray(labels))
+    if images.ndim in (1, 2) and images.shape[-1] == 784:
+        images = images.reshape(-1, 28, 28)
+    elif images.ndim == 2:
+        images = images[None]
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"images must have shape (n, 28, 28) or (n, 784), got {images.shape}.")
+    if len(images) != len(labels):
+        raise ValueError(f"got {len(images)} images but {len(labels)} labels.")
+    fig, axes = plt.subplots(ncols=len(images), squeeze=False, figsize=_figsize(rel_width=rel_width, rel_height=0.6))
+    axes = axes[0]
+    for ax, image, label in zip(axes, images, labels):
+        ax.imshow(image, cmap=cmap)
+        ax.set_title(_format_label(label))
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title is not None:
+        fig.suptitle(title)
+    return fig, axes
+
+
+def _format_label(label: object) -> str:
+    if isinstance(label, (float, np.floating)):
+        return f"{float(label):.3g}" if abs(label) < 1000 else f"{float(label):.0f}"
+    return str(label)
+
+
+def plot_accuracy_histogram(accuracies: np.ndarray, *, bins: int = 20) -> tuple[plt.Figure, plt.Axes]:
+    """Histogram of test accuracies, for example over many random initialisations.
+
+    :param accuracies: 1-d array of accuracies in [0, 1].
+    :param bins: Number of histogram bins.
+    :returns: ``(fig, ax)``.
+    """
+    fig, ax = plt.subplots()
+    ax.hist(np.asarray(accuracies), bins=bins)
+    ax.set_xlabel("Test accuracy under random initialisation")
+    ax.set_ylabel("Number of initialisations")
+    return fig, ax
+
+
+def plot_gradients(grads: Sequence, *, loss: float | None = None) -> tuple[plt.Figure, np.ndarray]:
+    """One image per weight matrix of an MLP gradient, on a symmetric colour scale.
+
+    :param grads: Gradient in the parameter layout ``[(dw1, db1), (dw2, db2), ...]``.
+    :param loss: Optional loss value shown as the title.
+    :returns: ``(fig, axes)``.
+    """
+    fig, axes = plt.subplots(nrows=len(grads), squeeze=False, figsize=_figsize(rel_width=1.8, rel_height=1.8))
+    axes = axes[:, 0]
+    for i, (ax, (dw, _)) in enumerate(zip(axes, grads), 1):
+        image = np.asarray(dw).T
+        absmax = float(np.abs(image).max()) or 1.0
+        ax.imshow(image, cmap="bwr", aspect="auto", vmin=-absmax, vmax=absmax, interpolation="nearest")
+        ax.set_ylabel(f"layer {i}")
+    if loss is not None:
+        fig.suptitle(f"loss = {float(loss):.4f}")
+    return fig, axes
+
+
+def plot_training_curves(
+    losses: Sequence[float], accuracy_steps: Sequence[int], accuracies: Sequence[float]
+) -> tuple[plt.Figure, np.ndarray]:
+    """Training loss per step above test accuracy at the evaluation steps.
+
+    :param losses: Loss of every training step, the first one being step 1.
+    :param accuracy_steps: Steps at which the test accuracy was measured.
+    :param accuracies: Test accuracy at those steps.
+    :returns: ``(fig, (ax_loss, ax_acc))``.
+    """
+    fig, axes = plt.subplots(nrows=2, sharex=True, figsize=_figsize(rel_width=1.8, rel_height=1.5))
+    ax_loss, ax_acc = axes
+    ax_loss.plot(np.arange(1, len(losses) + 1), np.asarray(losses))
+    ax_loss.set_title("Training loss")
+    ax_acc.plot(np.asarray(accuracy_steps), np.asarray(accuracies), marker=".")
+    ax_acc.set_title("Test accuracy")
+    ax_acc.set_xlabel("Step")
+    return fig, axes
+
+
+_ROW_TITLES = {
+    "posmax": "Clear positives",
+    "negmin": "Clear negatives",
+    "posmin": "Confusing positives",
+    "negmax": "Confusing negatives",
+}
+
+
+def plot_interesting_examples(
+    images: np.ndarray, probabilities: np.ndarray, rows: Mapping[str, Sequence[int]]
+) -> tuple[plt.Figure, np.ndarray]:
+    """Four rows of test examples, each image titled with the model's probability.
+
+    :param images: All test images, ``(n, 28, 28)``.
+    :param probabilities: Predicted probability of the positive class for every test image.
+    :param rows: Test-set indices under the keys ``posmax``, ``negmin``, ``posmin``, ``negmax``.
+    :returns: ``(fig, axes)`` with one row of axes per group.
+    :raises ValueError: A group is missing or the groups differ in size.
+    """
+    missing = [k for k in _ROW_TITLES if k not in rows]
+    if missing:
+        raise ValueError(f"rows lacks {', '.join(missing)}.")
+    width = max(len(rows[k]) for k in _ROW_TITLES)
+    fig, axes = plt.subplots(
+        nrows=4, ncols=max(width, 1), squeeze=False, figsize=_figsize(rel_width=1.8, rel_height=2.0)
+    )
+    for ax_row, (key, title) in zip(axes, _ROW_TITLES.items()):
+        indices = np.asarray(rows[key], dtype=int)
+        for ax in ax_row:
+            ax.set_axis_off()
+        for ax, index in zip(ax_row, indices):
+            ax.set_axis_on()
+            ax.imshow(np.asarray(images)[index].reshape(28, 28), cmap="cividis")
+            ax.set_title(f"#{index}: {float(probabilities[index]):.3f}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax_row[0].set_ylabel(title)
+        ax_row[0].set_axis_on()
+    return fig, axes

@@ -1,0 +1,445 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: bmnist
+#     language: python
+#     name: bmnist
+# ---
+
+# %% [markdown]
+# > **DO NOT EDIT the source of this file by hand.** It is generated from `solutions/binary_mnist.py` by `make exercise` (`python -m bmnist_helpers.exercise`). Instructors change the solution and regenerate; students work right here in the notebook.
+
+# %% [markdown]
+# # Telling 1 from 7: a small neural network in JAX
+#
+# This lesson trains a multilayer perceptron (MLP) to separate handwritten ones from handwritten
+# sevens, two digits that look alike more often than you would think. On the way you build the
+# pieces that every deep-learning training setup has:
+#
+# | piece | what it does | your task |
+# |---|---|---|
+# | dataloader | serves random mini-batches of training examples | 1 |
+# | model and initialiser | maps an image to a single number, a *logit*; starts from small random weights | 2 |
+# | objective | scores how wrong the logits are, plus a penalty on large weights | 3 |
+# | optimiser and loop | follows the gradient of the objective, step by step, and measures progress | 4 |
+# | inspection | finds the test images the trained model finds easy and hard | 5 |
+#
+# **How to work.** Each task is a function with a docstring that says what it takes and returns.
+# Replace the `raise NotImplementedError(...)` line with your code. The cells marked
+# *Expected result* below each task run your code: compare what they show with the output stored
+# in the notebook. Keep randomness explicit: every random function takes a JAX key, and all keys
+# come from the one `SEED` in the parameters cell.
+
+# %% tags=["setup"]
+# Setup: on Colab the kit is not installed yet, so fetch it first. Elsewhere this just imports.
+try:
+    import bmnist_helpers  # noqa: F401
+except ImportError:  # pragma: no cover - Colab only
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "bmnist-kit @ git+https://github.com/bmnist-kit/bmnist-kit"],
+        check=True,
+    )
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
+
+from bmnist_helpers.data import binary_subset, load_mnist
+from bmnist_helpers.plotting import (
+    inspect_batch,
+    lesson_style,
+    plot_accuracy_histogram,
+    plot_gradients,
+    plot_interesting_examples,
+    plot_training_curves,
+)
+from bmnist_helpers.widgets import seed_explorer, threshold_explorer
+
+jax.config.update("jax_platforms", "cpu")  # this network is small; the CPU is fast enough
+plt.rcParams.update(lesson_style())
+
+# %% [markdown]
+# ## Parameters
+#
+# All settings live in this one cell, the random seed included. Tools that re-run the notebook
+# with other values (a grader, papermill) replace this cell.
+#
+# The sheet this lesson grew from trained in float64 with a learning rate of `1e-3`. Float32 with
+# `1e-2` trains twice as fast and ends above 99 % test accuracy for every seed we tried.
+
+# %% tags=["parameters"]
+SEED = 12345
+POS_DIGIT, NEG_DIGIT = 1, 7
+DTYPE = np.float32
+
+LAYER_SIZES = (784, 256, 64, 1)
+INIT_STDDEV = 0.1
+THRESHOLD = 0.5
+
+LEARNING_RATE = 1e-2
+WEIGHT_DECAY = 1e-4
+BATCH_SIZE = 25
+NUM_STEPS = 5000
+EVAL_EVERY = 200
+NUM_INITS = 100
+TARGET_ACCURACY = 0.99
+
+# %% [markdown]
+# ## The data
+#
+# `load_mnist` downloads MNIST once, checks every file against its published SHA-256 and keeps it
+# in a cache; later calls read the cache. `binary_subset` keeps the two digits, labels ones `1.0`
+# and sevens `0.0`, and rescales every image to zero mean and unit variance.
+
+# %% tags=["data"]
+mnist = load_mnist()
+bmnist = binary_subset(mnist, pos_digit=POS_DIGIT, neg_digit=NEG_DIGIT, dtype=DTYPE)
+for name, array in bmnist.items():
+    print(f"{name}: {array.shape} {array.dtype}")
+print("training ones, sevens:", int(bmnist["y_train"].sum()), int((bmnist["y_train"] == 0).sum()))
+
+inspect_batch(bmnist["x_train"][:10], bmnist["y_train"][:10], title="The first ten training images");
+
+# %% [markdown]
+# ## Task 1: a training dataloader
+#
+# Stochastic gradient descent looks at a small random *batch* of examples at each step. A
+# dataloader serves these batches. Write `train_dataloader` so that it
+#
+# * runs forever, epoch after epoch;
+# * visits every training example exactly once per epoch, in a random order (sampling without
+#   replacement); the last batch of an epoch may be smaller;
+# * draws a **new** order for every epoch;
+# * is fully determined by its `key`: the same key gives the same batches, different keys give
+#   different batches. Use the permutation of `key` itself for the first epoch.
+#
+# *Hint:* `jax.random.permutation` shuffles, and `jax.random.split` makes a fresh key from an old
+# one.
+
+# %% tags=["task-1"]
+def train_dataloader(bmnist, *, batch_size, key):
+    """Yield shuffled training batches forever, with a new order every epoch.
+
+    :param bmnist: Dict with ``x_train`` ``(n, 28, 28)`` and ``y_train`` ``(n,)``, as returned by
+        ``binary_subset``.
+    :param batch_size: Number of examples per batch; the last batch of an epoch may be smaller.
+    :param key: JAX random key that fixes the whole sequence of batches.
+    :yields: Pairs ``(images, labels)`` of numpy arrays whose first dimension is the batch size.
+    """
+    raise NotImplementedError("TODO: task 1, train_dataloader")
+
+
+# %% [markdown]
+# **Expected result.** Two rows of ten training images from two different keys, each titled with
+# its label, and the properties that every correct dataloader has.
+
+# %% tags=["expected-result", "task-1", "er-dataloader"]
+key_a, key_b = jax.random.split(jax.random.key(SEED))
+x_batch, y_batch = next(train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key_a))
+inspect_batch(x_batch[:10], y_batch[:10], title="Key A")
+inspect_batch(*next(train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key_b)), title="Key B")
+
+print("batch shapes:", x_batch.shape, y_batch.shape)
+print("labels are 0.0 or 1.0:", set(np.unique(y_batch).tolist()) <= {0.0, 1.0})
+
+def first_batches(key, count):
+    return [b for _, b in zip(range(count), train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key))]
+
+same = all(np.array_equal(x1, x2) for (x1, _), (x2, _) in zip(first_batches(key_a, 3), first_batches(key_a, 3)))
+different = not np.array_equal(first_batches(key_a, 1)[0][0], first_batches(key_b, 1)[0][0])
+print("same key, same batches:", same)
+print("different key, different batches:", different)
+
+# Tag every training image with its position, then check two whole epochs.
+tagged = {"x_train": np.arange(len(bmnist["x_train"])), "y_train": bmnist["y_train"]}
+epoch_batches = -(-len(tagged["x_train"]) // BATCH_SIZE)
+loader = train_dataloader(tagged, batch_size=BATCH_SIZE, key=key_a)
+epochs = [[next(loader) for _ in range(epoch_batches)] for _ in range(2)]
+orders = [np.concatenate([ids for ids, _ in epoch]) for epoch in epochs]
+print("every training example exactly once per epoch:", all(np.array_equal(np.sort(o), tagged["x_train"]) for o in orders))
+print("new order each epoch:", not np.array_equal(orders[0], orders[1]))
+print("smaller last batch:", len(epochs[0][-1][0]), "examples")
+print("each image matches its label:", all(np.array_equal(tagged["y_train"][ids], y) for epoch in epochs for ids, y in epoch))
+
+# %% [markdown]
+# The test set needs no shuffling: the ten first test images always look the same.
+
+# %% tags=["expected-result", "task-1", "er-test-images"]
+inspect_batch(bmnist["x_test"][:10], bmnist["y_test"][:10], title="The first ten test images");
+
+# %% [markdown]
+# ## Task 2: the model and its initialiser
+#
+# An MLP is a chain of layers. Layer $i$ holds a weight matrix $W_i$ of shape `(d_in, d_out)` and a
+# bias vector $b_i$ of shape `(d_out,)`, and turns a batch of row vectors $X$ into
+# $\sigma(X W_i + b_i)$, where the nonlinearity $\sigma$ is the ReLU, $\max(0, x)$. The last layer
+# has no nonlinearity: its single output per image is the logit, and `sigmoid(logit)` is the
+# predicted probability that the image shows a one.
+#
+# * `mlp` runs a batch of flattened images through the layers and returns one logit per image.
+#   Use the `nonlinearity` argument; do not hard-code the ReLU.
+# * `init_mlp_params` draws every weight and bias from a normal distribution with mean 0 and
+#   standard deviation `stddev`. For each layer, split the key: keep one half for the weights (and
+#   as the key for the next layer) and use the other for the bias.
+
+# %% tags=["task-2"]
+def mlp(params, inputs, *, nonlinearity=jax.nn.relu):
+    """Forward pass of the MLP; returns logits.
+
+    :param params: List ``[(w1, b1), (w2, b2), ...]``; layer ``i`` computes
+        ``nonlinearity(inputs @ w_i + b_i)``, except the last, which has no nonlinearity.
+    :param inputs: Batch of flattened images, shape ``(batch, 784)``.
+    :param nonlinearity: Elementwise function applied after every hidden layer.
+    :returns: Logits of shape ``(batch,)``.
+    """
+    raise NotImplementedError("TODO: task 2, mlp")
+
+
+def init_mlp_params(layer_sizes, *, stddev, key):
+    """Random MLP parameters with independent ``N(0, stddev**2)`` entries.
+
+    :param layer_sizes: Sizes ``(d0, d1, ..., dL)``; layer ``i`` maps ``d_{i-1}`` to ``d_i``.
+    :param stddev: Standard deviation of every weight and bias.
+    :param key: JAX random key.
+    :returns: List ``[(w1, b1), ...]`` with ``w_i`` of shape ``(d_{i-1}, d_i)``, ``b_i`` of ``(d_i,)``.
+    """
+    raise NotImplementedError("TODO: task 2, init_mlp_params")
+
+
+# %% [markdown]
+# Two small helpers turn logits into predictions. They are given, and they work as soon as `mlp`
+# does.
+
+# %% tags=["helpers"]
+def predict_proba(params, images):
+    """Probability of the positive class for a batch of images of any shape ``(n, ...)``."""
+    return jax.nn.sigmoid(mlp(params, images.reshape(len(images), -1)))
+
+
+def accuracy(params, images, targets, *, threshold):
+    """Fraction of images whose thresholded prediction equals the 0/1 target."""
+    return jnp.mean((predict_proba(params, images) > threshold) == targets)
+
+
+# %% [markdown]
+# **Expected result.** The same ten test images, now titled with the logits of an untrained model:
+# noise. Below, the test accuracy of 100 untrained models, each with its own key. A random model
+# guesses, so the accuracies gather around 50 %. All 100 models are evaluated in one compiled call
+# (`jax.lax.map` over the keys, ten at a time, `jax.jit` around it).
+
+# %% tags=["expected-result", "task-2", "er-untrained"]
+# jax.jit compiles each function into one program; calling it op by op would compile every op.
+params = jax.jit(init_mlp_params, static_argnums=0)(LAYER_SIZES, stddev=INIT_STDDEV, key=jax.random.key(SEED))
+forward = jax.jit(mlp, static_argnames="nonlinearity")
+x_first = bmnist["x_test"][:10].reshape(10, -1)
+logits = forward(params, x_first)
+inspect_batch(x_first, np.asarray(logits).round(3), title="Logits of an untrained model")
+print("parameter shapes:", [(w.shape, b.shape) for w, b in params])
+print("logits shape:", logits.shape)
+print("ReLU is the default:", bool(jnp.allclose(forward(params, x_first, nonlinearity=jax.nn.relu), logits)))
+print("other nonlinearity, other logits:", not bool(jnp.allclose(forward(params, x_first, nonlinearity=jnp.tanh), logits)))
+
+
+@jax.jit
+def untrained_accuracies(keys, images, targets):
+    def one(key):
+        params = init_mlp_params(LAYER_SIZES, stddev=INIT_STDDEV, key=key)
+        return accuracy(params, images, targets, threshold=THRESHOLD)
+
+    return jax.lax.map(one, keys, batch_size=10)  # ten models at a time: vectorised, bounded memory
+
+
+init_keys = jax.random.split(jax.random.key(SEED + 1), NUM_INITS)
+accuracies = np.asarray(untrained_accuracies(init_keys, bmnist["x_test"], bmnist["y_test"]))
+plot_accuracy_histogram(accuracies)
+print("initialisations:", len(accuracies))
+print("mean accuracy, rounded:", round(float(accuracies.mean()), 1))
+
+# %% [markdown]
+# ## Task 3: the objective
+#
+# Training minimises the mean binary cross-entropy over a batch plus an L2 penalty on all
+# parameters (*weight decay*):
+#
+# $$\mathcal{L}(\theta) = \frac{1}{B}\sum_{i=1}^{B} \ell\big(y_i, f(x_i, \theta)\big)
+#   + \frac{\lambda}{2}\,\lVert\theta\rVert_2^2,\qquad
+#   \ell(y, z) = -y \log \sigma(z) - (1 - y)\log\big(1 - \sigma(z)\big).$$
+#
+# Computing $\log\sigma(z)$ literally overflows for large $|z|$; write the loss in terms of the logit
+# so that it stays finite (`jax.nn.log_sigmoid` or `jnp.logaddexp` help).
+
+# %% tags=["task-3"]
+def loss_fn(params, inputs, targets, *, l2_reg):
+    """Mean binary cross-entropy of the logits plus ``0.5 * l2_reg * ||params||**2``.
+
+    :param params: MLP parameters, see ``mlp``.
+    :param inputs: Batch of flattened images, shape ``(batch, 784)``.
+    :param targets: Labels 0.0 or 1.0, shape ``(batch,)``.
+    :param l2_reg: Strength of the L2 penalty on every weight and bias.
+    :returns: The objective as a scalar.
+    """
+    raise NotImplementedError("TODO: task 3, loss_fn")
+
+
+# %% [markdown]
+# **Expected result.** One image per weight matrix, showing the gradient of the objective on the
+# first ten test images; red and blue are positive and negative entries on a symmetric scale.
+
+# %% tags=["expected-result", "task-3", "er-gradients"]
+targets_first = bmnist["y_test"][:10]
+loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params, x_first, targets_first, l2_reg=WEIGHT_DECAY)
+plot_gradients(grads, loss=loss)
+print("loss is finite and positive:", bool(jnp.isfinite(loss) & (loss > 0)))
+print("gradient shapes match the parameters:", jax.tree.map(jnp.shape, grads) == jax.tree.map(jnp.shape, params))
+huge = [(w * 1e4, b * 1e4) for w, b in params]
+print("finite for huge logits:", bool(jnp.isfinite(jax.jit(loss_fn)(huge, x_first, targets_first, l2_reg=0.0))))
+
+# %% [markdown]
+# ## Task 4: training and evaluation
+#
+# `train` runs stochastic gradient descent. The expensive part of each step (forward pass,
+# backward pass and parameter update) goes into **one** function compiled with `jax.jit`; a plain
+# Python loop calls it once per batch. Use `optax.sgd` as the optimiser, and pass `weight_decay`
+# to `loss_fn` so that the penalty actually reaches the update.
+#
+# Every `eval_every` steps (and after the last step), measure the test accuracy with one compiled
+# call of `accuracy` over the whole test set, and `yield` a progress record. `train` is a
+# generator, so the caller decides what to do with the progress: print it, plot it, or feed it to
+# a widget.
+
+# %% tags=["task-4"]
+def train(params, batches, *, x_test, y_test, num_steps, learning_rate, weight_decay, eval_every, threshold):
+    """Train the MLP with SGD and report progress every ``eval_every`` steps.
+
+    :param params: Initial MLP parameters.
+    :param batches: Iterator of ``(images, labels)`` training batches, e.g. ``train_dataloader``.
+    :param x_test: Test images; ``y_test``: their 0/1 labels.
+    :param num_steps: Number of update steps.
+    :param learning_rate: SGD step size.
+    :param weight_decay: ``l2_reg`` of ``loss_fn``.
+    :param eval_every: Steps between two test evaluations.
+    :param threshold: Classification threshold for the accuracy.
+    :yields: Dicts with ``step`` (steps done), ``losses`` (numpy array of the losses of the steps
+        since the last record), ``test_accuracy`` (float) and ``params`` (current parameters).
+    """
+    raise NotImplementedError("TODO: task 4, train")
+
+
+# %% [markdown]
+# `run_training` ties the pieces together for one seed: it splits the seed's key into one for the
+# initialiser and one for the dataloader, first yields a preview of the first batch with the
+# untrained model's outputs, then the progress of `train`. The training cell below and the seed
+# explorer at the end both use it.
+
+# %% tags=["helpers"]
+def run_training(seed, *, num_steps=NUM_STEPS):
+    """Train from scratch with the given seed; yield a preview record, then ``train``'s records."""
+    init_key, data_key = jax.random.split(jax.random.key(seed))
+    params = jax.jit(init_mlp_params, static_argnums=0)(LAYER_SIZES, stddev=INIT_STDDEV, key=init_key)
+    batches = train_dataloader(bmnist, batch_size=BATCH_SIZE, key=data_key)
+    x0, y0 = next(batches)
+    preview = np.asarray(jax.jit(predict_proba)(params, x0[:10]))
+    yield {"step": 0, "images": x0[:10], "labels": y0[:10], "probabilities": preview}
+    yield from train(
+        params,
+        itertools.chain([(x0, y0)], batches),
+        x_test=bmnist["x_test"],
+        y_test=bmnist["y_test"],
+        num_steps=num_steps,
+        learning_rate=LEARNING_RATE,
+        weight_decay=WEIGHT_DECAY,
+        eval_every=EVAL_EVERY,
+        threshold=THRESHOLD,
+    )
+
+
+# %% [markdown]
+# **Expected result.** The loss falls and the test accuracy climbs past 99 % within a few seconds.
+
+# %% tags=["expected-result", "task-4", "er-training"]
+history = list(run_training(SEED))
+records = history[1:]
+params = records[-1]["params"]
+losses = np.concatenate([r["losses"] for r in records])
+plot_training_curves(losses, [r["step"] for r in records], [r["test_accuracy"] for r in records])
+print("steps trained:", len(losses))
+print("evaluations:", len(records))
+print("loss is finite and positive:", bool(np.all(np.isfinite(losses)) and np.all(losses > 0)))
+print("final test accuracy reaches TARGET_ACCURACY:", records[-1]["test_accuracy"] >= TARGET_ACCURACY)
+
+
+# %% [markdown]
+# ## Task 5: clear and confusing test examples
+#
+# Rank the test images by the trained model's probability. Among the true ones (label 1), those
+# with the highest probability are the *clear positives*, those with the lowest the *confusing
+# positives*; the same for the sevens (label 0) with the roles reversed. The confusing rows
+# include the images that the model gets wrong: they are the most confusing of all.
+#
+# Return **positions in the whole test set**, so that `bmnist["x_test"][idx]` shows the images.
+
+# %% tags=["task-5"]
+def retrieve_interesting_samples(probabilities, targets, *, num_samples=5):
+    """Test-set indices of the clearest and most confusing examples of each class.
+
+    :param probabilities: Predicted probability of class 1 for every test image, shape ``(n,)``.
+    :param targets: The 0/1 labels of the same images.
+    :param num_samples: Examples per group.
+    :returns: Dict of integer index arrays: ``posmax`` (positives, highest probability first),
+        ``posmin`` (positives, lowest first), ``negmax`` (negatives, highest first) and ``negmin``
+        (negatives, lowest first).
+    """
+    raise NotImplementedError("TODO: task 5, retrieve_interesting_samples")
+
+
+# %% [markdown]
+# **Expected result.** Four rows: clear ones, clear sevens, confusing ones, confusing sevens, each
+# image titled with its test-set index and probability. The clear rows look like textbook digits;
+# the confusing ones are thick, slanted, cropped or simply mislabelled.
+
+# %% tags=["expected-result", "task-5", "er-examples"]
+probabilities = np.asarray(predict_proba(params, bmnist["x_test"]))
+targets = bmnist["y_test"]
+rows = retrieve_interesting_samples(probabilities, targets, num_samples=5)
+plot_interesting_examples(bmnist["x_test"], probabilities, rows)
+
+ranked_pos = np.sort(probabilities[targets == 1])
+ranked_neg = np.sort(probabilities[targets == 0])
+print("five examples per row:", all(len(rows[k]) == 5 for k in ("posmax", "posmin", "negmax", "negmin")))
+print("rows hold the right class:", all(np.all(targets[rows[k]] == 1) for k in ("posmax", "posmin")) and all(np.all(targets[rows[k]] == 0) for k in ("negmax", "negmin")))
+print("clear positives are the top ones:", np.allclose(probabilities[rows["posmax"]], ranked_pos[::-1][:5]))
+print("confusing positives are the bottom ones:", np.allclose(probabilities[rows["posmin"]], ranked_pos[:5]))
+print("confusing negatives are the top sevens:", np.allclose(probabilities[rows["negmax"]], ranked_neg[::-1][:5]))
+print("clear negatives are the bottom sevens:", np.allclose(probabilities[rows["negmin"]], ranked_neg[:5]))
+
+# %% [markdown]
+# ## Explore
+#
+# Two sliders to play with once everything works.
+#
+# * **Threshold.** Where should the model say "one"? Move the threshold and watch accuracy,
+#   precision, recall and the misclassified images change. Nothing is recomputed by the model.
+# * **Seed.** How much does the outcome depend on luck? Each seed gives another initialisation
+#   and another batch order. The first batch shows at once, the curves grow while the model
+#   trains, and every seed is trained only once.
+
+# %% tags=["explore", "nbval-ignore-output"]
+threshold_explorer(probabilities, targets, bmnist["x_test"])
+
+# %% tags=["explore", "nbval-ignore-output"]
+seed_explorer(run_training, seeds=range(SEED, SEED + 10), cache={SEED: history})
