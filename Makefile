@@ -26,7 +26,9 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name bmnist --display-name "bmnist" >/dev/null
+	$(BIN)/python -m ipykernel install --sys-prefix --name bmnist --display-name "bmnist" \
+		--env JAX_COMPILATION_CACHE_DIR "$$($(BIN)/python -c 'import platformdirs; print(platformdirs.user_cache_dir("bmnist-kit"))')/jax" \
+		--env JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS 0.05 >/dev/null
 	touch $@
 
 data: setup
