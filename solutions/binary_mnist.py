@@ -108,7 +108,7 @@ for name, array in bmnist.items():
     print(f"{name}: {array.shape} {array.dtype}")
 print("training ones, sevens:", int(bmnist["y_train"].sum()), int((bmnist["y_train"] == 0).sum()))
 
-inspect_batch(bmnist["x_train"][:10], bmnist["y_train"][:10], title="The first ten training images");
+fig, axes = inspect_batch(bmnist["x_train"][:10], bmnist["y_train"][:10], title="The first ten training images")
 
 # %% [markdown]
 # ## Task 1: a training dataloader
@@ -155,8 +155,9 @@ def train_dataloader(bmnist, *, batch_size, key):
 # %% tags=["expected-result", "task-1", "er-dataloader"]
 key_a, key_b = jax.random.split(jax.random.key(SEED))
 x_batch, y_batch = next(train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key_a))
+x_other, y_other = next(train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key_b))
 inspect_batch(x_batch[:10], y_batch[:10], title="Key A")
-inspect_batch(*next(train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key_b)), title="Key B")
+inspect_batch(x_other[:10], y_other[:10], title="Key B")
 
 print("batch shapes:", x_batch.shape, y_batch.shape)
 print("labels are 0.0 or 1.0:", set(np.unique(y_batch).tolist()) <= {0.0, 1.0})
@@ -184,7 +185,7 @@ print("each image matches its label:", all(np.array_equal(tagged["y_train"][ids]
 # The test set needs no shuffling: the ten first test images always look the same.
 
 # %% tags=["expected-result", "task-1", "er-test-images"]
-inspect_batch(bmnist["x_test"][:10], bmnist["y_test"][:10], title="The first ten test images");
+fig, axes = inspect_batch(bmnist["x_test"][:10], bmnist["y_test"][:10], title="The first ten test images")
 
 # %% [markdown]
 # ## Task 2: the model and its initialiser
