@@ -12,7 +12,7 @@ GRADES ?= grades
 .PHONY: lab test setup data exercise solution grade bench lint clean-venv
 
 lab: setup data
-	$(BIN)/jupyter lab notebooks/binary_mnist.ipynb
+	$(BIN)/jupyter lab notebooks/binary_mnist.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 test: setup data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

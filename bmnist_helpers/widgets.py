@@ -159,6 +159,11 @@ class SeedExplorer(widgets.VBox):
             raise ValueError("seeds is empty; pass for example range(10).")
         self.train_fn = train_fn
         self.cache: dict[int, list[dict]] = {int(k): list(v) for k, v in (cache or {}).items()}
+        empty = [k for k, v in self.cache.items() if not v or "images" not in v[0]]
+        if empty:
+            raise ValueError(
+                f"cache entries {empty} lack the preview record; pass full runs, e.g. list(train_fn(seed))."
+            )
         self.slider = widgets.SelectionSlider(options=options, value=options[0], description="seed")
         self.status = widgets.HTML()
         self.preview = widgets.HTML()

@@ -1,0 +1,173 @@
+"""Headless tests of the explorers: slider values set programmatically, results checked directly."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from bmnist_helpers import widgets
+
+
+@pytest.fixture
+def scores():
+    rng = np.random.default_rng(0)
+    targets = (rng.uniform(size=300) < 0.5).astype(float)
+    probabilities = np.clip(targets * 0.7 + rng.normal(0.15, 0.2, size=300), 0, 1)
+    images = rng.normal(size=(300, 28, 28))
+    return probabilities, targets, images
+
+
+def _direct(p, t, threshold):
+    pred = p > threshold
+    tp, fp = np.sum(pred & (t == 1)), np.sum(pred & (t == 0))
+    fn, tn = np.sum(~pred & (t == 1)), np.sum(~pred & (t == 0))
+    return tp, fp, tn, fn
+
+
+def _shown_accuracy(explorer):
+    return float(re.search(r'data-accuracy="([0-9.]+)"', explorer.metrics.value).group(1))
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.01, 0.37, 0.5, 0.99, 1.0])
+def test_slider_shows_the_direct_metrics(scores, threshold):
+    p, t, images = scores
+    explorer = widgets.threshold_explorer(p, t, images)
+    explorer.slider.value = threshold
+    tp, fp, tn, fn = _direct(p, t, threshold)
+    assert _shown_accuracy(explorer) == pytest.approx(round((tp + tn) / len(p), 4))
+    m = widgets.threshold_metrics(p, t, threshold=threshold)
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (tp, fp, tn, fn)
+    if tp + fp:
+        assert m["precision"] == pytest.approx(tp / (tp + fp))
+    else:
+        assert np.isnan(m["precision"]) and "n/a" in explorer.metrics.value
+    assert m["recall"] == pytest.approx(tp / (tp + fn))
+    for count in (tp, fp, tn, fn):
+        assert f"<td>{count}</td>" in explorer.metrics.value
+    wrong = fp + fn
+    assert f"{wrong} misclassified" in explorer.examples.value
+    assert explorer.examples.value.count("<img") == min(wrong, 10)
+    assert 'stroke="black"' in explorer.histogram.value  # the threshold line
+
+
+def test_threshold_extremes_and_one_class_only():
+    p = np.array([0.0, 0.2, 0.9, 1.0])
+    t = np.ones(4)
+    at_zero = widgets.threshold_metrics(p, t, threshold=0.0)
+    assert (at_zero["tp"], at_zero["fn"], at_zero["fp"], at_zero["tn"]) == (3, 1, 0, 0)
+    at_one = widgets.threshold_metrics(p, t, threshold=1.0)
+    assert at_one["tp"] == 0 and np.isnan(at_one["precision"]) and at_one["recall"] == 0.0
+    negatives = widgets.threshold_metrics(p, np.zeros(4), threshold=0.5)
+    assert np.isnan(negatives["recall"]) and negatives["accuracy"] == 0.5
+    explorer = widgets.threshold_explorer(p, np.zeros(4), np.zeros((4, 784)))
+    explorer.slider.value = 1.0
+    assert _shown_accuracy(explorer) == 1.0 and "0 misclassified" in explorer.examples.value
+
+
+@pytest.mark.parametrize(
+    ("p", "t", "images", "message"),
+    [
+        ([0.1, 0.2], [1, 0, 1], None, "2 probabilities but 3 targets"),
+        ([0.1, 1.2], [1, 0], None, r"in \[0, 1\].*sigmoid"),
+        ([-0.1, 0.5], [1, 0], None, r"in \[0, 1\]"),
+        ([np.nan, 0.5], [1, 0], None, "NaN"),
+        ([], [], None, "empty"),
+        ([0.1, 0.5], [1, 2], None, "0 or 1"),
+        ([0.1, 0.5], [1, 0], np.zeros((3, 28, 28)), "3 images but 2"),
+    ],
+)
+def test_bad_inputs_are_named(p, t, images, message):
+    with pytest.raises(ValueError, match=message):
+        widgets.threshold_explorer(p, t, images if images is not None else np.zeros((len(p), 28, 28)))
+    if images is None:
+        with pytest.raises(ValueError, match=message):
+            widgets.threshold_metrics(p, t, threshold=0.5)
+
+
+def test_slider_never_calls_the_model(scores):
+    p, t, images = scores
+    explorer = widgets.threshold_explorer(p, t, images)
+    before = explorer.probabilities.copy()
+    for value in np.linspace(0, 1, 11):
+        explorer.slider.value = float(value)
+    assert np.array_equal(explorer.probabilities, before)  # the widget only ever saw these numbers
+
+
+# --- seed explorer ---------------------------------------------------------------------------
+
+
+class FakeTraining:
+    """A training routine that records its calls and can be held between chunks."""
+
+    def __init__(self, chunks=3):
+        self.calls: list[int] = []
+        self.chunks = chunks
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, seed):
+        self.calls.append(seed)
+        rng = np.random.default_rng(seed)
+        yield {"step": 0, "images": rng.normal(size=(10, 28, 28)), "labels": np.ones(10), "probabilities": np.full(10, 0.5)}
+        for chunk in range(1, self.chunks + 1):
+            self.gate.wait(5)
+            yield {"step": chunk * 200, "losses": rng.uniform(size=200), "test_accuracy": 0.5 + seed / 100 + chunk / 10}
+
+
+def test_seed_explorer_trains_each_seed_once_and_caches():
+    train = FakeTraining()
+    explorer = widgets.seed_explorer(train, seeds=[1, 2, 3])
+    explorer.wait(10)
+    assert train.calls == [1] and len(explorer.cache[1]) == 4
+    assert "seed 1: done, step 600" in explorer.status.value
+    explorer.slider.value = 2
+    explorer.wait(10)
+    explorer.slider.value = 1
+    explorer.wait(10)
+    assert train.calls == [1, 2]  # back to seed 1: from the cache, no retraining
+    assert "seed 1: done" in explorer.status.value and "test accuracy 0.8100" in explorer.status.value
+
+
+def test_seed_explorer_shows_preview_first_and_curves_per_chunk():
+    train = FakeTraining()
+    train.gate.clear()
+    explorer = widgets.seed_explorer(train, seeds=[7, 8])
+    for _ in range(100):
+        if explorer.preview.value:
+            break
+        threading.Event().wait(0.02)
+    assert explorer.preview.value.count("<img") == 10 and explorer.curves.value == ""
+    train.gate.set()
+    explorer.wait(10)
+    assert explorer.curves.value.count("<polyline") == 2
+    assert "seed 7: done, step 600" in explorer.status.value
+
+
+def test_seed_explorer_uses_a_given_cache_and_reports_errors():
+    def broken(seed):
+        yield {"step": 0, "images": np.zeros((1, 28, 28)), "labels": [1], "probabilities": [0.5]}
+        raise NotImplementedError("TODO: task 4, train")
+
+    done = list(FakeTraining()(5))
+    explorer = widgets.seed_explorer(broken, seeds=[5, 6], cache={5: done})
+    assert "seed 5: done" in explorer.status.value
+    explorer.slider.value = 6
+    explorer.wait(10)
+    assert "NotImplementedError" in explorer.status.value and 6 not in explorer.cache
+    with pytest.raises(ValueError, match="seeds is empty"):
+        widgets.seed_explorer(broken, seeds=[])
+    with pytest.raises(ValueError, match=r"cache entries \[5\] lack the preview"):
+        widgets.seed_explorer(broken, seeds=[5], cache={5: []})
+
+
+def test_moving_on_drops_the_unfinished_run():
+    train = FakeTraining(chunks=2)
+    train.gate.clear()
+    explorer = widgets.seed_explorer(train, seeds=[1, 2])
+    explorer.slider.value = 2
+    train.gate.set()
+    explorer.wait(10)
+    assert 2 in explorer.cache and "seed 2" in explorer.status.value
