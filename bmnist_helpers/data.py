@@ -14,12 +14,13 @@ import gzip
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ._atomic import write_atomic
 
 __all__ = [
     "DEFAULT_MIRRORS",
@@ -165,24 +166,14 @@ def _fetch_verified(spec: _IdxFile, urls: list[str]) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename, so readers never see half a file."""
+    """Write a cache file atomically, turning an unwritable folder into a :class:`CacheError`."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        write_atomic(path, data)
     except OSError as exc:
         raise CacheError(
-            f"The MNIST cache folder {path.parent} is not writable ({exc.strerror}). "
+            f"The MNIST cache folder {path.parent} is not writable ({exc.strerror or exc}). "
             "Set BMNIST_CACHE to a folder you can write to."
         ) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_cached(path: Path, spec: _IdxFile) -> bytes | None:

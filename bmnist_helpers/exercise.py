@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import jupytext
 import nbformat
+
+from ._atomic import write_atomic
 
 __all__ = [
     "BEGIN",
@@ -37,7 +37,6 @@ __all__ = [
     "solution_regions",
     "strip_solutions",
     "task_of",
-    "write_atomic",
 ]
 
 BEGIN = "### BEGIN SOLUTION"
@@ -150,22 +149,6 @@ def build_exercise(solution: nbformat.NotebookNode, *, source: Path = SOLUTION_P
         cells.append(cell)
     exercise.cells = cells
     return exercise
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text through a temp file and a rename, so a reader never sees half a file.
-
-    :param path: Destination. :param text: Content.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _with_outputs(source_nb: nbformat.NotebookNode, executed: nbformat.NotebookNode) -> nbformat.NotebookNode:

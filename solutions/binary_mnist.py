@@ -286,7 +286,7 @@ def untrained_accuracies(keys, images, targets):
 init_keys = jax.random.split(jax.random.key(SEED + 1), NUM_INITS)
 accuracies = np.asarray(untrained_accuracies(init_keys, bmnist["x_test"], bmnist["y_test"]))
 plot_accuracy_histogram(accuracies)
-print("initialisations:", len(accuracies))
+print("one accuracy per initialisation:", accuracies.shape == (NUM_INITS,))
 print("mean accuracy, rounded:", round(float(accuracies.mean()), 1))
 
 # %% [markdown]
@@ -420,8 +420,8 @@ records = history[1:]
 params = records[-1]["params"]
 losses = np.concatenate([r["losses"] for r in records])
 plot_training_curves(losses, [r["step"] for r in records], [r["test_accuracy"] for r in records])
-print("steps trained:", len(losses))
-print("evaluations:", len(records))
+print("one loss per step, NUM_STEPS in all:", len(losses) == NUM_STEPS)
+print("a record every EVAL_EVERY steps and after the last:", [r["step"] for r in records] == sorted({*range(EVAL_EVERY, NUM_STEPS + 1, EVAL_EVERY), NUM_STEPS}))
 print("loss is finite and positive:", bool(np.all(np.isfinite(losses)) and np.all(losses > 0)))
 print("final test accuracy reaches TARGET_ACCURACY:", records[-1]["test_accuracy"] >= TARGET_ACCURACY)
 
