@@ -29,7 +29,8 @@ def run_once() -> dict[str, float]:
     """Execute the solution once in a fresh kernel; return timings and the final accuracy."""
     nb = load_solution()
     start = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "solutions")}}).execute()
+    resources = {"metadata": {"path": str(ROOT / "solutions")}}
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources=resources).execute()
     total = time.perf_counter() - start
     cells = {c["id"]: c for c in nb.cells}
     trajectory = "".join(o.get("text", "") for o in cells["cell-28"].outputs)

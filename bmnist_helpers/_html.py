@@ -24,7 +24,7 @@ def _points(xs: np.ndarray, ys: np.ndarray, *, box: tuple[float, float, float, f
     span_y = (ylim[1] - ylim[0]) or 1.0
     px = x0 + (xs - xlim[0]) / span_x * width
     py = y0 + height - (ys - ylim[0]) / span_y * height
-    return " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py))
+    return " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py, strict=True))
 
 
 def _downsample(xs: np.ndarray, ys: np.ndarray, *, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +95,7 @@ def histogram_chart(
         f'<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="{_AXIS}" stroke-width="0.5"/>',
     ]
     bin_width = w / (len(edges) - 1)
-    for series, (c, label, colour) in enumerate(zip(counts, labels, _COLOURS)):
+    for series, (c, label, colour) in enumerate(zip(counts, labels, _COLOURS, strict=False)):
         for i, value in enumerate(np.log1p(c)):
             bar = value / top * h
             parts.append(
@@ -151,6 +151,6 @@ def image_strip(uris: Sequence[str], captions: Sequence[str]) -> str:
     cells = "".join(
         f'<figure style="margin:2px;text-align:center;font-size:11px"><img src="{u}"/>'
         f"<figcaption>{html.escape(c)}</figcaption></figure>"
-        for u, c in zip(uris, captions)
+        for u, c in zip(uris, captions, strict=True)
     )
     return f'<div style="display:flex;flex-wrap:wrap">{cells}</div>'

@@ -34,6 +34,7 @@ __all__ = [
     "execute_solution",
     "exercise_files",
     "load_solution",
+    "put_back_solutions",
     "solution_regions",
     "strip_solutions",
     "task_of",
@@ -99,6 +100,33 @@ def strip_solutions(source: str, *, task: int | None = None) -> str:
         return f'{match.group(1)}raise NotImplementedError("TODO: {label}{where}")'
 
     return _REGION.sub(stub, source)
+
+
+_STUB = re.compile(r'^[ \t]*raise NotImplementedError\("TODO: task (\d+), \w+"\)$', re.M)
+
+
+def put_back_solutions(
+    exercise: nbformat.NotebookNode, solution: nbformat.NotebookNode, *, except_task: int | None = None
+) -> nbformat.NotebookNode:
+    """Replace each TODO stub of an exercise by the solution region it came from (the inverse of
+    :func:`strip_solutions`), for tests and fixtures.
+
+    :param exercise: An exercise notebook (modified in place and returned).
+    :param solution: The solution notebook it was generated from (cells matched by id).
+    :param except_task: Leave this task's stubs in place.
+    """
+    by_id = {c.get("id"): c for c in solution.cells}
+    for cell in exercise.cells:
+        if cell.cell_type != "code" or not _STUB.search(cell.source):
+            continue
+        regions = iter(solution_regions(by_id[cell["id"]].source))
+
+        def fill(match: re.Match, regions=regions) -> str:
+            region = next(regions)
+            return match.group(0) if int(match.group(1)) == except_task else region.rstrip("\n")
+
+        cell.source = _STUB.sub(fill, cell.source)
+    return exercise
 
 
 def _cell_id(index: int, cell) -> str:
@@ -183,7 +211,8 @@ def execute_solution(*, timeout: int = 600) -> nbformat.NotebookNode:
     from nbclient import NotebookClient
 
     nb = load_solution()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "solutions")}}).execute()
+    resources = {"metadata": {"path": str(ROOT / "solutions")}}
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources).execute()
     nb.metadata["kernelspec"] = dict(_KERNELSPEC)
     write_atomic(SOLUTION_IPYNB, nbformat.writes(nb) + "\n")
     return nb

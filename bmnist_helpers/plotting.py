@@ -89,7 +89,7 @@ def inspect_batch(
         raise ValueError(f"got {len(images)} images but {len(labels)} labels.")
     fig, axes = plt.subplots(ncols=len(images), squeeze=False, figsize=_figsize(rel_width=rel_width, rel_height=0.6))
     axes = axes[0]
-    for ax, image, label in zip(axes, images, labels):
+    for ax, image, label in zip(axes, images, labels, strict=True):
         ax.imshow(image, cmap=cmap)
         ax.set_title(_format_label(label))
         ax.set_xticks([])
@@ -128,7 +128,7 @@ def plot_gradients(grads: Sequence, *, loss: float | None = None) -> tuple[plt.F
     """
     fig, axes = plt.subplots(nrows=len(grads), squeeze=False, figsize=_figsize(rel_width=1.8, rel_height=1.8))
     axes = axes[:, 0]
-    for i, (ax, (dw, _)) in enumerate(zip(axes, grads), 1):
+    for i, (ax, (dw, _)) in enumerate(zip(axes, grads, strict=True), 1):
         image = np.asarray(dw).T
         absmax = float(np.abs(image).max()) or 1.0
         ax.imshow(image, cmap="bwr", aspect="auto", vmin=-absmax, vmax=absmax, interpolation="nearest")
@@ -184,11 +184,11 @@ def plot_interesting_examples(
     fig, axes = plt.subplots(
         nrows=4, ncols=max(width, 1), squeeze=False, figsize=_figsize(rel_width=1.8, rel_height=2.0)
     )
-    for ax_row, (key, title) in zip(axes, _ROW_TITLES.items()):
+    for ax_row, (key, title) in zip(axes, _ROW_TITLES.items(), strict=True):
         indices = np.asarray(rows[key], dtype=int)
         for ax in ax_row:
             ax.set_axis_off()
-        for ax, index in zip(ax_row, indices):
+        for ax, index in zip(ax_row, indices, strict=False):
             ax.set_axis_on()
             ax.imshow(np.asarray(images)[index].reshape(28, 28), cmap="cividis")
             ax.set_title(f"#{index}: {float(probabilities[index]):.3f}")

@@ -216,7 +216,8 @@ class SeedExplorer(widgets.VBox):
     def _render(self, seed: int, records: list[dict], *, done: bool) -> None:
         preview, progress = records[0], records[1:]
         if len(records) == 1 or done:
-            captions = [f"y={y:.0f} p={p:.2f}" for y, p in zip(preview["labels"], preview["probabilities"])]
+            pairs = zip(preview["labels"], preview["probabilities"], strict=True)
+            captions = [f"y={y:.0f} p={p:.2f}" for y, p in pairs]
             self.preview.value = "<b>first training batch, untrained model</b>" + _html.image_strip(
                 [_html.image_png(x) for x in preview["images"]], captions
             )

@@ -66,23 +66,12 @@ def test_strip_solutions_rejects_unbalanced_markers():
 
 
 def _put_back(nb, *, except_task=None):
-    """The exercise with every solution region put back in place of its stub, except one task's."""
-    solution = {c["id"]: c for c in exercise.load_solution().cells}
-    for cell in nb.cells:
-        if cell.cell_type != "code" or not _STUB.search(cell.source):
-            continue
-        regions = iter(exercise.solution_regions(solution[cell["id"]].source))
-
-        def fill(match, regions=regions):
-            region = next(regions)
-            return match.group(0) if int(match.group(1)) == except_task else region.rstrip("\n")
-
-        cell.source = _STUB.sub(fill, cell.source)
-    return nb
+    return exercise.put_back_solutions(nb, exercise.load_solution(), except_task=except_task)
 
 
 def _run(nb, **kwargs):
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}, **kwargs).execute()
+    resources = {"metadata": {"path": str(ROOT / "notebooks")}}
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources=resources, **kwargs).execute()
     return nb
 
 

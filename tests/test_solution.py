@@ -81,8 +81,10 @@ def _numpy_mlp(params, x, act):
 def test_mlp_matches_numpy_and_uses_its_nonlinearity(solution):
     params = solution.init_mlp_params((784, 256, 64, 1), stddev=0.1, key=jax.random.key(0))
     x = np.random.default_rng(0).normal(size=(7, 784)).astype(np.float32)
-    np.testing.assert_allclose(solution.mlp(params, x), _numpy_mlp(params, x, lambda z: np.maximum(z, 0)), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(solution.mlp(params, x, nonlinearity=jnp.tanh), _numpy_mlp(params, x, np.tanh), rtol=1e-4, atol=1e-4)
+    relu = _numpy_mlp(params, x, lambda z: np.maximum(z, 0))
+    np.testing.assert_allclose(solution.mlp(params, x), relu, rtol=1e-4, atol=1e-4)
+    tanh = _numpy_mlp(params, x, np.tanh)
+    np.testing.assert_allclose(solution.mlp(params, x, nonlinearity=jnp.tanh), tanh, rtol=1e-4, atol=1e-4)
     doc = inspect.getdoc(solution.mlp)
     assert "inputs @ w_i" in doc and "w_i @ inputs" not in doc
 
@@ -139,7 +141,7 @@ def test_weight_decay_reaches_the_update(solution):
     # Seed erratum 3: the jitted update's l2_reg stayed 0, so WEIGHT_DECAY did nothing.
     params, plain = _one_step(solution, 0.0)
     _, decayed = _one_step(solution, 0.5)
-    for (w0, _), (w_plain, _), (w_decayed, _) in zip(params, plain["params"], decayed["params"]):
+    for (w0, _), (w_plain, _), (w_decayed, _) in zip(params, plain["params"], decayed["params"], strict=True):
         np.testing.assert_allclose(np.asarray(w_plain) - np.asarray(w_decayed), 0.1 * 0.5 * np.asarray(w0), atol=1e-6)
 
 

@@ -111,7 +111,8 @@ class FakeTraining:
     def __call__(self, seed):
         self.calls.append(seed)
         rng = np.random.default_rng(seed)
-        yield {"step": 0, "images": rng.normal(size=(10, 28, 28)), "labels": np.ones(10), "probabilities": np.full(10, 0.5)}
+        images = rng.normal(size=(10, 28, 28))
+        yield {"step": 0, "images": images, "labels": np.ones(10), "probabilities": np.full(10, 0.5)}
         for chunk in range(1, self.chunks + 1):
             self.gate.wait(5)
             yield {"step": chunk * 200, "losses": rng.uniform(size=200), "test_accuracy": 0.5 + seed / 100 + chunk / 10}

@@ -57,7 +57,9 @@ print("first epoch:", ids[0])
 print("batch sizes:", [[len(x) for x, _ in e] for e in epochs])
 print("each epoch visits every example once:", all(sorted(e) == list(range(n)) for e in ids))
 print("a new order each epoch:", ids[0] != ids[1] and ids[1] != ids[2] and ids[0] != ids[2])
-print("labels follow their images:", all([float(v) for v in _np.asarray(y).tolist()] == [float(i % 3 == 0) for i in _np.asarray(x).tolist()] for e in epochs for x, y in e))
+def _labels_ok(x, y):
+    return [float(v) for v in _np.asarray(y).tolist()] == [float(i % 3 == 0) for i in _np.asarray(x).tolist()]
+print("labels follow their images:", all(_labels_ok(x, y) for e in epochs for x, y in e))
 again = [[int(i) for x, _ in e for i in _np.asarray(x).tolist()] for e in _epochs(key, 3)]
 other = [[int(i) for x, _ in e for i in _np.asarray(x).tolist()] for e in _epochs(_jax.random.fold_in(key, 1), 1)]
 print("same key, same batches:", again == ids, "| other key, other batches:", other[0] != ids[0])
@@ -78,7 +80,8 @@ print("mean about zero:", abs(float(_np.mean(_np.asarray(init[0][0])))) < 0.05 *
 same = init_mlp_params((300, 200, 50, 1), stddev=stddev, key=key)
 other = init_mlp_params((300, 200, 50, 1), stddev=stddev, key=_jax.random.fold_in(key, 1))
 w0 = _np.asarray(init[0][0]).tolist()
-print("same key, same weights:", _np.asarray(same[0][0]).tolist() == w0, "| other key, other weights:", _np.asarray(other[0][0]).tolist() != w0)
+print("same key, same weights:", _np.asarray(same[0][0]).tolist() == w0)
+print("other key, other weights:", _np.asarray(other[0][0]).tolist() != w0)
 print("weights and biases independent:", float(_np.asarray(init[0][1])[0]) != float(_np.asarray(init[0][0])[0, 0]))
 ''',
     3: '''
@@ -101,7 +104,8 @@ _old = _swap(mlp=_ref_mlp, loss_fn=_ref_loss_fn)
 try:
     sizes = (int(_rng.integers(10, 40)), int(_rng.integers(4, 12)), 1)
     params = [tuple(_jnp.asarray(a) for a in p) for p in _params(_rng, sizes, scale=0.2)]
-    batches = [(_np.asarray(_rng.normal(size=(5, sizes[0])), _np.float32), _np.asarray(_rng.integers(0, 2, 5), _np.float32)) for _ in range(9)]
+    batches = [(_np.asarray(_rng.normal(size=(5, sizes[0])), _np.float32),
+                _np.asarray(_rng.integers(0, 2, 5), _np.float32)) for _ in range(9)]
     x_test = _np.asarray(_rng.normal(size=(40, sizes[0])), _np.float32)
     y_test = _np.asarray(_rng.integers(0, 2, 40), _np.float32)
     lr, wd = float(_rng.uniform(0.05, 0.2)), float(_rng.uniform(0.05, 0.5))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from queue import Empty
 
 import pytest
 
@@ -18,7 +20,33 @@ _RESULTS: list[dict] = []
 _MAX_TEXT = 20_000
 
 
+class KernelDied(RuntimeError):
+    """The kernel process is gone: it exited, or a resource limit killed it."""
+
+
+def _watch_kernel_death() -> None:
+    """Make nbval notice a dead kernel within a second instead of waiting out the cell timeout."""
+    from nbval.kernel import RunningKernel
+
+    original = RunningKernel.get_message
+
+    def get_message(self, stream, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            try:
+                return original(self, stream, timeout=step)
+            except Empty:
+                if not self.is_alive():
+                    raise KernelDied("Kernel died: it exited or was stopped by a resource limit") from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    RunningKernel.get_message = get_message
+
+
 def pytest_configure(config):
+    _watch_kernel_death()
     prefix = os.environ.get("BMNIST_GRADE_IPC")
     if not prefix:
         return

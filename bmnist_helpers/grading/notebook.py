@@ -137,8 +137,8 @@ def build_grading_copy(
     for cell in solution.cells:
         tags = cell_tags(cell)
         if cell.cell_type != "code" or SOLUTION_ONLY_TAG in tags or "explore" in tags:
-            continue
-        if student is not None and _is_answer(cell):
+            pass
+        elif student is not None and _is_answer(cell):
             mine = by_id.get(cell.get("id"))
             if mine is not None:
                 answer = nbformat.v4.new_code_cell(mine.source, id=cell.get("id"))

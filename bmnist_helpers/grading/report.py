@@ -32,6 +32,7 @@ class Grade:
     failures: list[dict] = field(default_factory=list)
     note: str = ""
     seconds: float = 0.0
+    errors: list[dict] = field(default_factory=list)  # cells of the student's that raised
 
     @property
     def total(self) -> int:
@@ -97,6 +98,8 @@ def score(name: str, result: RunResult, expected: dict[str, dict]) -> Grade:
     missing = [i for i, _ in _checked_tags(expected) if i not in {c["id"] for c in checked}]
     failures += [{"cell": i, "task": _task(expected[i]["tags"]), "expected": _cut(expected[i]["text"]),
                   "got": "(not run)"} for i in missing]
+    errors = [{"cell": c["id"], "error": _cut(_last_line(c["message"]))} for c in cells
+              if c["outcome"] == "failed" and c not in checked]
     messages = " ".join(c["message"] for c in cells)
     setup_failed = any(c["when"] == "setup" and c["outcome"] == "failed" for c in cells[:1])
     if setup_failed and not passed:
@@ -105,11 +108,13 @@ def score(name: str, result: RunResult, expected: dict[str, dict]) -> Grade:
         status, note = "timeout", "a cell or the notebook ran past its time limit"
     elif "Kernel dead" in messages or "Kernel died" in messages or result.exitstatus not in (0, 1) or not cells:
         status, note = "crashed", "the kernel or the test process died"
-    elif failures:
+    elif result.exitstatus not in (0, 1) or not cells:
+        status, note = "crashed", "the test process died"
+    elif failures or errors:
         status, note = "failed", ""
     else:
         status, note = "ok", ""
-    return Grade(name, status, points, failures, note, round(result.seconds, 1))
+    return Grade(name, status, points, failures, note, round(result.seconds, 1), errors)
 
 
 def _checked_tags(expected: dict[str, dict]) -> list[tuple[str, list[str]]]:
@@ -122,7 +127,7 @@ def summary_table(grades: list[Grade]) -> str:
     rows = [[g.submission, *[str(g.points.get(t, 0)) for t in TASKS], f"{g.total}/{max_points()}", g.status]
             for g in grades]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
 
 
@@ -140,6 +145,9 @@ def _feedback(grade: Grade) -> str:
              + (f" ({grade.note})" if grade.note else ""), "", f"Points: {grade.total} of {max_points()}", "",
              "| task | points |", "|---|---|"]
     lines += [f"| {t} | {grade.points.get(t, 0)} of {HIDDEN_POINTS + EXPECTED_POINTS} |" for t in TASKS]
+    if grade.errors:
+        lines += ["", "## Your cells that raised an error", ""]
+        lines += [f"- `{e['cell']}`: {e['error']}" for e in grade.errors]
     if grade.failures:
         lines += ["", "## Checks that failed", ""]
         for f in grade.failures:

@@ -95,8 +95,8 @@ def run_notebook(nb: nbformat.NotebookNode, *, workdir: Path, slot: int, options
     command = [
         sys.executable, "-m", "pytest", "-p", "bmnist_helpers.grading.nbval_plugin", "-p", "no:cacheprovider",
         "--nbval-lax", f"--nbval-kernel-name={KERNEL_NAME}", f"--nbval-sanitize-with={SANITIZE_FILE}",
-        f"--nbval-cell-timeout={options.cell_timeout_s}", "-q", "--no-header", "-W", "ignore", "-c", str(nb_dir / "pytest.ini"),
-        "--rootdir", str(nb_dir), str(notebook),
+        f"--nbval-cell-timeout={options.cell_timeout_s}", "-q", "--no-header", "-W", "ignore",
+        "-c", str(nb_dir / "pytest.ini"), "--rootdir", str(nb_dir), str(notebook),
     ]
     start = time.perf_counter()
     timed_out = False
