@@ -71,5 +71,5 @@ def test_other_figures(quiet):
     rows = {"posmax": [1, 2], "negmin": [3, 4], "posmin": [5, 6], "negmax": [7, 8]}
     fig, axes = plotting.plot_interesting_examples(rng.normal(size=(30, 28, 28)), probs, rows)
     assert axes.shape == (4, 2) and axes[2, 0].get_ylabel() == "Confusing positives"
-    with pytest.raises(ValueError, match="lacks negmax"):
+    with pytest.raises(ValueError, match="lacks negmin, posmin, negmax"):
         plotting.plot_interesting_examples(rng.normal(size=(30, 28, 28)), probs, {"posmax": [1]})
