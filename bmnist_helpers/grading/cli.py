@@ -22,10 +22,10 @@ from pathlib import Path
 
 import nbformat
 
-from ..exercise import EXPECTED_TAG, SOLUTION_IPYNB, cell_tags
+from ..exercise import SOLUTION_IPYNB, cell_tags
 from .checks import HIDDEN_TAG
 from .notebook import CHECK_TAG, InvalidNotebook, apply_params, build_grading_copy, read_submission
-from .report import Grade, merge, score, summary_table, write_reports
+from .report import Grade, merge, output_text, score, summary_table, write_reports
 from .run import RunOptions, run_notebook
 from .sandbox import Limits, protections
 
@@ -47,9 +47,8 @@ def _submissions(paths: list[Path]) -> dict[str, Path]:
 
 
 def _expected(copy: nbformat.NotebookNode) -> dict[str, dict]:
-    from .report import _text
-
-    return {c["id"]: {"text": _text(c.outputs), "tags": cell_tags(c)} for c in copy.cells if CHECK_TAG in cell_tags(c)}
+    checked = [c for c in copy.cells if CHECK_TAG in cell_tags(c)]
+    return {c["id"]: {"text": output_text(c.outputs), "tags": cell_tags(c)} for c in checked}
 
 
 def _bwrap_works() -> bool:
@@ -147,8 +146,6 @@ def _references(solution, *, seed: int, workdir: Path, options: RunOptions) -> d
             "error: the solution itself does not pass its grading copy"
             f" (cells {broken or 'missing'}); check --param values.\n{result.log[-3000:]}"
         )
-    expected_ids = [c["id"] for c in copy.cells if EXPECTED_TAG in cell_tags(c)]
-    assert all(by_id[i]["outcome"] == "passed" for i in expected_ids)
     return {h: by_id[h]["outputs"] for h in hidden}
 
 

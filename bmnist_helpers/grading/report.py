@@ -13,7 +13,10 @@ from ..exercise import EXPECTED_TAG
 from .checks import HIDDEN_TAG
 from .run import RunResult
 
-__all__ = ["TASKS", "HIDDEN_POINTS", "EXPECTED_POINTS", "Grade", "score", "write_reports", "merge", "summary_table"]
+__all__ = [
+    "EXPECTED_POINTS", "HIDDEN_POINTS", "TASKS", "Grade",
+    "merge", "output_text", "score", "summary_table", "write_reports",
+]
 
 TASKS = (1, 2, 3, 4, 5)
 HIDDEN_POINTS = 2  # per task: the hidden checks
@@ -52,7 +55,8 @@ def _task(tags: list[str]) -> int | None:
     return None
 
 
-def _text(outputs: list[dict]) -> str:
+def output_text(outputs: list[dict]) -> str:
+    """The text a list of nbformat outputs shows: streams, text/plain data and errors."""
     parts = []
     for out in outputs:
         if out.get("output_type") == "stream":
@@ -92,7 +96,7 @@ def score(name: str, result: RunResult, expected: dict[str, dict]) -> Grade:
         points[task] = HIDDEN_POINTS * hidden + EXPECTED_POINTS * (hidden and visible)
     failures = [
         {"cell": c["id"], "task": _task(c["tags"]), "expected": _cut(expected.get(c["id"], {}).get("text", "")),
-         "got": _cut(_text(c["outputs"]) or _last_line(c["message"]) or "(no output)")}
+         "got": _cut(output_text(c["outputs"]) or _last_line(c["message"]) or "(no output)")}
         for c in checked if c["id"] not in passed
     ]
     missing = [i for i, _ in _checked_tags(expected) if i not in {c["id"] for c in checked}]

@@ -46,11 +46,11 @@ class RunResult:
     log: str
 
 
-def _limit_nbval() -> None:
-    os.setsid()
+def _limit_nbval(pid: int) -> None:
+    """Cap the nbval process's memory. Soft limit only: the kernel launcher below it sets the
+    kernel's own, hard limits. (Set from outside: a ``preexec_fn`` would run JAX's fork hooks.)"""
     size = _NBVAL_MEMORY_MB * 1024 * 1024
-    # soft limit only: the kernel launcher below it sets the kernel's own limits, hard ones
-    resource.setrlimit(resource.RLIMIT_AS, (size, resource.RLIM_INFINITY))
+    resource.prlimit(pid, resource.RLIMIT_AS, (size, resource.RLIM_INFINITY))
 
 
 def run_notebook(nb: nbformat.NotebookNode, *, workdir: Path, slot: int, options: RunOptions) -> RunResult:
@@ -102,8 +102,9 @@ def run_notebook(nb: nbformat.NotebookNode, *, workdir: Path, slot: int, options
     timed_out = False
     with open(workdir / "nbval.log", "wb") as log:
         proc = subprocess.Popen(command, cwd=nb_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=_limit_nbval)
+                                start_new_session=True)
         try:
+            _limit_nbval(proc.pid)
             exitstatus = proc.wait(options.notebook_timeout_s)
         except subprocess.TimeoutExpired:
             timed_out = True
