@@ -91,7 +91,7 @@ def score(name: str, result: RunResult, expected: dict[str, dict]) -> Grade:
     points = {}
     for task in TASKS:
         hidden = f"hidden-{task}" in passed
-        expected_ids = [i for i, tags in _checked_tags(expected) if task == _task(tags)]
+        expected_ids = [i for i, e in expected.items() if task == _task(e["tags"])]
         visible = all(i in passed for i in expected_ids)
         points[task] = HIDDEN_POINTS * hidden + EXPECTED_POINTS * (hidden and visible)
     failures = [
@@ -99,7 +99,7 @@ def score(name: str, result: RunResult, expected: dict[str, dict]) -> Grade:
          "got": _cut(output_text(c["outputs"]) or _last_line(c["message"]) or "(no output)")}
         for c in checked if c["id"] not in passed
     ]
-    missing = [i for i, _ in _checked_tags(expected) if i not in {c["id"] for c in checked}]
+    missing = [i for i in expected if i not in {c["id"] for c in checked}]
     failures += [{"cell": i, "task": _task(expected[i]["tags"]), "expected": _cut(expected[i]["text"]),
                   "got": "(not run)"} for i in missing]
     errors = [{"cell": c["id"], "error": _cut(_last_line(c["message"]))} for c in cells
@@ -110,8 +110,8 @@ def score(name: str, result: RunResult, expected: dict[str, dict]) -> Grade:
         status, note = "sandbox-error", "the kernel did not start in the sandbox"
     elif result.timed_out or "Timeout of" in messages or any(c["outcome"] == "xfailed" for c in cells):
         status, note = "timeout", "a cell or the notebook ran past its time limit"
-    elif "Kernel dead" in messages or "Kernel died" in messages or result.exitstatus not in (0, 1) or not cells:
-        status, note = "crashed", "the kernel or the test process died"
+    elif "Kernel dead" in messages or "Kernel died" in messages:
+        status, note = "crashed", "the kernel died"
     elif result.exitstatus not in (0, 1) or not cells:
         status, note = "crashed", "the test process died"
     elif failures or errors:
@@ -119,10 +119,6 @@ def score(name: str, result: RunResult, expected: dict[str, dict]) -> Grade:
     else:
         status, note = "ok", ""
     return Grade(name, status, points, failures, note, round(result.seconds, 1), errors)
-
-
-def _checked_tags(expected: dict[str, dict]) -> list[tuple[str, list[str]]]:
-    return [(i, e["tags"]) for i, e in expected.items()]
 
 
 def summary_table(grades: list[Grade]) -> str:
