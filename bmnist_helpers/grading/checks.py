@@ -6,7 +6,8 @@ runs the same cells on the solution to get the reference output, and nbval compa
 outside the student's kernel, so patching numpy or ``assert`` inside the kernel changes nothing.
 
 While a task is checked, the functions of the *other* tasks that it calls are swapped for
-reference versions, so one wrong task does not cost the points of another.
+reference versions, so one wrong task does not cost the points of another. The reference
+versions are the solution's own cells, handed in by the grader: this package holds no answers.
 """
 
 from __future__ import annotations
@@ -17,18 +18,13 @@ __all__ = ["HIDDEN_TAG", "hidden_check_cells"]
 
 HIDDEN_TAG = "hidden-check"
 
-# Reference versions of the functions a task's check calls besides the student's own.
+# Helpers of the checks; ``_reference`` runs the solution's cells in a namespace of its own.
 _REFERENCE = '''
 import numpy as _np, jax as _jax, jax.numpy as _jnp
-def _ref_mlp(params, inputs, *, nonlinearity=_jax.nn.relu):
-    for w, b in params[:-1]:
-        inputs = nonlinearity(inputs @ w + b)
-    w, b = params[-1]
-    return (inputs @ w + b)[..., 0]
-def _ref_loss_fn(params, inputs, targets, *, l2_reg):
-    logits = _ref_mlp(params, inputs)
-    ce = _jnp.mean(_jnp.logaddexp(0.0, logits) - targets * logits)
-    return ce + 0.5 * l2_reg * sum(_jnp.sum(w**2) + _jnp.sum(b**2) for w, b in params)
+_reference = {}
+exec(compile(_REFERENCE_SOURCE, "reference", "exec"), _reference)
+_ref_mlp, _ref_loss_fn = _reference["mlp"], _reference["loss_fn"]
+del _REFERENCE_SOURCE
 def _g(x):
     return f"{float(x):.3g}"
 def _swap(**names):
@@ -132,14 +128,16 @@ for name in ("posmax", "posmin", "negmax", "negmin"):
 }
 
 
-def hidden_check_cells(seed: int) -> list[tuple[int | None, str]]:
+def hidden_check_cells(seed: int, *, reference: str) -> list[tuple[int | None, str]]:
     """The hidden-check cell sources for a grading run.
 
     :param seed: The run's seed; every task draws its inputs from ``(seed, task)``.
+    :param reference: Source that defines the reference ``mlp`` and ``loss_fn`` (the solution's cells).
     :returns: ``(task, source)`` pairs: first the reference definitions (task ``None``, no
         output), then tasks 1 to 5.
     """
-    cells: list[tuple[int | None, str]] = [(None, _REFERENCE.strip() + "\n")]
+    setup = f"_REFERENCE_SOURCE = {reference!r}\n" + _REFERENCE.strip() + "\n"
+    cells: list[tuple[int | None, str]] = [(None, setup)]
     for task, body in _TASKS.items():
         head = f"# hidden check, task {task}\n_rng = _np.random.default_rng([{int(seed)}, {task}])\n"
         cells.append((task, head + textwrap.dedent(body).strip() + "\n"))

@@ -148,7 +148,7 @@ def build_grading_copy(
             nb.cells.append(_instructor(cell, check=EXPECTED_TAG in tags))
         for added in extra.get(cell.get("id"), []):
             nb.cells.append(nbformat.v4.new_code_cell(added.source, id=added.get("id")))
-    for task, source in hidden_check_cells(seed):
+    for task, source in hidden_check_cells(seed, reference=_reference_source(solution)):
         cell_id = f"hidden-{task if task is not None else 'setup'}"
         tags = [HIDDEN_TAG] + ([f"task-{task}"] if task is not None else [])
         hidden = nbformat.v4.new_code_cell(source, id=cell_id)
@@ -162,6 +162,12 @@ def build_grading_copy(
         cell["id"] = cell.get("id") or f"added-{index}"
     _dedupe_ids(nb)
     return nb
+
+
+def _reference_source(solution: nbformat.NotebookNode) -> str:
+    """The solution's model and objective cells (tasks 2 and 3), runnable on their own."""
+    answers = [c.source for c in solution.cells if _is_answer(c) and {"task-2", "task-3"} & set(cell_tags(c))]
+    return "import jax\nimport jax.numpy as jnp\nimport numpy as np\n\n" + "\n\n".join(answers)
 
 
 def _dedupe_ids(nb) -> None:
