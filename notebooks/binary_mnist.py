@@ -324,6 +324,15 @@ print("finite for huge logits:", bool(jnp.isfinite(jax.jit(loss_fn)(huge, x_firs
 # a widget.
 
 # %% tags=["task-4"]
+def make_update_step(optimizer, *, weight_decay):
+    """Return a jitted ``update(params, opt_state, inputs, targets) -> (params, opt_state, loss)``.
+
+    :param optimizer: An optax gradient transformation.
+    :param weight_decay: ``l2_reg`` of ``loss_fn``.
+    """
+    raise NotImplementedError("TODO: task 4, make_update_step")
+
+
 def train(params, batches, *, x_test, y_test, num_steps, learning_rate, weight_decay, eval_every, threshold):
     """Train the MLP with SGD and report progress every ``eval_every`` steps.
 

@@ -347,6 +347,23 @@ print("finite for huge logits:", bool(jnp.isfinite(jax.jit(loss_fn)(huge, x_firs
 # a widget.
 
 # %% tags=["task-4"]
+def make_update_step(optimizer, *, weight_decay):
+    """Return a jitted ``update(params, opt_state, inputs, targets) -> (params, opt_state, loss)``.
+
+    :param optimizer: An optax gradient transformation.
+    :param weight_decay: ``l2_reg`` of ``loss_fn``.
+    """
+    ### BEGIN SOLUTION
+    @jax.jit
+    def update(params, opt_state, inputs, targets):
+        loss, grads = jax.value_and_grad(loss_fn)(params, inputs, targets, l2_reg=weight_decay)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return update
+    ### END SOLUTION
+
+
 def train(params, batches, *, x_test, y_test, num_steps, learning_rate, weight_decay, eval_every, threshold):
     """Train the MLP with SGD and report progress every ``eval_every`` steps.
 
@@ -364,13 +381,7 @@ def train(params, batches, *, x_test, y_test, num_steps, learning_rate, weight_d
     ### BEGIN SOLUTION
     optimizer = optax.sgd(learning_rate)
     opt_state = optimizer.init(params)
-
-    @jax.jit
-    def update(params, opt_state, inputs, targets):
-        loss, grads = jax.value_and_grad(loss_fn)(params, inputs, targets, l2_reg=weight_decay)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
+    update = make_update_step(optimizer, weight_decay=weight_decay)
     evaluate = jax.jit(functools.partial(accuracy, threshold=threshold))
     losses = []
     for step, (x, y) in enumerate(itertools.islice(batches, num_steps), 1):

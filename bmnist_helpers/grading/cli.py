@@ -1,9 +1,9 @@
-"""``bmnist-grade``: grade a class of notebooks against the solution's expected results.
+"""``bmnist-grade``: grade a class of notebooks against the solution.
 
 ::
 
-    bmnist-grade SUBMISSION_OR_DIR... --out DIR [--jobs N] [--timeout S] [--memory MB]
-                 [--seed S] [--param NAME=VALUE ...] [--shard K/N]
+    bmnist-grade SUBMISSION_OR_DIR... --out DIR [--jobs N] [--timeout S] [--cell-timeout S]
+                 [--memory MB] [--seed S] [--param NAME=VALUE ...] [--shard K/N]
     bmnist-grade merge SHARD_DIR... --out DIR
 """
 
@@ -18,37 +18,42 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-from ..exercise import SOLUTION_IPYNB, cell_tags
-from .checks import HIDDEN_TAG
-from .notebook import CHECK_TAG, InvalidNotebook, apply_params, build_grading_copy, read_submission
-from .report import Grade, merge, output_text, score, summary_table, write_reports
-from .run import RunOptions, run_notebook
+from ..exercise import SOLUTION_IPYNB
+from .checks import probes
+from .report import TASKS, Grade, Reference, merge, reference_from_run, score, summary_table, write_reports
+from .run import RunOptions, remove_tree, run_job
 from .sandbox import Limits, protections
 
 __all__ = ["grade", "main"]
 
+DEFAULT_TIMEOUT_S = 600
+DEFAULT_CELL_TIMEOUT_S = 120
+DEFAULT_MEMORY_MB = 4096
 
-def _submissions(paths: list[Path]) -> dict[str, Path]:
-    found: dict[str, Path] = {}
+
+@dataclass(frozen=True)
+class _Submission:
+    name: str
+    path: Path
+    data: bytes | None
+    problem: str | None
+
+
+def _collect(paths: list[Path], *, warn) -> list[_Submission]:
+    found = []
     for path in paths:
-        files = sorted(path.glob("*.ipynb")) if path.is_dir() else [path]
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".ipynb") if path.is_dir() else [path]
         if path.is_dir() and not files:
-            raise SystemExit(f"error: no .ipynb files in {path}")
+            warn(f"warning: no .ipynb files in {path}")
         for file in files:
-            if not file.exists():
-                raise SystemExit(f"error: {file} does not exist")
-            name = file.stem if file.stem not in found else f"{file.parent.name}-{file.stem}"
-            found[name] = file
+            name = file.stem if file.stem not in {s.name for s in found} else f"{file.parent.name}-{file.stem}"
+            found.append(_Submission(name, file, file.read_bytes(), None))
     return found
-
-
-def _expected(copy: nbformat.NotebookNode) -> dict[str, dict]:
-    checked = [c for c in copy.cells if CHECK_TAG in cell_tags(c)]
-    return {c["id"]: {"text": output_text(c.outputs), "tags": cell_tags(c)} for c in checked}
 
 
 def _bwrap_works() -> bool:
@@ -59,14 +64,18 @@ def _bwrap_works() -> bool:
     return subprocess.run(probe, capture_output=True).returncode == 0
 
 
+def _zeros() -> dict[int, int]:
+    return {t: 0 for t in TASKS}
+
+
 def grade(
     submissions: list[Path],
     *,
     out: Path,
     jobs: int = 1,
-    timeout_s: int = 600,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
     cell_timeout_s: int | None = None,
-    memory_mb: int = 4096,
+    memory_mb: int = DEFAULT_MEMORY_MB,
     seed: int | None = None,
     params: dict[str, str] | None = None,
     shard: tuple[int, int] = (1, 1),
@@ -79,7 +88,8 @@ def grade(
     :param submissions: Notebooks, or folders of them.
     :param out: Output folder.
     :param jobs: Notebooks graded in parallel.
-    :param timeout_s: Wall-clock limit per notebook; ``cell_timeout_s`` per cell (default: the same).
+    :param timeout_s: Wall-clock limit per notebook.
+    :param cell_timeout_s: Wall-clock limit per cell (default: the smaller of 120 s and ``timeout_s``).
     :param memory_mb: Address-space limit of each kernel.
     :param seed: Seed of the hidden checks; random when ``None``.
     :param params: Overrides for the solution's parameters cell.
@@ -88,65 +98,83 @@ def grade(
     :param solution_path: The executed solution notebook.
     :param log: Where progress lines go.
     :returns: The grades of this shard.
+    :raises ValueError: Bad parameters, or a solution that fails its own checks.
     """
     seed = random.SystemRandom().randrange(2**31) if seed is None else seed
     params = dict(params or {})
     bwrap = use_bwrap and _bwrap_works()
     if use_bwrap and shutil.which("bwrap") and not bwrap:
         log("warning: bubblewrap is installed but cannot create a sandbox here; grading without it")
+    found = sorted(_collect(submissions, warn=log), key=lambda s: s.name)
     k, n = shard
-    found = _submissions(submissions)
-    names = sorted(found)[k - 1 :: n]
+    chosen = found[k - 1 :: n]
     options = RunOptions(
-        cell_timeout_s=cell_timeout_s or timeout_s, notebook_timeout_s=timeout_s,
+        cell_timeout_s=min(cell_timeout_s or DEFAULT_CELL_TIMEOUT_S, timeout_s), notebook_timeout_s=timeout_s,
         limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), use_bwrap=bwrap,
     )
-    solution = apply_params(nbformat.read(solution_path, as_version=4), params)
+    solution_path = Path(solution_path)
+    from .notebook import apply_params
+
+    apply_params(nbformat.read(solution_path, as_version=4), params)  # refuses unknown names early
     active = protections(use_bwrap=bwrap)
     meta = {"seed": seed, "params": params, "solution": str(solution_path), "protections": active}
-    log(f"grading {len(names)} notebook(s), seed {seed}, {jobs} job(s); protections: "
+    log(f"grading {len(chosen)} notebook(s), seed {seed}, {jobs} job(s); protections: "
         + ", ".join(f"{p}: {'yes' if on else 'NO'}" for p, on in active.items()))
-    with tempfile.TemporaryDirectory(prefix="bmnist-grade-") as tmp:
-        references = _references(solution, seed=seed, workdir=Path(tmp) / "reference", options=options)
+    tmp = Path(tempfile.mkdtemp(prefix="bmnist-grade-"))  # mode 0700
+    try:
+        job = {"solution": solution_path, "params": params, "seed": seed, "options": options}
+        reference = _reference(job, tmp / "reference")
         slots: queue.Queue[int] = queue.Queue()
         for slot in range(jobs):
             slots.put(slot)
 
-        def one(name: str) -> Grade:
-            try:
-                student = read_submission(found[name])
-            except InvalidNotebook as exc:
-                return Grade(name, "invalid-notebook", {t: 0 for t in range(1, 6)}, note=str(exc))
-            copy = build_grading_copy(student, solution, seed=seed, references=references)
+        def one(item: tuple[int, _Submission]) -> Grade:
+            number, sub = item
+            workdir = tmp / f"job-{number:05d}"
             slot = slots.get()
             try:
-                result = run_notebook(copy, workdir=Path(tmp) / name, slot=slot, options=options)
+                graded = _grade_one(sub, job, reference, workdir=workdir, slot=slot)
             finally:
                 slots.put(slot)
-            graded = score(name, result, _expected(copy))
-            log(f"  {name}: {graded.status}, {graded.total} points, {graded.seconds:.1f} s")
+                remove_tree(workdir)
+            log(f"  {graded.submission}: {graded.status}, {graded.total} points, {graded.seconds:.1f} s")
             return graded
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            grades = list(pool.map(one, names))
+            grades = list(pool.map(one, enumerate(chosen)))
+    finally:
+        remove_tree(tmp)
     write_reports(grades, out, meta=meta)
     log(summary_table(grades))
     return grades
 
 
-def _references(solution, *, seed: int, workdir: Path, options: RunOptions) -> dict[str, list]:
-    """Run the solution's own grading copy; its hidden-check outputs are the references."""
-    copy = build_grading_copy(None, solution, seed=seed)
-    result = run_notebook(copy, workdir=workdir, slot=0, options=options)
-    by_id = {c["id"]: c for c in result.cells}
-    broken = [c["id"] for c in result.cells if c["outcome"] != "passed"]
-    hidden = [c["id"] for c in copy.cells if HIDDEN_TAG in cell_tags(c)]
-    if broken or any(h not in by_id for h in hidden):
-        raise SystemExit(
-            "error: the solution itself does not pass its grading copy"
-            f" (cells {broken or 'missing'}); check --param values.\n{result.log[-3000:]}"
-        )
-    return {h: by_id[h]["outputs"] for h in hidden}
+def _reference(job: dict, workdir: Path) -> Reference:
+    """Run the solution's own grading copy; its hidden-check values and texts are the references."""
+    workdir.mkdir(mode=0o700)
+    try:
+        result = run_job(None, solution=job["solution"], params=job["params"], seed=job["seed"], workdir=workdir,
+                         slot=0, options=job["options"])
+        return reference_from_run(result, {p.task: p.inputs for p in probes(job["seed"])})
+    finally:
+        remove_tree(workdir)
+
+
+def _grade_one(sub: _Submission, job: dict, reference: Reference, *, workdir: Path, slot: int) -> Grade:
+    """One submission, start to end; whatever goes wrong becomes this submission's status."""
+    if sub.data is None:
+        return Grade(sub.name, "invalid-notebook", _zeros(), note=sub.problem or "could not be read")
+    options: RunOptions = job["options"]
+    try:
+        workdir.mkdir(mode=0o700)
+        copy = workdir / "submission.ipynb"
+        copy.write_bytes(sub.data)
+        result = run_job(copy, solution=job["solution"], params=job["params"], seed=job["seed"], workdir=workdir,
+                         slot=slot, options=options)
+        return score(sub.name, result, reference, timeout_s=options.notebook_timeout_s,
+                     cell_timeout_s=options.cell_timeout_s)
+    except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
+        return Grade(sub.name, "grader-error", _zeros(), note=f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 def _param(text: str) -> tuple[str, str]:
@@ -166,30 +194,40 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def _merge_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bmnist-grade merge", description="Join the output folders of shards.")
+    parser.add_argument("parts", nargs="+", type=Path, help="output folders of `bmnist-grade --shard K/N` runs")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the merged report")
+    args = parser.parse_args(argv)
+    try:
+        grades = merge(args.parts, args.out)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary_table(grades))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["merge"]:
-        parser = argparse.ArgumentParser(prog="bmnist-grade merge", description="merge the output folders of shards")
-        parser.add_argument("parts", nargs="+", type=Path)
-        parser.add_argument("--out", type=Path, required=True)
-        args = parser.parse_args(argv[1:])
-        try:
-            grades = merge(args.parts, args.out)
-        except (ValueError, FileNotFoundError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(summary_table(grades))
-        return 0
-    parser = argparse.ArgumentParser(prog="bmnist-grade", description=__doc__.split("\n")[0])
+        return _merge_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="bmnist-grade", description=__doc__.split("\n")[0].strip("`: ") + ".",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Shards (--shard K/N with one --seed) are joined with: bmnist-grade merge SHARD_DIR... --out DIR",
+    )
     parser.add_argument("submissions", nargs="+", type=Path, help="notebooks or folders of notebooks")
-    parser.add_argument("--out", type=Path, required=True, help="folder for grades.csv and feedback/")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel")
-    parser.add_argument("--timeout", type=int, default=600, help="seconds per notebook")
-    parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: --timeout)")
-    parser.add_argument("--memory", type=int, default=4096, help="MB of address space per kernel")
+    parser.add_argument("--out", type=Path, required=True, help="folder for grades.csv, results.json and feedback/")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel (up to the CPU cores)")
+    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds per notebook")
+    parser.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT_S,
+                        help="seconds per cell; a cell past it is interrupted and the notebook goes on")
+    parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, help="MB of address space per kernel")
     parser.add_argument("--seed", type=int, default=None, help="seed of the hidden checks (default: random)")
-    parser.add_argument("--param", type=_param, action="append", default=[], help="NAME=VALUE for the parameters cell")
+    parser.add_argument("--param", type=_param, action="append", default=[],
+                        help="NAME=VALUE for the solution's parameters cell, e.g. NUM_STEPS=600")
     parser.add_argument("--shard", type=_shard, default=(1, 1), help="K/N: grade every N-th notebook from the K-th")
     parser.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even where it works")
     args = parser.parse_args(argv)

@@ -1,27 +1,30 @@
-"""Running grading copies: one nbval process per notebook, its kernel in the sandbox."""
+"""Running one grading job: a worker process per notebook, its kernel in the sandbox.
+
+The grader process starts :mod:`.worker` with a memory cap and its own wall-clock timer, and
+reads back what the worker recorded. How a job ended comes from this process's own knowledge:
+its timer (``timed_out``), the worker's exit status, and the worker's records of the kernel
+(cell timeouts, kernel death), never from text that student code printed.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import resource
-import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
 from ..data import default_cache_dir
 from .sandbox import KERNEL_NAME, Limits, SandboxConfig, write_kernel_spec
 
-__all__ = ["RunOptions", "RunResult", "run_notebook", "SANITIZE_FILE"]
+__all__ = ["RunOptions", "RunResult", "run_job", "remove_tree"]
 
-SANITIZE_FILE = Path(__file__).resolve().parent.parent / "nbval_sanitize.cfg"
-_NBVAL_MEMORY_MB = 3072  # the nbval process itself: a flood of output must not take the machine
+_WORKER_MEMORY_MB = 3072  # the worker itself: a huge notebook or a flood of output must not take the machine
+_MAX_RECORD = 64 * 1024 * 1024  # bytes of one results line the grader reads
 
 
 @dataclass(frozen=True)
@@ -37,90 +40,105 @@ class RunOptions:
 
 @dataclass
 class RunResult:
-    """What one nbval run reported."""
+    """What one worker recorded, and how it ended."""
 
-    cells: list[dict]
-    exitstatus: int | None
+    events: list[dict]
+    exitcode: int | None
     timed_out: bool
     seconds: float
     log: str
 
 
-def _limit_nbval(pid: int) -> None:
-    """Cap the nbval process's memory. Soft limit only: the kernel launcher below it sets the
-    kernel's own, hard limits. (Set from outside: a ``preexec_fn`` would run JAX's fork hooks.)"""
-    size = _NBVAL_MEMORY_MB * 1024 * 1024
-    resource.prlimit(pid, resource.RLIMIT_AS, (size, resource.RLIM_INFINITY))
+def _cap_memory(pid: int) -> None:
+    """Cap the worker's address space, within this process's own hard limit (Slurm, ``ulimit -v``)."""
+    size = _WORKER_MEMORY_MB * 1024 * 1024
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    size = size if hard == resource.RLIM_INFINITY else min(size, hard)
+    try:
+        resource.prlimit(pid, resource.RLIMIT_AS, (size, hard))
+    except (OSError, ValueError):
+        pass  # the process may have exited already; the limits below still hold for the kernel
 
 
-def run_notebook(nb: nbformat.NotebookNode, *, workdir: Path, slot: int, options: RunOptions) -> RunResult:
-    """Run a grading copy with nbval (lax mode: only cells tagged to be checked are compared).
+def run_job(submission: Path | None, *, solution: Path, params: dict[str, str], seed: int, workdir: Path,
+            slot: int, options: RunOptions) -> RunResult:
+    """Grade one notebook (or, with ``submission=None``, run the solution's reference copy).
 
-    :param nb: The grading copy.
-    :param workdir: An empty folder for this run, outside the sandbox.
-    :param slot: The parallel job slot (each has its own sandbox uid).
+    :param submission: A private copy of the submitted file.
+    :param solution: The executed solution notebook.
+    :param params: Overrides for its parameters cell.
+    :param seed: Seed of the hidden checks.
+    :param workdir: An empty private folder for this job; removed by the caller.
+    :param slot: The parallel job slot.
     :param options: Limits and switches.
-    :returns: Per-cell outcomes and outputs, and how the process ended.
+    :returns: The worker's records and how it ended.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    os.chmod(workdir, 0o700)
-    nb_dir = workdir / "nb"
-    nb_dir.mkdir()
-    notebook = nb_dir / "grading.ipynb"
-    nbformat.write(nb, notebook)
-    (nb_dir / "pytest.ini").write_text("[pytest]\n")
-    home = Path(tempfile.mkdtemp(prefix="bmnist-kernel-", dir=workdir))
-    os.chmod(workdir, 0o711)  # the sandbox uid may pass through to its home, but not list or read
+    home = workdir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(workdir, 0o711)  # the sandbox uid may pass through to its home, but not list the folder
     cache = Path(options.mnist_cache or default_cache_dir())
     config = SandboxConfig(
-        home=str(home),
-        limits=options.limits,
-        slot=slot,
-        use_bwrap=options.use_bwrap,
+        home=str(home), limits=options.limits, slot=slot, use_bwrap=options.use_bwrap,
         readable=[str(cache)] if cache.exists() else [],
-        env={"BMNIST_CACHE": str(cache), "BMNIST_MIRRORS": "file:///nonexistent"},
+        env={"BMNIST_CACHE": str(cache), "BMNIST_MIRRORS": "file:///nonexistent", "MPLBACKEND": "agg"},
     )
     spec_dir = write_kernel_spec(workdir / "jupyter", config)
-    results = workdir / "results.json"
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "TZ")}
+    results = workdir / "results.jsonl"
+    job = {"submission": None if submission is None else str(submission), "solution": str(solution),
+           "params": params, "seed": seed, "cell_timeout": options.cell_timeout_s, "kernel_name": KERNEL_NAME,
+           "ipc": str(home / "ipc"), "home": str(home), "results": str(results)}
+    (workdir / "job.json").write_text(json.dumps(job))
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
     env.update({
-        "JUPYTER_PATH": str(spec_dir),
-        "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
-        "JUPYTER_CONFIG_DIR": str(workdir / "config"),
-        "JUPYTER_DATA_DIR": str(workdir / "data"),
-        "BMNIST_GRADE_IPC": str(home / "ipc"),
-        "BMNIST_GRADE_RESULTS": str(results),
-        "PYTHONDONTWRITEBYTECODE": "1",
+        "HOME": str(workdir), "JUPYTER_PATH": str(spec_dir), "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(workdir / "config"), "JUPYTER_DATA_DIR": str(workdir / "data"),
+        "JUPYTER_PLATFORM_DIRS": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONWARNINGS": "ignore",
     })
-    command = [
-        sys.executable, "-m", "pytest", "-p", "bmnist_helpers.grading.nbval_plugin", "-p", "no:cacheprovider",
-        "--nbval-lax", f"--nbval-kernel-name={KERNEL_NAME}", f"--nbval-sanitize-with={SANITIZE_FILE}",
-        f"--nbval-cell-timeout={options.cell_timeout_s}", "-q", "--no-header", "-W", "ignore",
-        "-c", str(nb_dir / "pytest.ini"), "--rootdir", str(nb_dir), str(notebook),
-    ]
+    command = [sys.executable, "-m", "bmnist_helpers.grading.worker", str(workdir / "job.json")]
     start = time.perf_counter()
     timed_out = False
-    with open(workdir / "nbval.log", "wb") as log:
-        proc = subprocess.Popen(command, cwd=nb_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    with open(workdir / "worker.log", "wb") as log:
+        proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            _limit_nbval(proc.pid)
-            exitstatus = proc.wait(options.notebook_timeout_s)
+            _cap_memory(proc.pid)
+            exitcode = proc.wait(options.notebook_timeout_s)
         except subprocess.TimeoutExpired:
-            timed_out = True
-            exitstatus = None
+            timed_out, exitcode = True, None
         finally:
             _kill_group(proc)
     seconds = time.perf_counter() - start
-    cells = json.loads(results.read_text())["cells"] if results.exists() else []
-    text = (workdir / "nbval.log").read_bytes()[-20_000:].decode("utf-8", "replace")
-    shutil.rmtree(home, ignore_errors=True)
-    return RunResult(cells=cells, exitstatus=exitstatus, timed_out=timed_out, seconds=seconds, log=text)
+    text = (workdir / "worker.log").read_bytes()[-4000:].decode("utf-8", "replace")
+    return RunResult(events=_read_events(results), exitcode=exitcode, timed_out=timed_out, seconds=seconds, log=text)
+
+
+def _read_events(path: Path) -> list[dict]:
+    events = []
+    if not path.exists():
+        return events
+    with open(path, "rb") as f:
+        for line in f:
+            if len(line) > _MAX_RECORD:
+                break
+            try:
+                events.append(json.loads(line))
+            except (ValueError, RecursionError):
+                break  # a line cut short when the worker was stopped
+    return events
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
-        os.killpg(proc.pid, 9)
+        os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a job folder, however deep the student nested it (``rm`` does not recurse in Python).
+
+    :param path: The folder.
+    """
+    if path.exists():
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False, stdin=subprocess.DEVNULL)

@@ -1,0 +1,156 @@
+"""The grading worker: one process per notebook, started and limited by :mod:`.run`.
+
+::
+
+    python -m bmnist_helpers.grading.worker JOB.json
+
+It reads the submission, builds the grading copy, starts the sandboxed kernel and runs the copy
+cell by cell with nbclient. For every cell it appends one JSON line to the job's results file:
+how the cell ended (from the runner's own knowledge: its timer, the kernel's liveness, the
+execute reply), its text output, and, for hidden checks, the values the kernel sent. Nothing is
+judged here; the grader process reads the lines and decides. Reading and merging run here, under
+the job's memory and time limits, so that a monstrous notebook costs only its own job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+
+from .checks import VALUES_MIME
+from .notebook import InvalidNotebook, apply_params, build_grading_copy, read_submission
+
+__all__ = ["main"]
+
+_TEXT_LIMIT = 20_000  # characters of text kept per cell
+_VALUES_LIMIT = 32 * 1024 * 1024  # bytes of hidden-check values kept per cell
+
+
+def _client_class():
+    from nbclient import NotebookClient
+
+    class Client(NotebookClient):
+        """nbclient that keeps bounded text and values per cell and remembers its own timeouts."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.captured: dict = {}
+            self.timed_out = False
+
+        async def _async_handle_timeout(self, timeout, cell=None):
+            self.timed_out = True
+            return await super()._async_handle_timeout(timeout, cell)
+
+        def output(self, outs, msg, display_id, cell_index):
+            kind, content = msg["msg_type"], msg["content"]
+            cap = self.captured
+            if kind == "stream" and content.get("name") == "stdout":
+                cap["text"] = (cap.get("text", "") + str(content.get("text", "")))[:_TEXT_LIMIT]
+            elif kind in ("execute_result", "display_data"):
+                data = content.get("data") or {}
+                if VALUES_MIME in data and cap.get("values_size", 0) + len(str(data[VALUES_MIME])) <= _VALUES_LIMIT:
+                    cap["values"] = data[VALUES_MIME]
+                    cap["values_size"] = cap.get("values_size", 0) + len(str(data[VALUES_MIME]))
+                elif "text/plain" in data and VALUES_MIME not in data:
+                    cap["text"] = (cap.get("text", "") + str(data["text/plain"]) + "\n")[:_TEXT_LIMIT]
+            elif kind == "error":
+                cap["error"] = {"ename": str(content.get("ename", ""))[:200],
+                                "evalue": str(content.get("evalue", ""))[:2000]}
+            return None
+
+        def clear_output(self, outs, msg, cell_index):
+            self.captured.pop("text", None)
+
+    return Client
+
+
+def _write(results, record: dict) -> None:
+    results.write(json.dumps(record) + "\n")
+    results.flush()
+
+
+def run_job(job: dict) -> None:
+    """Build and run one grading copy; append one JSON line per event to ``job["results"]``.
+
+    :param job: ``submission`` (a file, or ``None`` for the reference run), ``solution``,
+        ``params``, ``seed``, ``cell_timeout``, ``kernel_name``, ``ipc`` (socket path prefix),
+        ``home`` (the kernel's working folder), ``results``.
+    """
+    with open(job["results"], "a", encoding="utf-8") as results:
+        solution = apply_params(nbformat.read(job["solution"], as_version=4), job["params"])
+        student = None
+        if job["submission"] is not None:
+            try:
+                student = read_submission(Path(job["submission"]).read_bytes())
+            except InvalidNotebook as exc:
+                _write(results, {"event": "invalid", "note": str(exc)})
+                return
+        copy = build_grading_copy(student, solution, seed=job["seed"])
+        _write(results, {"event": "copy", "cells": [
+            {"role": c.role, "name": c.name, "task": c.task, "expected": c.expected} for c in copy]})
+        nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": job["kernel_name"], "language": "python",
+                                                               "display_name": job["kernel_name"]}})
+        nb.cells = [nbformat.v4.new_code_cell(c.source, id=f"c{i}") for i, c in enumerate(copy)]
+        _execute(nb, job, results)
+
+
+def _execute(nb, job: dict, results) -> None:
+    from jupyter_client.manager import KernelManager
+    from nbclient.exceptions import DeadKernelError
+
+    km = KernelManager(kernel_name=job["kernel_name"], transport="ipc", ip=job["ipc"])
+    client = _client_class()(nb, km=km, timeout=job["cell_timeout"], interrupt_on_timeout=True, allow_errors=True,
+                             startup_timeout=60, resources={"metadata": {"path": job["home"]}}, record_timing=False)
+    try:
+        setup = client.setup_kernel()
+        setup.__enter__()
+    except Exception as exc:  # noqa: BLE001 - any failure to start is the sandbox's
+        _write(results, {"event": "kernel-failed", "note": f"{type(exc).__name__}: {str(exc)[:300]}"})
+        return
+    try:
+        for index, cell in enumerate(nb.cells):
+            client.captured, client.timed_out = {}, False
+            status = "ok"
+            try:
+                client.execute_cell(cell, index, store_history=False)
+            except DeadKernelError:
+                status = "dead"
+            cap = client.captured
+            if status == "ok" and client.timed_out:
+                status = "timeout"
+            elif status == "ok" and "error" in cap:
+                status = "error"
+            _write(results, {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
+                             "error": cap.get("error"), "values": cap.get("values")})
+            if status == "dead":
+                return
+            if status == "timeout" and not km.is_alive():
+                _write(results, {"event": "cell", "index": index, "status": "dead", "text": "", "error": None,
+                                 "values": None})
+                return
+        _write(results, {"event": "done"})
+    finally:
+        try:
+            setup.__exit__(None, None, None)
+        except Exception:  # noqa: BLE001, S110 - the kernel may be gone already
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m bmnist_helpers.grading.worker JOB.json``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m bmnist_helpers.grading.worker JOB.json", file=sys.stderr)
+        return 2
+    job = json.loads(Path(args[0]).read_text())
+    os.chdir(job["home"])
+    run_job(job)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
