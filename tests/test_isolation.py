@@ -332,3 +332,17 @@ def test_a_real_kernel_runs_limited_and_leaves_nothing_behind(tmp_path, monkeypa
         assert _lock_is_free(uid)
     if ROOT:  # the socket folder holds the kernel's sockets, nothing the student wrote
         assert not (home / "planted").exists()
+
+
+def test_protections_report_what_the_jobs_get():
+    with_cgroups = protections(jobs=2)
+    without = protections(use_cgroups=False, use_bwrap=False, jobs=2)
+    assert with_cgroups["CPU share per job (cgroup)"] is CGROUPS
+    assert ("CPUs pinned per job slot (no cgroup)" in with_cgroups) is not CGROUPS
+    assert without["CPU share per job (cgroup)"] is False
+    assert without["CPUs pinned per job slot (no cgroup)"] is (len(os.sched_getaffinity(0)) > 1)
+    assert protections(use_cgroups=False, jobs=1)["CPUs pinned per job slot (no cgroup)"] is False
+    assert without["disk limit on HOME and /tmp (tmpfs)"] is False
+    assert with_cgroups["disk limit on HOME and /tmp (tmpfs)"] is BWRAP
+    assert without["process limit per job, unique across graders"] is False
+    assert without["job's processes all killed at its end"] is False

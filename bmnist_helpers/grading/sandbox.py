@@ -349,7 +349,7 @@ def protections(*, use_bwrap: bool = True, use_cgroups: bool = True, jobs: int =
     root = os.geteuid() == 0
     cgroups = use_cgroups and cgroups_available()
     cpus = os.cpu_count() or 1
-    return {
+    active = {
         "fresh kernel per submission": True,
         "own temp dir as cwd and HOME": True,
         "minimal environment": True,
@@ -359,12 +359,14 @@ def protections(*, use_bwrap: bool = True, use_cgroups: bool = True, jobs: int =
         "process limit": cgroups or (bwrap and root) or not root,
         "process limit per job, unique across graders": cgroups or (bwrap and root),
         "CPU share per job (cgroup)": cgroups,
-        "CPUs pinned per job slot (no cgroup)": not cgroups and jobs > 1 and cpus > 1,
         "disk limit on HOME and /tmp (tmpfs)": bwrap,
         "job's processes all killed at its end": cgroups or bwrap,
         "no network": bwrap,
         "file system hidden (bubblewrap)": bwrap,
     }
+    if not cgroups:  # the fallback, named apart: it holds against careless code, not hostile code
+        active["CPUs pinned per job slot (no cgroup)"] = jobs > 1 and cpus > 1
+    return active
 
 
 def _readable_paths() -> list[str]:
