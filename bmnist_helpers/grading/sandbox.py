@@ -1,55 +1,140 @@
-"""The grading sandbox: how a student's kernel is started.
+"""The grading sandbox: how a student's kernel is started, limited, isolated and torn down.
 
-nbval (outside the sandbox) holds the notebook, the expected outputs and the hidden-check
+The grader (outside the sandbox) holds the notebook, the expected outputs and the hidden-check
 references. It starts the kernel through this module's launcher, named in a kernel spec::
 
     python -m bmnist_helpers.grading.sandbox CONFIG.json CONNECTION_FILE
 
-The launcher applies resource limits, then runs ``ipykernel`` in a fresh temp dir (working
-directory and ``HOME``) with a minimal environment. Where bubblewrap exists it also hides the
-file system (only Python, the kit's helper package, the MNIST cache and the temp dir are visible),
-cuts the network, and, when the grader runs as root, runs the kernel as an unprivileged uid of its
-own so that the process limit holds. The kernel talks to nbval over IPC (Unix sockets in the temp
-dir), which needs no network.
+One launcher runs one *job* (one kernel, with everything it starts). The launcher stays the
+job's parent for its whole life and sets up, for the job only:
+
+* **resource limits** (``RLIMIT_AS``, ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NPROC``, no core);
+* **a cgroup** where the kernel can create one (cgroup v2 ``cpu``/``pids`` delegated at the
+  hierarchy's root, or the v1 ``cpu`` and ``pids`` controllers; in practice: the grader runs as
+  root): an equal CPU weight per job (``cpu.weight``/``cpu.shares``), optionally a quota
+  (:attr:`Limits.cpus`), and ``pids.max`` = :attr:`Limits.processes`. Group scheduling makes the
+  share a property of the job, not of its processes: 64 spinning children (``setsid`` or not) get
+  together what one neighbour job gets. Without a cgroup, job slot *s* of :attr:`SandboxConfig.jobs`
+  parallel jobs is pinned to its own CPUs with ``sched_setaffinity`` (inherited by children, but a
+  process may widen its own affinity again, so this holds against careless code, not hostile code);
+* **bubblewrap** where installed: only Python, the kit's helper package, the MNIST cache and the
+  job's socket folder are visible (read-only, except the sockets); no network; a pid namespace
+  (all of the job dies with it); ``HOME``, the working directory and ``TMPDIR`` are ``/tmp``, a
+  tmpfs of :attr:`Limits.disk_mb` (a write past it is ``OSError: [Errno 28] No space left on
+  device`` in the student's own cell); every other file system in the sandbox is read-only.
+  When the grader runs as root, the kernel runs under a uid of its own, taken from a pool with a
+  lock file per uid (``flock``), so that two concurrent grader processes never share one and
+  ``RLIMIT_NPROC`` counts this job only.
+
+The kernel talks to the grader over Unix sockets in :attr:`SandboxConfig.home` (the job's socket
+folder, shared with the grader; ``BMNIST_GRADE_IPC`` points there). As root, that folder belongs
+to the kernel's uid only until the kernel has bound its sockets, before any student code runs
+(the kernel waits on a handshake with the launcher); then it is root's again (0700), so that the
+kernel can write nothing there. The connection file (with the HMAC key) reaches the kernel as a
+read-only file inside the sandbox and is never written to disk in its folder.
+
+**Teardown.** When the kernel exits or dies, the launcher kills what is left in the job's cgroup,
+removes the cgroup folders and releases the uid lock. If the launcher itself is killed (the
+grader kills a kernel's process group with ``SIGKILL``), a small reaper process, started in a
+session of its own before anything else is set up, notices (a pipe closes) and does the same.
+
+What holds where (the README's guarantee table repeats this):
+
+============================================  ==================  ===================================
+protection                                    needs               without it
+============================================  ==================  ===================================
+CPU share per job, children included          cgroup (root)       CPUs pinned per slot (not against
+                                                                  hostile code); none with 1 job slot
+process limit per job, unique per job         cgroup ``pids``     root + bwrap: uid from the locked
+                                                                  pool with ``RLIMIT_NPROC``;
+                                                                  non-root: ``RLIMIT_NPROC`` of the
+                                                                  grader's uid, shared by all jobs
+disk: HOME and /tmp limited to ``disk_mb``    bubblewrap          only ``RLIMIT_FSIZE`` per file
+socket folder not writable by student code    bwrap + root        non-root bwrap: writable by the
+                                                                  kernel (``RLIMIT_FSIZE`` per file)
+stray processes killed at the end             cgroup or bwrap     children that ``setsid`` survive
+============================================  ==================  ===================================
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import json
 import os
 import resource
+import secrets
 import shutil
 import signal
+import socket
+import stat
+import subprocess
 import sys
 import sysconfig
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["Limits", "SandboxConfig", "protections", "write_kernel_spec", "KERNEL_NAME"]
+__all__ = [
+    "KERNEL_NAME", "Limits", "SandboxConfig", "cgroups_available", "protections", "run_command", "write_kernel_spec",
+]
 
 KERNEL_NAME = "bmnist-sandbox"
-_BASE_UID = 61000  # kernels of parallel jobs get uids 61000, 61001, ...
+SANDBOX_HOME = "/tmp"  # HOME, cwd and TMPDIR inside bubblewrap: the size-limited tmpfs
+_BASE_UID = 61000  # sandbox uids are taken from 61000 ... 61000 + _UID_COUNT - 1
+_UID_COUNT = 4000
+_LOCK_DIR = Path("/run/lock/bmnist-grade") if Path("/run/lock").is_dir() else Path("/var/lock/bmnist-grade")
+_CGROUP_FS = Path("/sys/fs/cgroup")
+_CGROUP_PARENT = "bmnist-grade"  # job cgroups are bmnist-grade/job-<launcher pid>-<random>
+_CONNECTION_INSIDE = "/run/bmnist/kernel.json"
 _MINIMAL_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits for one kernel."""
+    """Resource limits for one job (a kernel and everything it starts).
+
+    :param memory_mb: Address space per process (``RLIMIT_AS``).
+    :param cpu_s: CPU seconds per process (``RLIMIT_CPU``).
+    :param file_mb: Largest file a process may write (``RLIMIT_FSIZE``).
+    :param processes: Processes and threads of the whole job (cgroup ``pids.max``; ``RLIMIT_NPROC``).
+    :param disk_mb: Size of the tmpfs that holds the kernel's HOME, cwd and TMPDIR (bubblewrap).
+    :param cpus: At most this many CPUs for the whole job (cgroup quota); ``None``: no cap, only an
+        equal share with the other jobs when CPUs are contended.
+    """
 
     memory_mb: int = 4096
     cpu_s: int = 1200
     file_mb: int = 64
     processes: int = 512
+    disk_mb: int = 512
+    cpus: float | None = None
 
 
 @dataclass
 class SandboxConfig:
-    """Everything the launcher needs; written as JSON next to the kernel spec."""
+    """Everything the launcher needs; written as JSON next to the kernel spec.
+
+    :param home: The job's own folder, outside the sandbox, shared with the grader: the kernel's
+        IPC sockets go there. Without bubblewrap it is also the kernel's HOME and working directory.
+    :param limits: Resource limits of the job.
+    :param slot: This job's parallel slot (``0 .. jobs - 1``): its CPUs when no cgroup can be made.
+    :param jobs: How many jobs run in parallel; with more than one and no cgroup, each slot gets
+        its own CPUs.
+    :param use_bwrap: Whether bubblewrap may be used.
+    :param use_cgroups: Whether a cgroup per job may be used.
+    :param readable: Extra folders the kernel may read.
+    :param env: Extra environment variables for the kernel.
+    """
 
     home: str
     limits: Limits = field(default_factory=Limits)
     slot: int = 0
+    jobs: int = 1
     use_bwrap: bool = True
+    use_cgroups: bool = True
     readable: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -70,23 +155,218 @@ def _bwrap() -> str | None:
     return path if path and os.access(path, os.X_OK) else None
 
 
-def protections(*, use_bwrap: bool = True) -> dict[str, bool]:
+# --- cgroups -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Hierarchy:
+    """Where job cgroups go: one parent folder (v2), or one per v1 controller (cpu, pids)."""
+
+    version: int
+    parents: tuple[Path, ...]
+
+
+def _write(path: Path, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def _v2_root() -> Path | None:
+    for root in (_CGROUP_FS, _CGROUP_FS / "unified"):
+        controllers = root / "cgroup.controllers"
+        if controllers.exists() and {"cpu", "pids"} <= set(controllers.read_text().split()):
+            return root
+    return None
+
+
+def _prepare_parents() -> _Hierarchy | None:
+    """Create (once) the parent cgroup(s) of all jobs; ``None`` when this process cannot."""
+    try:
+        root = _v2_root()
+        if root is not None:
+            parent = root / _CGROUP_PARENT
+            _write(root / "cgroup.subtree_control", "+cpu +pids")
+            parent.mkdir(exist_ok=True)
+            _write(parent / "cgroup.subtree_control", "+cpu +pids")
+            return _Hierarchy(2, (parent,))
+        cpu, pids = _CGROUP_FS / "cpu", _CGROUP_FS / "pids"
+        if not ((cpu / "cpu.shares").exists() and (pids / "cgroup.procs").exists()):
+            return None
+        for path in (cpu / _CGROUP_PARENT, pids / _CGROUP_PARENT):
+            path.mkdir(exist_ok=True)
+        # All jobs together weigh like one busy process per CPU against the rest of the machine.
+        _write(cpu / _CGROUP_PARENT / "cpu.shares", str(1024 * (os.cpu_count() or 1)))
+        return _Hierarchy(1, (cpu / _CGROUP_PARENT, pids / _CGROUP_PARENT))
+    except OSError:
+        return None
+
+
+@functools.cache
+def _hierarchy() -> _Hierarchy | None:
+    """The cgroup hierarchy for jobs, probed once per process by making and removing a cgroup."""
+    hierarchy = _prepare_parents()
+    if hierarchy is None:
+        return None
+    probe = f"probe-{os.getpid()}-{secrets.token_hex(4)}"
+    made = []
+    try:
+        for parent in hierarchy.parents:
+            (parent / probe).mkdir()
+            made.append(parent / probe)
+        limit = "pids.max"
+        if not any((path / limit).exists() for path in made):
+            return None
+        return hierarchy
+    except OSError:
+        return None
+    finally:
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def cgroups_available() -> bool:
+    """Whether this process can give each job a cgroup of its own (CPU share and process limit).
+
+    :returns: ``True`` where a cgroup with the ``cpu`` and ``pids`` controllers can be made.
+    """
+    return _hierarchy() is not None
+
+
+@dataclass(frozen=True)
+class _JobCgroup:
+    """The cgroup folders of one job."""
+
+    version: int
+    dirs: tuple[Path, ...]
+
+    @classmethod
+    def name_for(cls, hierarchy: _Hierarchy, name: str) -> _JobCgroup:
+        return cls(hierarchy.version, tuple(parent / name for parent in hierarchy.parents))
+
+    def create(self, limits: Limits) -> None:
+        for path in self.dirs:
+            path.mkdir()
+        period = 100_000
+        quota = None if limits.cpus is None else max(1000, int(limits.cpus * period))
+        if self.version == 2:
+            (job,) = self.dirs
+            _write(job / "cpu.weight", "100")
+            _write(job / "cpu.max", f"{quota or 'max'} {period}")
+            _write(job / "pids.max", str(limits.processes))
+        else:
+            cpu, pids = self.dirs
+            _write(cpu / "cpu.shares", "1024")
+            _write(cpu / "cpu.cfs_period_us", str(period))
+            _write(cpu / "cpu.cfs_quota_us", str(quota or -1))
+            _write(pids / "pids.max", str(limits.processes))
+
+    def join(self) -> None:
+        """Move the calling process into the job's cgroup."""
+        for path in self.dirs:
+            _write(path / "cgroup.procs", str(os.getpid()))
+
+    def _pids(self) -> set[int]:
+        found: set[int] = set()
+        for path in self.dirs:
+            with contextlib.suppress(OSError):
+                found.update(int(line) for line in (path / "cgroup.procs").read_text().split())
+        return found
+
+    def destroy(self, *, timeout_s: float = 10.0) -> None:
+        """Kill every process left in the job's cgroup, then remove its folders."""
+        deadline = time.monotonic() + timeout_s
+        if self.version == 2 and (self.dirs[0] / "cgroup.kill").exists():
+            with contextlib.suppress(OSError):
+                _write(self.dirs[0] / "cgroup.kill", "1")
+        while time.monotonic() < deadline:
+            left = self._pids()
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            gone = True
+            for path in self.dirs:
+                try:
+                    path.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    gone = False
+            if gone:
+                return
+            time.sleep(0.02)
+
+
+# --- sandbox uids --------------------------------------------------------------------------------
+
+
+def _uids_in_use() -> set[int]:
+    uids = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                uids.add(entry.stat(follow_symlinks=False).st_uid)
+    return uids
+
+
+def _allocate_uid(lock_dir: Path = _LOCK_DIR) -> tuple[int, int]:
+    """Take a sandbox uid that no other job (of any grader process) holds and no process runs as.
+
+    :param lock_dir: The folder of lock files, shared by all grader processes on the machine.
+    :returns: The uid and the file descriptor that holds its lock (closing it releases the uid).
+    """
+    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(lock_dir)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise RuntimeError(f"{lock_dir} must be a folder owned by the grader's user")
+    busy = _uids_in_use()
+    for uid in range(_BASE_UID, _BASE_UID + _UID_COUNT):
+        if uid in busy:
+            continue
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(lock_dir / f"uid-{uid}.lock", flags, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return uid, fd
+    raise RuntimeError(f"all {_UID_COUNT} sandbox uids from {_BASE_UID} are in use")
+
+
+# --- protections ---------------------------------------------------------------------------------
+
+
+def protections(*, use_bwrap: bool = True, use_cgroups: bool = True, jobs: int = 1) -> dict[str, bool]:
     """Which protections a kernel gets on this machine.
 
     :param use_bwrap: Whether bubblewrap may be used.
+    :param use_cgroups: Whether a cgroup per job may be used.
+    :param jobs: How many jobs run in parallel (CPU pinning needs more than one slot).
     :returns: Name of each protection and whether it is active.
     """
     bwrap = use_bwrap and _bwrap() is not None
-    return {
+    root = os.geteuid() == 0
+    cgroups = use_cgroups and cgroups_available()
+    cpus = os.cpu_count() or 1
+    active = {
         "fresh kernel per submission": True,
         "own temp dir as cwd and HOME": True,
         "minimal environment": True,
         "wall-clock limits per cell and notebook": True,
         "memory, CPU time and file-size limits": True,
-        "process limit": bwrap or os.geteuid() != 0,  # root ignores RLIMIT_NPROC
+        # root ignores RLIMIT_NPROC; without a cgroup only a uid of the job's own makes it hold
+        "process limit": cgroups or (bwrap and root) or not root,
+        "process limit per job, unique across graders": cgroups or (bwrap and root),
+        "CPU share per job (cgroup)": cgroups,
+        "disk limit on HOME and /tmp (tmpfs)": bwrap,
+        "job's processes all killed at its end": cgroups or bwrap,
         "no network": bwrap,
         "file system hidden (bubblewrap)": bwrap,
     }
+    if not cgroups:  # the fallback, named apart: it holds against careless code, not hostile code
+        active["CPUs pinned per job slot (no cgroup)"] = jobs > 1 and cpus > 1
+    return active
 
 
 def _readable_paths() -> list[str]:
@@ -118,10 +398,13 @@ def write_kernel_spec(spec_dir: Path, config: SandboxConfig) -> Path:
         "argv": [sys.executable, "-m", "bmnist_helpers.grading.sandbox", str(config_path), "{connection_file}"],
         "display_name": "bmnist (grading sandbox)",
         "language": "python",
-        "interrupt_mode": "message",  # a signal would reach bubblewrap, not the kernel
+        "interrupt_mode": "message",  # a signal would reach the launcher, not the kernel
     }
     (kernel_dir / "kernel.json").write_text(json.dumps(spec))
     return spec_dir
+
+
+# --- the job -------------------------------------------------------------------------------------
 
 
 def _set_limits(limits: Limits) -> None:
@@ -142,14 +425,31 @@ def _die_with_parent() -> None:
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: gone when nbval is gone
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: gone when the grader is gone
 
 
-def _bwrap_argv(config: SandboxConfig, connection_file: str, uid: int | None) -> list[str]:
+def _slot_cpus(slot: int, jobs: int) -> set[int]:
+    """The CPUs of one job slot when no cgroup is available (every CPU with one slot)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if jobs <= 1 or len(cpus) < 2:
+        return set(cpus)
+    return {cpu for i, cpu in enumerate(cpus) if i % jobs == slot % jobs} or set(cpus)
+
+
+def _kernel_env(config: SandboxConfig, home: str) -> dict[str, str]:
+    env = {k: os.environ[k] for k in _MINIMAL_ENV if k in os.environ}
+    env.update({"HOME": home, "TMPDIR": home, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                "PYTHONDONTWRITEBYTECODE": "1", "JAX_PLATFORMS": "cpu"})
+    env.update(config.env)
+    return env
+
+
+def _bwrap_argv(config: SandboxConfig, command: list[str], *, uid: int | None, data_fd: int | None) -> list[str]:
+    disk = config.limits.disk_mb * 1024 * 1024
     argv = [
         _bwrap(), "--die-with-parent", "--new-session", "--clearenv",
         "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+        "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(disk), "--tmpfs", SANDBOX_HOME,
     ]
     if uid is None:  # not root: bubblewrap needs a user namespace of its own
         argv.append("--unshare-user")
@@ -168,57 +468,240 @@ def _bwrap_argv(config: SandboxConfig, connection_file: str, uid: int | None) ->
         argv += ["--perms", "0755", "--dir", parent]
     for path in config.readable:
         argv += ["--ro-bind", path, path]
-    argv += ["--bind", config.home, config.home, "--chdir", config.home]
-    for key, value in _kernel_env(config).items():
+    argv += ["--bind", config.home, config.home]
+    if data_fd is not None:
+        argv += ["--perms", "0444", "--ro-bind-data", str(data_fd), _CONNECTION_INSIDE]
+    # Nothing but the tmpfs and the socket folder is writable (bubblewrap's own root and /dev are
+    # unlimited tmpfs, writable in a user namespace).
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", SANDBOX_HOME]
+    for key, value in _kernel_env(config, SANDBOX_HOME).items():
         argv += ["--setenv", key, value]
-    command = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file]
-    if uid is not None:  # root: drop to a uid of this job's own, so RLIMIT_NPROC applies
+    if uid is not None:  # root: drop to this job's own uid, so RLIMIT_NPROC counts this job only
         command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
                    "--bounding-set=-all", "--", *command]
     return [*argv, "--", *command]
 
 
-def _kernel_env(config: SandboxConfig) -> dict[str, str]:
-    env = {k: os.environ[k] for k in _MINIMAL_ENV if k in os.environ}
-    env.update({"HOME": config.home, "TMPDIR": config.home, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-                "PYTHONDONTWRITEBYTECODE": "1", "JAX_PLATFORMS": "cpu"})
-    env.update(config.env)
-    return env
+class _Job:
+    """One sandboxed job: its uid, its cgroup, its reaper. Use as a context manager."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.bwrap = bool(config.use_bwrap and _bwrap())
+        self.uid: int | None = None
+        self.cgroup: _JobCgroup | None = None
+        self._lock_fd: int | None = None
+        self._reaper_fd: int | None = None
+
+    def __enter__(self) -> _Job:
+        try:
+            if self.bwrap and os.geteuid() == 0:
+                self.uid, self._lock_fd = _allocate_uid()
+            hierarchy = _hierarchy() if self.config.use_cgroups else None
+            if hierarchy is not None:
+                self.cgroup = _JobCgroup.name_for(hierarchy, f"job-{os.getpid()}-{secrets.token_hex(4)}")
+            self._reaper_fd = self._start_reaper()
+            if self.cgroup is not None:
+                self.cgroup.create(self.config.limits)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill what is left of the job, remove its cgroup, release its uid (idempotent)."""
+        if self.cgroup is not None:
+            self.cgroup.destroy()
+        for name in ("_lock_fd", "_reaper_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
+
+    def _start_reaper(self) -> int:
+        """Fork a process, in a session of its own, that tears the job down once this one is gone."""
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid:
+            os.close(read_end)
+            return write_end
+        try:  # the reaper: holds the uid lock (inherited) until the job's cgroup is gone
+            os.close(write_end)
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
+            while os.read(read_end, 1):
+                pass
+            if self.cgroup is not None:
+                self.cgroup.destroy()
+        finally:
+            os._exit(0)
+
+    def start(
+        self, command: list[str], *, data: bytes | None = None, pass_fds: tuple[int, ...] = ()
+    ) -> subprocess.Popen:
+        """Start ``command`` as the job: in its cgroup, under its limits, in bubblewrap where possible.
+
+        :param command: What to run (inside the sandbox).
+        :param data: The connection file's bytes, made readable inside the sandbox (bubblewrap only).
+        :param pass_fds: File descriptors the command inherits.
+        :returns: The started process (bubblewrap, or the command itself).
+        """
+        cpus = _slot_cpus(self.config.slot, self.config.jobs) if self.cgroup is None else None
+
+        def prepare() -> None:  # in the child, between fork and exec
+            if self.cgroup is not None:
+                self.cgroup.join()
+            if cpus is not None:
+                os.sched_setaffinity(0, cpus)
+            _set_limits(self.config.limits)
+
+        fds = list(pass_fds)
+        data_fd = None
+        if self.bwrap and data is not None:
+            data_fd, write_end = os.pipe()
+            os.write(write_end, data)  # a connection file (< 1 kB) fits in the pipe's buffer
+            os.close(write_end)
+            fds.append(data_fd)
+        try:
+            if self.bwrap:
+                argv = _bwrap_argv(self.config, command, uid=self.uid, data_fd=data_fd)
+                return subprocess.Popen(argv, env={}, pass_fds=fds, preexec_fn=prepare)  # noqa: PLW1509
+            home = self.config.home
+            return subprocess.Popen(command, env=_kernel_env(self.config, home), cwd=home, pass_fds=fds,
+                                    preexec_fn=prepare)  # noqa: PLW1509
+        finally:
+            if data_fd is not None:
+                os.close(data_fd)
 
 
-def launch(config: SandboxConfig, connection_file: str) -> None:
-    """Apply the limits and replace this process with the sandboxed kernel (never returns).
+def _forward_termination(proc: subprocess.Popen) -> None:
+    def handler(signum: int, frame: object) -> None:
+        with contextlib.suppress(OSError):
+            proc.kill()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+def _wait_for_gate(gate: socket.socket, proc: subprocess.Popen, on_ready: Callable[[], None]) -> None:
+    """Wait until the kernel has bound its sockets (or died); then ``on_ready`` and let it go on."""
+    gate.settimeout(0.2)
+    while proc.poll() is None:
+        try:
+            if not gate.recv(1):
+                return
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        on_ready()
+        with contextlib.suppress(OSError):
+            gate.sendall(b"g")
+        return
+
+
+def launch(config: SandboxConfig, connection_file: str) -> int:
+    """Run one sandboxed kernel as a job and tear the job down when it ends.
 
     :param config: Sandbox settings.
-    :param connection_file: The kernel connection file written by nbval's kernel manager.
+    :param connection_file: The kernel connection file written by the grader's kernel manager.
+    :returns: The kernel's exit status (negative: killed by that signal).
     """
-    home = Path(config.home)
-    uid = _BASE_UID + config.slot if os.geteuid() == 0 and config.use_bwrap and _bwrap() else None
-    # The connection file holds the HMAC key; give the kernel its own readable copy in its dir.
-    conn = home / ".kernel-connection.json"
-    conn.write_text(Path(connection_file).read_text())
-    if uid is not None:
-        for path in (home, conn):
-            os.chown(path, uid, uid)
-        os.chmod(conn, 0o600)
-    os.environ.clear()
     _die_with_parent()
-    if config.use_bwrap and _bwrap():
-        argv = _bwrap_argv(config, str(conn), uid)
-        _set_limits(config.limits)
-        os.execv(argv[0], argv)
-    env = _kernel_env(config)
-    os.chdir(home)
-    _set_limits(config.limits)
-    os.execve(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f", str(conn)], env)
+    home = Path(config.home)
+    with _Job(config) as job:
+        inside, kernel_end = socket.socketpair()
+        if job.bwrap:
+            connection, data = _CONNECTION_INSIDE, Path(connection_file).read_bytes()
+        else:
+            connection, data = connection_file, None
+        if job.uid is not None:  # the kernel binds its sockets here, then the folder is root's again
+            os.chown(home, job.uid, job.uid)
+            os.chmod(home, 0o700)
+        command = [sys.executable, "-m", "bmnist_helpers.grading.sandbox", "--kernel", str(kernel_end.fileno()),
+                   connection]
+        try:
+            proc = job.start(command, data=data, pass_fds=(kernel_end.fileno(),))
+        finally:
+            kernel_end.close()
+        _forward_termination(proc)
+
+        def revoke() -> None:
+            if job.uid is not None:
+                os.chown(home, 0, 0)
+                os.chmod(home, 0o700)
+
+        _wait_for_gate(inside, proc, revoke)
+        revoke()
+        status = proc.wait()
+        inside.close()
+    return status
+
+
+def run_command(config: SandboxConfig, command: list[str], *, timeout_s: float | None = None) -> int:
+    """Run a command (not a kernel) as a job under the same sandbox, limits, cgroup and uid.
+
+    For tests and benchmarks of the isolation. The job's folder (:attr:`SandboxConfig.home`) is
+    mounted, but as root it is not writable for the command.
+
+    :param config: Sandbox settings.
+    :param command: The command and its arguments, as seen inside the sandbox.
+    :param timeout_s: Kill the job after this many seconds.
+    :returns: The command's exit status (negative: killed by that signal).
+    """
+    with _Job(config) as job:
+        proc = job.start(command)
+        try:
+            return proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+
+def _kernel_main(gate_fd: int, connection_file: str) -> None:
+    """Inside the sandbox: bind the kernel's sockets, tell the launcher, wait for its go, run."""
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]  # as ipykernel_launcher does: the working directory is not a module source
+    from ipykernel.kernelapp import IPKernelApp
+
+    app = IPKernelApp.instance()
+    # parent_handle=1: the launcher's PR_SET_PDEATHSIG chain, not a poller, ends the kernel with its
+    # parent (and no "Ctrl-C will not work" banner in the grader's log).
+    app.initialize(["-f", connection_file, "--IPKernelApp.parent_handle=1"])
+    with socket.socket(fileno=gate_fd) as gate:
+        gate.sendall(b"r")
+        gate.recv(1)
+    app.start()
+
+
+def _exit_status(status: int) -> None:
+    sys.exit(128 - status if status < 0 else status)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Launcher entry point: ``python -m bmnist_helpers.grading.sandbox CONFIG CONNECTION_FILE``."""
+    """Launcher entry point.
+
+    ``python -m bmnist_helpers.grading.sandbox CONFIG CONNECTION_FILE`` starts a kernel;
+    ``... --command CONFIG -- COMMAND...`` runs a command under the same sandbox (see :func:`run_command`).
+    """
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 3 and args[0] == "--kernel":
+        _kernel_main(int(args[1]), args[2])
+        return
+    if len(args) >= 4 and args[0] == "--command" and args[2] == "--":
+        _die_with_parent()
+        _exit_status(run_command(SandboxConfig.from_json(Path(args[1]).read_text()), args[3:]))
     if len(args) != 2:
-        sys.exit("usage: python -m bmnist_helpers.grading.sandbox CONFIG.json CONNECTION_FILE")
-    launch(SandboxConfig.from_json(Path(args[0]).read_text()), args[1])
+        sys.exit("usage: python -m bmnist_helpers.grading.sandbox CONFIG.json CONNECTION_FILE\n"
+                 "       python -m bmnist_helpers.grading.sandbox --command CONFIG.json -- COMMAND...")
+    _exit_status(launch(SandboxConfig.from_json(Path(args[0]).read_text()), args[1]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,276 @@
+"""Safe intake of submissions: which files are graded, under which names, and reading them.
+
+:func:`collect` turns the paths an instructor names on the command line into a deterministic list
+of :class:`Submission` rows. It reads only **regular files**: never through a symbolic link (a
+link to ``/dev/zero`` or to the instructor's solution is reported, not followed), never a FIFO,
+socket or device (their names are reported; they are never opened, and a file is opened with
+``O_NOFOLLOW | O_NONBLOCK`` and checked again with ``fstat``, so a swap between listing and opening
+cannot make it block), and never more than ``max_bytes`` (:data:`MAX_BYTES`, 10 MiB: 25 times the
+solution notebook with all its figures; a larger notebook is almost all stored outputs, which the
+grader discards anyway; the cap keeps reading and parsing a hostile file to well under a second
+and a few hundred MB of memory). A file above the cap is refused from its size without being read.
+
+Folders are searched recursively (LMS exports put each student in a folder of their own);
+``.ipynb`` is matched case-insensitively; hidden folders (``.ipynb_checkpoints``, ``.git``) and
+``__MACOSX`` are skipped; symbolic links to folders are not followed (a warning says so).
+
+**Names.** Each row gets a name that is unique (also ignoring case, for case-insensitive file
+systems), the same in every shard (it depends only on the paths given, in their order, and the
+files found), safe as a file name and in CSV or Markdown (letters of any script, digits, ``_``,
+``-`` and ``.``, never starting with ``-``, ``.`` or ``_``, at most 100 bytes of UTF-8), and never
+one of :data:`RESERVED_NAMES`. A name is the file's stem; where two files share it, it is
+qualified with their folders (``late__alice``), and as a last resort numbered (``alice-2``).
+
+**Problems.** A path that exists but cannot be graded (a link, a FIFO, too large, unreadable, not
+``.ipynb`` when named directly) becomes a row with ``data=None`` and a one-line ``problem``, so
+that it shows up in the grades beside everyone else. A missing path that names a notebook
+(``*.ipynb``) is such a row too: the instructor named that student's file and expects a row for it.
+A missing folder, an empty folder, or one without notebooks is a warning, and intake goes on:
+there is no student to put in a row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import stat
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["MAX_BYTES", "RESERVED_NAMES", "Submission", "collect", "safe_name"]
+
+MAX_BYTES = 10 * 1024 * 1024
+RESERVED_NAMES = frozenset({"reference", "solution", "grades", "results", "feedback", "summary"})
+_WINDOWS_DEVICES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                              *(f"lpt{i}" for i in range(10))})
+_SUFFIX = ".ipynb"
+_MAX_DEPTH = 16
+_MAX_NAME_BYTES = 100
+_SEPARATOR = "__"  # between folder and file in a qualified name
+_UNSAFE = re.compile(r"[^\w.\-]+")
+_SKIPPED_DIRS = ("__MACOSX",)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One file to grade (or that should have been graded).
+
+    :param name: Unique, deterministic, safe report name.
+    :param path: Where it was found (for messages).
+    :param data: The file's bytes, or ``None`` when it could not be read.
+    :param problem: One-line reason for the instructor when ``data`` is ``None``.
+    """
+
+    name: str
+    path: Path
+    data: bytes | None = field(repr=False)
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class _Found:
+    path: Path  # for messages
+    parts: tuple[str, ...]  # folders (from the named folder down) and the file name, for the name
+    data: bytes | None
+    problem: str | None
+
+
+def _clip(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` within ``max_bytes`` of UTF-8."""
+    return text.encode()[:max_bytes].decode(errors="ignore")
+
+
+def safe_name(text: str, *, max_bytes: int = _MAX_NAME_BYTES) -> str:
+    """A version of ``text`` that is safe as a file name and in CSV or Markdown ('' if nothing is left).
+
+    :param text: Any text, e.g. a file's stem.
+    :param max_bytes: Longest result, in bytes of UTF-8.
+    :returns: Letters, digits, ``_``, ``-`` and ``.``; no leading ``-``, ``.`` or ``_``, no trailing ``.``.
+    """
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(c if unicodedata.category(c)[0] not in "CZ" else " " for c in text)  # controls, spaces
+    text = _UNSAFE.sub("_", text)
+    text = _clip(text, max_bytes)
+    return text.lstrip("-._").rstrip("._")
+
+
+def _stem(file_name: str) -> str:
+    return file_name[: -len(_SUFFIX)] if file_name.lower().endswith(_SUFFIX) else file_name
+
+
+def _taken(name: str, used: set[str]) -> bool:
+    key = name.casefold()
+    return not name or key in used or key in RESERVED_NAMES or key.split(".")[0] in _WINDOWS_DEVICES
+
+
+def _names(found: list[_Found]) -> list[str]:
+    """Unique names, first come first served in the (deterministic) order of ``found``."""
+    used: set[str] = set()
+    names = []
+    for item in found:
+        *folders, file_name = item.parts
+        pieces = [safe_name(_stem(file_name), max_bytes=60) or "notebook"]
+        candidates = [pieces[0]]
+        for folder in reversed(folders):
+            piece = safe_name(folder, max_bytes=60)
+            if piece:
+                pieces.insert(0, piece)
+                candidates.append(safe_name(_SEPARATOR.join(pieces)))
+        name = next((c for c in candidates if not _taken(c, used)), None)
+        number = 2
+        while name is None:
+            numbered = f"{_clip(candidates[0], _MAX_NAME_BYTES - 8)}-{number}"
+            name = numbered if not _taken(numbered, used) else None
+            number += 1
+        used.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def _describe(mode: int) -> str:
+    kinds = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+    return next((text for test, text in kinds if test(mode)), "not a regular file")
+
+
+def _refusal(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return ("is a symbolic link, which the grader never follows; put the notebook file itself "
+                "in the folder")
+    return f"is {_describe(mode)}, not a regular file; put the notebook file itself in the folder"
+
+
+def _too_large(size: int, max_bytes: int) -> str:
+    return (f"is {size / 2**20:.1f} MiB, above the grader's {max_bytes / 2**20:g} MiB cap; clear the "
+            "notebook's outputs (Edit > Clear Outputs of All Cells), save, and submit again")
+
+
+def _read(name: str, *, dir_fd: int | None, max_bytes: int) -> tuple[bytes | None, str | None]:
+    """Read a regular file without following a link, blocking, or reading more than ``max_bytes``."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(info.st_mode):  # never opened: opening a device can have effects
+            return None, _refusal(info.st_mode)
+        if info.st_size > max_bytes:
+            return None, _too_large(info.st_size, max_bytes)
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, _refusal(stat.S_IFLNK)
+        return None, f"cannot be read: {exc.strerror}"
+    try:
+        info = os.fstat(fd)  # what was opened, in case the entry was swapped after the check
+        if not stat.S_ISREG(info.st_mode):
+            return None, _refusal(info.st_mode)
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            return None, _too_large(max(size, info.st_size), max_bytes)
+        return b"".join(chunks), None
+    except OSError as exc:
+        return None, f"cannot be read: {exc.strerror}"
+    finally:
+        os.close(fd)
+
+
+def _walk(
+    dir_fd: int, path: Path, parts: tuple[str, ...], depth: int, *, max_bytes: int, warn: Callable[[str], None]
+) -> Iterator[_Found]:
+    """Every notebook under an open folder, depth first, in name order, links never followed."""
+    with os.scandir(dir_fd) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        here = path / entry.name
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name.startswith(".") or entry.name in _SKIPPED_DIRS:
+                continue
+            if depth >= _MAX_DEPTH:
+                warn(f"warning: {here}: folders nested deeper than {_MAX_DEPTH} levels are not searched")
+                continue
+            try:
+                child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            except OSError as exc:
+                warn(f"warning: {here}: folder skipped ({exc.strerror})")
+                continue
+            try:
+                yield from _walk(child, here, (*parts, entry.name), depth + 1, max_bytes=max_bytes, warn=warn)
+            finally:
+                os.close(child)
+        elif entry.name.lower().endswith(_SUFFIX):
+            data, problem = _read(entry.name, dir_fd=dir_fd, max_bytes=max_bytes)
+            yield _Found(here, (*parts, entry.name), data, problem)
+        elif entry.is_symlink() and Path(here).is_dir():
+            warn(f"warning: {here}: a symbolic link to a folder; not followed")
+
+
+def _from_folder(path: Path, *, max_bytes: int, warn: Callable[[str], None]) -> list[_Found]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the instructor's own path
+    except OSError as exc:
+        warn(f"warning: {path}: cannot open the folder ({exc.strerror}); nothing graded from it")
+        return []
+    try:
+        folder = path.resolve().name
+        found = list(_walk(fd, path, (folder,) if folder else (), 0, max_bytes=max_bytes, warn=warn))
+    finally:
+        os.close(fd)
+    if not found:
+        warn(f"warning: {path}: no .ipynb files in this folder; nothing graded from it")
+    return found
+
+
+def _from_file(path: Path, *, max_bytes: int, warn: Callable[[str], None]) -> list[_Found]:
+    parts = (path.absolute().parent.name, path.name)
+    if not path.name.lower().endswith(_SUFFIX):
+        if not os.path.lexists(path):
+            warn(f"warning: {path} does not exist; nothing graded from it")
+            return []
+        return [_Found(path, parts, None, "is not a Jupyter notebook (.ipynb); save the notebook as .ipynb")]
+    if not os.path.lexists(path):
+        return [_Found(path, parts, None, "does not exist")]
+    data, problem = _read(str(path), dir_fd=None, max_bytes=max_bytes)
+    return [_Found(path, parts, data, problem)]
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    with contextlib.suppress(OSError):
+        info = os.stat(path, follow_symlinks=False)
+        return info.st_dev, info.st_ino
+    return None
+
+
+def collect(paths: list[Path], *, max_bytes: int = MAX_BYTES, warn: Callable[[str], None]) -> list[Submission]:
+    """The submissions under ``paths``: notebooks given directly and those found in folders.
+
+    :param paths: Notebook files and folders, as the instructor named them.
+    :param max_bytes: Largest file that is read; larger ones become rows with a problem.
+    :param warn: Called with a one-line warning (missing or empty folder, skipped links and folders).
+    :returns: One row per notebook, in a deterministic order (paths in the order given, then by
+        name), each with a unique safe name; rows that cannot be graded have ``data=None`` and a
+        ``problem``.
+    """
+    found: list[_Found] = []
+    seen: set[tuple[int, int]] = set()
+    for path in map(Path, paths):
+        is_folder = os.path.isdir(path) and not (path.is_symlink() and path.name.lower().endswith(_SUFFIX))
+        items = (_from_folder if is_folder else _from_file)(path, max_bytes=max_bytes, warn=warn)
+        for item in items:
+            identity = _identity(item.path)
+            if identity is not None and identity in seen:
+                warn(f"warning: {item.path}: named twice; graded once")
+                continue
+            if identity is not None:
+                seen.add(identity)
+            found.append(item)
+    names = _names(found)
+    return [Submission(name, item.path, item.data, item.problem) for name, item in zip(names, found, strict=True)]
