@@ -13,10 +13,10 @@ from unittest import mock
 from bmnist_helpers.grading.checks import VALUES_MIME, decode_values, judge, probes
 
 
-def probe_values(namespace: dict, seed: int) -> dict[int, object]:
+def probe_values(namespace: dict, seed: int, tasks=(1, 2, 3, 4, 5)) -> dict[int, object]:
     """The decoded values each task's probe sends back when run in ``namespace``."""
     sent: dict[int, object] = {}
-    for probe in probes(seed):
+    for probe in (p for p in probes(seed) if p.task in tasks):
         def display(obj, raw=False, task=probe.task):
             sent[task] = obj[VALUES_MIME]
 
@@ -25,8 +25,8 @@ def probe_values(namespace: dict, seed: int) -> dict[int, object]:
     return {task: decode_values(value) for task, value in sent.items()}
 
 
-def verdicts(namespace: dict, reference: dict, seed: int) -> dict[int, str | None]:
-    """``judge`` of every task for ``namespace`` against the reference namespace's values."""
-    got, ref = probe_values(namespace, seed), probe_values(reference, seed)
-    inputs = {p.task: p.inputs for p in probes(seed)}
-    return {task: judge(task, inputs[task], got.get(task), ref[task]) for task in inputs}
+def verdict(task: int, namespace: dict, reference_values: dict[int, object], seed: int) -> str | None:
+    """``judge`` of one task for the functions in ``namespace``."""
+    got = probe_values(namespace, seed, tasks=(task,))
+    inputs = next(p.inputs for p in probes(seed) if p.task == task)
+    return judge(task, inputs, got.get(task), reference_values[task])

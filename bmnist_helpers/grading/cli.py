@@ -14,17 +14,19 @@ import os
 import queue
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 from ..exercise import SOLUTION_IPYNB
 from .checks import probes
+from .intake import Submission, collect
 from .report import TASKS, Grade, Reference, merge, reference_from_run, score, summary_table, write_reports
 from .run import RunOptions, remove_tree, run_job
 from .sandbox import Limits, protections
@@ -34,26 +36,6 @@ __all__ = ["grade", "main"]
 DEFAULT_TIMEOUT_S = 600
 DEFAULT_CELL_TIMEOUT_S = 120
 DEFAULT_MEMORY_MB = 4096
-
-
-@dataclass(frozen=True)
-class _Submission:
-    name: str
-    path: Path
-    data: bytes | None
-    problem: str | None
-
-
-def _collect(paths: list[Path], *, warn) -> list[_Submission]:
-    found = []
-    for path in paths:
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".ipynb") if path.is_dir() else [path]
-        if path.is_dir() and not files:
-            warn(f"warning: no .ipynb files in {path}")
-        for file in files:
-            name = file.stem if file.stem not in {s.name for s in found} else f"{file.parent.name}-{file.stem}"
-            found.append(_Submission(name, file, file.read_bytes(), None))
-    return found
 
 
 def _bwrap_works() -> bool:
@@ -105,18 +87,18 @@ def grade(
     bwrap = use_bwrap and _bwrap_works()
     if use_bwrap and shutil.which("bwrap") and not bwrap:
         log("warning: bubblewrap is installed but cannot create a sandbox here; grading without it")
-    found = sorted(_collect(submissions, warn=log), key=lambda s: s.name)
+    found = sorted(collect(submissions, warn=log), key=lambda s: s.name)
     k, n = shard
     chosen = found[k - 1 :: n]
     options = RunOptions(
         cell_timeout_s=min(cell_timeout_s or DEFAULT_CELL_TIMEOUT_S, timeout_s), notebook_timeout_s=timeout_s,
-        limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), use_bwrap=bwrap,
+        limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), use_bwrap=bwrap, jobs=jobs,
     )
     solution_path = Path(solution_path)
     from .notebook import apply_params
 
     apply_params(nbformat.read(solution_path, as_version=4), params)  # refuses unknown names early
-    active = protections(use_bwrap=bwrap)
+    active = protections(use_bwrap=bwrap, jobs=jobs)
     meta = {"seed": seed, "params": params, "solution": str(solution_path), "protections": active}
     log(f"grading {len(chosen)} notebook(s), seed {seed}, {jobs} job(s); protections: "
         + ", ".join(f"{p}: {'yes' if on else 'NO'}" for p, on in active.items()))
@@ -128,7 +110,7 @@ def grade(
         for slot in range(jobs):
             slots.put(slot)
 
-        def one(item: tuple[int, _Submission]) -> Grade:
+        def one(item: tuple[int, Submission]) -> Grade:
             number, sub = item
             workdir = tmp / f"job-{number:05d}"
             slot = slots.get()
@@ -160,7 +142,7 @@ def _reference(job: dict, workdir: Path) -> Reference:
         remove_tree(workdir)
 
 
-def _grade_one(sub: _Submission, job: dict, reference: Reference, *, workdir: Path, slot: int) -> Grade:
+def _grade_one(sub: Submission, job: dict, reference: Reference, *, workdir: Path, slot: int) -> Grade:
     """One submission, start to end; whatever goes wrong becomes this submission's status."""
     if sub.data is None:
         return Grade(sub.name, "invalid-notebook", _zeros(), note=sub.problem or "could not be read")
@@ -208,9 +190,15 @@ def _merge_main(argv: list[str]) -> int:
     return 0
 
 
+def _exit_on_term(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # so that the temp folders are removed on the way out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     argv = sys.argv[1:] if argv is None else argv
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_term)
     if argv[:1] == ["merge"]:
         return _merge_main(argv[1:])
     parser = argparse.ArgumentParser(

@@ -90,8 +90,10 @@ def _cells(result: RunResult) -> tuple[list[dict], dict[int, dict]]:
 
 
 def _values(record: dict | None):
-    if not record or record.get("values") is None:
+    if not record or not record.get("values_count"):
         return None
+    if record["values_count"] != 1 or record.get("values") is None:
+        return "malformed"  # more than one set of values: something else in the kernel sent some
     try:
         return decode_values(record["values"])
     except (MalformedValues, RecursionError):
@@ -176,7 +178,8 @@ def score(name: str, result: RunResult, reference: Reference, *, timeout_s: int,
         if cell["role"] == "probe":
             task = cell["task"]
             got = _values(record)
-            verdict = "the check sent back malformed values" if got == "malformed" else None
+            verdict = ("the check's values were malformed or sent more than once (does code in your notebook "
+                       "display output after every cell?)") if got == "malformed" else None
             if record is not None and record["status"] == "timeout":
                 verdict = f"the check ran past the {cell_timeout_s} s limit and was interrupted"
             verdict = verdict or judge(task, reference.inputs[task], got, reference.values[task])
@@ -264,12 +267,14 @@ def _csv(grades: list[Grade]) -> str:
     return out.getvalue()
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>&~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_HTML = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
 
 
 def _md(text: str) -> str:
-    """Student-controlled text for a Markdown line: every special character escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    """Student-controlled text for the middle of a Markdown line: one line, no markup, no HTML."""
+    text = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    return re.sub(r"[<>&]", lambda m: _HTML[m.group(0)], text)
 
 
 def _fenced(text: str) -> list[str]:

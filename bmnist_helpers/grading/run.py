@@ -35,6 +35,7 @@ class RunOptions:
     notebook_timeout_s: int = 600
     limits: Limits = field(default_factory=Limits)
     use_bwrap: bool = True
+    jobs: int = 1
     mnist_cache: Path | None = None
 
 
@@ -78,7 +79,7 @@ def run_job(submission: Path | None, *, solution: Path, params: dict[str, str], 
     os.chmod(workdir, 0o711)  # the sandbox uid may pass through to its home, but not list the folder
     cache = Path(options.mnist_cache or default_cache_dir())
     config = SandboxConfig(
-        home=str(home), limits=options.limits, slot=slot, use_bwrap=options.use_bwrap,
+        home=str(home), limits=options.limits, slot=slot, jobs=options.jobs, use_bwrap=options.use_bwrap,
         readable=[str(cache)] if cache.exists() else [],
         env={"BMNIST_CACHE": str(cache), "BMNIST_MIRRORS": "file:///nonexistent", "MPLBACKEND": "agg"},
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -52,10 +53,11 @@ def _client_class():
                 cap["text"] = (cap.get("text", "") + str(content.get("text", "")))[:_TEXT_LIMIT]
             elif kind in ("execute_result", "display_data"):
                 data = content.get("data") or {}
-                if VALUES_MIME in data and cap.get("values_size", 0) + len(str(data[VALUES_MIME])) <= _VALUES_LIMIT:
-                    cap["values"] = data[VALUES_MIME]
-                    cap["values_size"] = cap.get("values_size", 0) + len(str(data[VALUES_MIME]))
-                elif "text/plain" in data and VALUES_MIME not in data:
+                if VALUES_MIME in data:  # a probe sends exactly one; anything else makes the values void
+                    cap["values_count"] = cap.get("values_count", 0) + 1
+                    size = len(json.dumps(data[VALUES_MIME]))
+                    cap["values"] = data[VALUES_MIME] if size <= _VALUES_LIMIT else None
+                elif "text/plain" in data:
                     cap["text"] = (cap.get("text", "") + str(data["text/plain"]) + "\n")[:_TEXT_LIMIT]
             elif kind == "error":
                 cap["error"] = {"ename": str(content.get("ename", ""))[:200],
@@ -114,7 +116,7 @@ def _execute(nb, job: dict, results) -> None:
     try:
         for index, cell in enumerate(nb.cells):
             client.captured, client.timed_out = {}, False
-            status = "ok"
+            status, start = "ok", time.perf_counter()
             try:
                 client.execute_cell(cell, index, store_history=False)
             except DeadKernelError:
@@ -125,7 +127,9 @@ def _execute(nb, job: dict, results) -> None:
             elif status == "ok" and "error" in cap:
                 status = "error"
             _write(results, {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
-                             "error": cap.get("error"), "values": cap.get("values")})
+                             "seconds": round(time.perf_counter() - start, 3),
+                             "error": cap.get("error"), "values": cap.get("values"),
+                             "values_count": cap.get("values_count", 0)})
             if status == "dead":
                 return
             if status == "timeout" and not km.is_alive():
