@@ -10,7 +10,23 @@ import contextlib
 import io
 from unittest import mock
 
+import jupytext
+import matplotlib.pyplot as plt
+
+from bmnist_helpers.exercise import SOLUTION_PY
 from bmnist_helpers.grading.checks import VALUES_MIME, decode_values, judge, probes
+from tests.solution_ns import definition_cells
+
+
+def solution_globals() -> dict:
+    """A fresh dict holding the solution's definitions, which is also their ``globals()``,
+    as in a kernel: swapping ``mlp`` in it reaches every function that calls ``mlp``."""
+    namespace: dict = {"__name__": "__main__"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for source in definition_cells(jupytext.read(SOLUTION_PY)):
+            exec(compile(source, str(SOLUTION_PY), "exec"), namespace)
+    plt.close("all")
+    return namespace
 
 
 def probe_values(namespace: dict, seed: int, tasks=(1, 2, 3, 4, 5)) -> dict[int, object]:

@@ -15,8 +15,7 @@ import pytest
 
 from bmnist_helpers.grading.checks import MalformedValues, decode_values, probes
 from tests.fixtures.alternatives import ALTERNATIVES, WRONG
-from tests.probe_harness import probe_values, verdict
-from tests.solution_ns import solution_namespace
+from tests.probe_harness import probe_values, solution_globals, verdict
 
 SEEDS = (7, 2024, 31337)
 
@@ -24,12 +23,12 @@ SEEDS = (7, 2024, 31337)
 @pytest.fixture(scope="module")
 def reference() -> dict[int, dict]:
     """The solution's probe values for each seed."""
-    return {seed: probe_values(vars(solution_namespace()), seed) for seed in SEEDS}
+    return {seed: probe_values(solution_globals(), seed) for seed in SEEDS}
 
 
 def _namespace_with(source: str) -> dict:
     """A fresh solution namespace with one answer cell replaced by ``source``."""
-    namespace = vars(solution_namespace())
+    namespace = solution_globals()
     exec(compile(source, "student", "exec"), namespace)
     return namespace
 

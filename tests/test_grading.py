@@ -1,25 +1,30 @@
-"""bmnist-grade on the fixture class: statuses, points, isolation, reproducibility, shards."""
+"""bmnist-grade on a whole class in one batch: the fixture submissions (tests/fixtures) plus files
+that cannot live in git (symlinks, a FIFO, odd names, name collisions, oversize files), each with
+its exact status and points, every attack beside its control, and the grader's own hygiene."""
 
 from __future__ import annotations
 
 import csv
 import functools
+import glob
 import hashlib
 import http.server
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import jupytext
 import pytest
 
-from bmnist_helpers.exercise import SOLUTION_PY, cell_tags
-from bmnist_helpers.grading import cli
+from bmnist_helpers.exercise import SOLUTION_IPYNB, SOLUTION_PY, cell_tags, load_solution, solution_regions
+from bmnist_helpers.grading import cli, report
 from bmnist_helpers.grading.sandbox import protections
 from tests.conftest import ROOT
 from tests.fixtures import make_submissions
@@ -28,6 +33,26 @@ FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 PARAMS = {"NUM_STEPS": "600", "TARGET_ACCURACY": "0.95"}
 SEED = 20231107
+FULL = {str(t): 3 for t in range(1, 6)}
+NONE = {str(t): 0 for t in range(1, 6)}
+LONG_NAME = "Lastname_Firstname_1234567_submission_binary_mnist_final"
+# attack -> its control; both are graded in the same run
+CONTROLS = {
+    "attack-forward-globals": "control-stubs-2-3",
+    "attack-rewrite-expected": "control-stubs-2-3",
+    "attack-swap-hook": "control-stubs-2-3",
+    "attack-print-true": "wrong-same-permutation",
+    "attack-leak-source": "untouched",
+    "attack-forged-values": "untouched",
+    "attack-forged-timeout": "full-marks",
+    "attack-forged-crash": "full-marks",
+    "attack-grader-ids": "full-marks",
+    "attack-markdown": "full-marks",
+    "attack-cpu-hog": "untouched",
+    "attack-fill-disk": "full-marks",
+    "attack-deep-folders": "full-marks",
+    "solution": "untouched",
+}
 
 pytestmark = pytest.mark.grading
 
@@ -48,19 +73,54 @@ def _tree_hash() -> str:
     return digest.hexdigest()
 
 
+def _special_files(root: Path) -> dict[str, tuple[str, dict]]:
+    """Write what cannot be committed; return ``{report name: (status, points)}``."""
+    invalid = (FIXTURES / "bad-invalid-json.ipynb").read_bytes()
+    odd = root / "odd"
+    odd.mkdir()
+    (odd / "solution.ipynb").symlink_to(SOLUTION_IPYNB)
+    (odd / "zero.ipynb").symlink_to("/dev/zero")
+    os.mkfifo(odd / "pipe.ipynb")
+    (odd / "deep.ipynb").write_text("[" * 100_000 + "]" * 100_000)
+    with open(odd / "huge-cell.ipynb", "wb") as f:  # a 200 MB code cell
+        f.write(b'{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "code", "source": "')
+        f.write(b"x = 1 # " + b"y" * 200_000_000)
+        f.write(b'", "metadata": {}, "outputs": [], "execution_count": null, "id": "a"}]}')
+    shutil.copy(FIXTURES / "full-marks.ipynb", odd / f"{LONG_NAME}.ipynb")
+    shutil.copy(FIXTURES / "full-marks.ipynb", odd / "-Ünïcødé name with spaces.ipynb")
+    for name in ("=1+2.ipynb", "...ipynb", "..ipynb"):
+        (odd / name).write_bytes(invalid)
+    (root / "upper").mkdir()
+    (root / "upper" / "Notebook.IPYNB").write_bytes(invalid)
+    (root / "empty").mkdir()
+    for folder, name, fixture in (("subs", "alice", "untouched"), ("subs", "late-alice", "bad-invalid-json"),
+                                  ("late", "alice", "full-marks")):
+        (root / folder).mkdir(exist_ok=True)
+        shutil.copy(FIXTURES / f"{fixture}.ipynb", root / folder / f"{name}.ipynb")
+    return {
+        "solution": ("invalid-notebook", NONE), "zero": ("invalid-notebook", NONE),
+        "pipe": ("invalid-notebook", NONE), "deep": ("invalid-notebook", NONE),
+        "huge-cell": ("invalid-notebook", NONE), LONG_NAME: ("ok", FULL),
+        "Ünïcødé_name_with_spaces": ("ok", FULL), "1_2": ("invalid-notebook", NONE),
+        "notebook": ("invalid-notebook", NONE), "odd__notebook": ("invalid-notebook", NONE),
+        "upper__Notebook": ("invalid-notebook", NONE),
+        "alice": ("ok", FULL), "subs__alice": ("partial", NONE), "late-alice": ("invalid-notebook", NONE),
+    }
+
+
 @pytest.fixture(scope="module")
 def require_sandbox():
     if not protections()["file system hidden (bubblewrap)"] or not cli._bwrap_works():
         reason = "bubblewrap is not installed or cannot create a sandbox here"
         if os.environ.get("BMNIST_REQUIRE_SANDBOX") == "1":
             pytest.fail(f"BMNIST_REQUIRE_SANDBOX=1 but {reason}")
-        pytest.skip(reason + " (the fork bomb fixture needs its process limit)")
+        pytest.skip(reason + " (the isolation fixtures need it)")
 
 
 @pytest.fixture(scope="module")
-def answers_server(tmp_path_factory):
+def answers_server():
     """Serve the solution's answers on loopback, where the network fixture tries to fetch them."""
-    folder = tmp_path_factory.mktemp("answers")
+    folder = Path(tempfile.mkdtemp(prefix="answers-"))
     nb = jupytext.read(SOLUTION_PY)
     answers = [c.source for c in nb.cells if c.cell_type == "code" and any(t.startswith("task-") for t in cell_tags(c))
                and "expected-result" not in cell_tags(c)]
@@ -70,26 +130,32 @@ def answers_server(tmp_path_factory):
     handler.log_message = lambda *a: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", make_submissions.NETWORK_PORT), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{make_submissions.NETWORK_PORT}/answers.py"
+    yield
     server.shutdown()
     server.server_close()
+    shutil.rmtree(folder)
 
 
 @pytest.fixture(scope="module")
 def graded(require_sandbox, answers_server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("class")
+    for path in FIXTURES.glob("*.ipynb"):
+        shutil.copy(path, root)
+    special = _special_files(root)
     out = tmp_path_factory.mktemp("grades")
-    before = _tree_hash()
+    before, leftovers = _tree_hash(), set(glob.glob(f"{tempfile.gettempdir()}/bmnist-grade-*"))
     lines: list[str] = []
-    grades = cli.grade([FIXTURES], out=out, jobs=2, timeout_s=240, cell_timeout_s=45, seed=SEED, params=PARAMS,
+    grades = cli.grade([root], out=out, jobs=2, timeout_s=240, cell_timeout_s=45, seed=SEED, params=PARAMS,
                        log=lines.append)
     return {"grades": {g.submission: g for g in grades}, "out": out, "before": before, "after": _tree_hash(),
-            "log": lines}
+            "log": lines, "special": special,
+            "leftovers": set(glob.glob(f"{tempfile.gettempdir()}/bmnist-grade-*")) - leftovers}
 
 
 def test_fixtures_are_current():
     on_disk = {p.name: p.read_text() for p in FIXTURES.iterdir()}
     assert on_disk == make_submissions.rendered(), "run: python tests/fixtures/make_submissions.py"
-    assert len(EXPECTED) >= 20
+    assert len(EXPECTED) >= 45
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -99,23 +165,68 @@ def test_status_and_points(graded, name):
     assert (grade.status, {str(t): p for t, p in grade.points.items()}) == (want["status"], want["points"]), grade.note
 
 
-def test_nothing_outside_the_temp_dirs_changed(graded):
-    assert graded["after"] == graded["before"]
+def test_files_git_cannot_hold(graded):
+    for name, (status, points) in graded["special"].items():
+        grade = graded["grades"][name]
+        assert (grade.status, {str(t): p for t, p in grade.points.items()}) == (status, points), (name, grade.note)
+        if status == "invalid-notebook":
+            assert grade.note, name
+    assert any("empty" in line and "warning" in line.lower() for line in graded["log"])
+    assert set(graded["grades"]) == set(EXPECTED) | set(graded["special"])  # every file its own row
 
 
-def test_reports(graded):
+def test_no_attack_scores_above_its_control(graded):
+    grades = graded["grades"]
+    for attack, control in CONTROLS.items():
+        assert grades[attack].total <= grades[control].total, (attack, grades[attack].total, grades[control].total)
+    assert grades["full-marks"].total == 15  # the victim graded beside the CPU hog
+
+
+def test_forged_statuses_are_reported_as_what_happened(graded):
+    assert graded["grades"]["attack-forged-timeout"].status == "partial"
+    assert graded["grades"]["attack-forged-crash"].status == "partial"
+    assert "time limit" in graded["grades"]["runaway-infinite-loop"].note
+    assert "died" in graded["grades"]["runaway-os-exit"].note
+
+
+def test_feedback_never_carries_the_solution(graded):
+    answers = {line.strip() for cell in load_solution().cells for region in solution_regions(cell.source)
+               for line in region.splitlines() if len(line.strip()) > 25}
+    assert answers
+    for path in (graded["out"] / "feedback").iterdir():
+        text = path.read_text()
+        assert not [line for line in answers if line in text], path.name
+
+
+def test_reports_are_safe_to_open(graded):
     out = graded["out"]
-    rows = _rows(out / "grades.csv")
-    assert [r["submission"] for r in rows] == sorted(EXPECTED)
-    by_name = {r["submission"]: r for r in rows}
-    assert by_name["full-marks"]["total"] == "15" and by_name["full-marks"]["status"] == "ok"
-    assert by_name["fake-planted-files"]["total"] == "0"  # the planted grades.csv row was not read
+    rows = {r["submission"]: r for r in _rows(out / "grades.csv")}
+    assert not [name for name in rows if name[:1] in "=+-@"]  # no spreadsheet formula in a name
+    assert report._csv_cell("=1+2") == "'=1+2" and report._csv_cell("-Ünï") == "'-Ünï"
+    feedback = (out / "feedback" / "attack-markdown.md").read_text()
+    assert "<script>" not in feedback and "&lt;script&gt;" in feedback
+    assert re.search(r"^````+text$", feedback, re.M)  # the fence outlasts the backticks in the student's text
+    assert {p.stem for p in (out / "feedback").iterdir()} == set(graded["grades"])
+
+
+def test_feedback_says_what_failed_without_the_reference(graded):
+    out = graded["out"]
     feedback = (out / "feedback" / "wrong-no-weight-decay.md").read_text()
-    assert "Task 4: hidden check `hidden-4`" in feedback and "Expected:" in feedback and "Got:" in feedback
-    assert "### Task 1" not in feedback
-    memory = (out / "feedback" / "runaway-memory-bomb.md").read_text()
-    assert "MemoryError" in memory
-    assert len((out / "feedback" / "runaway-print-flood.md").read_text()) < 50_000  # truncated
+    assert "Task 4:" in feedback and "differs from the correct value by up to" in feedback
+    assert "Task 1:" not in feedback
+    untouched = (out / "feedback" / "untouched.md").read_text()
+    assert "needs task" not in untouched or "not done yet" in untouched
+    assert "<Figure size" not in untouched
+    assert "+ " in untouched or "- " in untouched  # the differing lines are marked
+    missing = (out / "feedback" / "bad-missing-cells.md").read_text()
+    assert "needs `loss_fn` from task 3" in missing
+    assert "MemoryError" in (out / "feedback" / "runaway-memory-bomb.md").read_text()
+    assert len((out / "feedback" / "runaway-print-flood.md").read_text()) < 50_000
+
+
+def test_the_grader_leaves_nothing_behind(graded):
+    assert graded["after"] == graded["before"]
+    assert not graded["leftovers"]
     assert "no network: yes" in graded["log"][0] and "file system hidden (bubblewrap): yes" in graded["log"][0]
     assert graded["log"][-1].splitlines()[0].startswith("submission")
 
@@ -129,7 +240,7 @@ def test_one_bad_submission_stays_within_its_own_limits(graded):
 def test_same_seed_same_scores_and_shards_merge_to_one_run(graded, tmp_path):
     subset = tmp_path / "subset"
     subset.mkdir()
-    for name in ("full-marks", "untouched", "wrong-subset-indices"):
+    for name in ("full-marks", "untouched", "bad-invalid-json"):
         shutil.copy(FIXTURES / f"{name}.ipynb", subset)
     parts = []
     for k in (1, 2):
@@ -162,7 +273,20 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "different seeds" in capsys.readouterr().err
 
 
-def test_grade_command_is_installed():
+def test_grade_command_is_installed_and_documents_itself():
     exe = Path(sys.executable).parent / "bmnist-grade"
     proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "--shard" in proc.stdout and "--jobs" in proc.stdout
+    assert proc.returncode == 0 and "--shard" in proc.stdout and "bmnist-grade merge" in proc.stdout
+    assert "(default: 600)" in proc.stdout and "(default: 120)" in proc.stdout
+
+
+def test_the_grader_starts_under_a_hard_memory_limit():
+    """Slurm and ``ulimit -v`` set a hard RLIMIT_AS; capping a worker must stay within it."""
+    code = ("import resource, subprocess\nfrom bmnist_helpers.grading.run import _cap_memory\n"
+            "p = subprocess.Popen(['sleep', '5'])\n_cap_memory(p.pid)\n"
+            "print(resource.prlimit(p.pid, resource.RLIMIT_AS)[1])\np.kill()\n")
+    hard = 16 * 2**30
+    proc = subprocess.run(["prlimit", f"--as={hard}:{hard}", sys.executable, "-c", code], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.split()[-1]) == hard

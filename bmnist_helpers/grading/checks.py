@@ -73,22 +73,22 @@ def _draw(seed: int, task: int) -> dict:
         return {"images": images, "labels": labels, "batch_size": batch_size,
                 "key_a": int(rng.integers(2**31)), "key_b": int(rng.integers(2**31))}
     if task == 2:
-        sizes = [int(rng.integers(5, 30)), int(rng.integers(4, 20)), int(rng.integers(2, 10)), 1]
-        return {"params": _layers(rng, sizes, 0.3), "x": rng.normal(size=(6, sizes[0])).astype(f32),
+        sizes = [28 * 28, int(rng.integers(4, 20)), int(rng.integers(2, 10)), 1]
+        return {"params": _layers(rng, sizes), "x": rng.normal(size=(6, sizes[0])).astype(f32),
                 "init_sizes": [120, 80, 20, 1], "stddev": float(rng.uniform(0.05, 0.5)),
                 "key_a": int(rng.integers(2**31)), "key_b": int(rng.integers(2**31))}
     if task == 3:
-        sizes = [int(rng.integers(5, 30)), int(rng.integers(4, 20)), 1]
+        sizes = [28 * 28, int(rng.integers(4, 20)), 1]
         huge = [[np.zeros((sizes[0], sizes[1]), f32), np.zeros(sizes[1], f32)],
                 [np.zeros((sizes[1], 1), f32), np.array([1e4], f32)]]
-        return {"params": _layers(rng, sizes, 0.3), "x": rng.normal(size=(9, sizes[0])).astype(f32),
+        return {"params": _layers(rng, sizes), "x": rng.normal(size=(9, sizes[0])).astype(f32),
                 "y": rng.integers(0, 2, 9).astype(f32), "l2": float(rng.uniform(0.01, 1.0)),
                 "huge_up": huge, "huge_down": [huge[0], [huge[1][0], -huge[1][1]]]}
     if task == 4:
-        sizes = [int(rng.integers(10, 40)), int(rng.integers(4, 12)), 1]
-        batches = [[rng.normal(size=(5, sizes[0])).astype(f32), rng.integers(0, 2, 5).astype(f32)] for _ in range(9)]
-        return {"params": _layers(rng, sizes, 0.2), "batches": batches,
-                "x_test": rng.normal(size=(40, sizes[0])).astype(f32), "y_test": rng.integers(0, 2, 40).astype(f32),
+        sizes = [28 * 28, int(rng.integers(4, 12)), 1]
+        batches = [[rng.normal(size=(5, 28, 28)).astype(f32), rng.integers(0, 2, 5).astype(f32)] for _ in range(9)]
+        return {"params": _layers(rng, sizes), "batches": batches,
+                "x_test": rng.normal(size=(40, 28, 28)).astype(f32), "y_test": rng.integers(0, 2, 40).astype(f32),
                 "learning_rate": float(rng.uniform(0.05, 0.2)), "weight_decay": float(rng.uniform(0.05, 0.5)),
                 "momentum": float(rng.uniform(0.3, 0.8)), "num_steps": 7, "eval_every": 3}
     if task == 5:
@@ -101,8 +101,9 @@ def _draw(seed: int, task: int) -> dict:
     raise ValueError(f"no task {task}")
 
 
-def _layers(rng, sizes, scale) -> list:
-    return [[rng.normal(0, scale, (a, b)).astype(np.float32), rng.normal(0, scale, b).astype(np.float32)]
+def _layers(rng, sizes) -> list:
+    """Random (weights, bias) pairs, scaled so that every layer's outputs are of order one."""
+    return [[rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32), rng.normal(0, 0.3, b).astype(np.float32)]
             for a, b in zip(sizes[:-1], sizes[1:], strict=False)]
 
 
@@ -219,7 +220,7 @@ _BODIES = {
         update = make_update_step(optimizer, weight_decay=wd)
         p, state, losses = params, optimizer.init(params), []
         for x, y in batches[:3]:
-            p, state, loss = update(p, state, x, y)
+            p, state, loss = update(p, state, x.reshape(len(x), -1), y)
             losses.append(loss)
         return {"losses": losses, "params": p}
     def training():
