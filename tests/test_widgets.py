@@ -177,11 +177,12 @@ def test_moving_on_drops_the_unfinished_run():
 @pytest.mark.parametrize("late_record", [False, True])
 def test_an_abandoned_run_never_draws_over_the_current_seed(late_record):
     # Seed 1 is left while it trains; its later record or its error must not reach the status.
-    release, moved = threading.Event(), threading.Event()
+    release, moved, busy = threading.Event(), threading.Event(), threading.Event()
 
     def train(seed):
         yield {"step": 0, "images": np.zeros((1, 28, 28)), "labels": [1], "probabilities": [0.5]}
         if seed == 1:
+            busy.set()  # seed 1 is past its preview, computing its next chunk
             release.wait(5)
             if late_record:
                 yield {"step": 200, "losses": np.ones(200), "test_accuracy": 0.1}
@@ -191,6 +192,7 @@ def test_an_abandoned_run_never_draws_over_the_current_seed(late_record):
 
     explorer = widgets.seed_explorer(train, seeds=[1, 2])
     first = explorer._worker
+    assert busy.wait(5)
     explorer.slider.value = 2
     explorer.wait(10)
     assert moved.is_set() and "seed 2: done" in explorer.status.value
