@@ -158,7 +158,12 @@ def plot_training_curves(
     return fig, axes
 
 
-_ROWS = (("posmax", "Clear {pos}"), ("negmin", "Clear {neg}"), ("posmin", "Confusing {pos}"), ("negmax", "Confusing {neg}"))
+_ROWS = (
+    ("posmax", "Clear {pos}"),
+    ("negmin", "Clear {neg}"),
+    ("posmin", "Confusing {pos}"),
+    ("negmax", "Confusing {neg}"),
+)
 
 
 def plot_interesting_examples(

@@ -282,7 +282,8 @@ _TRACE = textwrap.dedent(
         params = []
         for d_in, d_out in zip(layer_sizes[:-1], layer_sizes[1:]):
             key, bias_key = jax.random.split(key)
-            params.append((stddev * jax.random.normal(key, (d_in, d_out)), stddev * jax.random.normal(bias_key, (d_out,))))
+            weights = stddev * jax.random.normal(key, (d_in, d_out))  # drawn with the key it then carries on
+            params.append((weights, stddev * jax.random.normal(bias_key, (d_out,))))
         return params
 
     def sheet_dataloader(bmnist, *, batch_size, key):
@@ -290,7 +291,8 @@ _TRACE = textwrap.dedent(
         while True:
             order = np.asarray(jax.random.permutation(epoch_key, n))
             for start in range(0, n, batch_size):
-                yield bmnist["x_train"][order[start:start + batch_size]], bmnist["y_train"][order[start:start + batch_size]]
+                batch = order[start:start + batch_size]
+                yield bmnist["x_train"][batch], bmnist["y_train"][batch]
             epoch_key, _ = jax.random.split(epoch_key)
 
     key = jax.random.PRNGKey(12345)
