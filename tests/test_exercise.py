@@ -60,7 +60,8 @@ def test_exercise_shape():
     nb = _stored(exercise.EXERCISE_IPYNB)
     assert nb.cells[0].source.startswith("# Telling 1 from 7")  # the lesson's title comes first
     note = nb.cells[-1]
-    assert note["id"] == "generated-note" and "solutions/binary_mnist.py" in note.source and "make exercise" in note.source
+    assert note["id"] == "generated-note"
+    assert "solutions/binary_mnist.py" in note.source and "make exercise" in note.source
     assert "DO NOT EDIT" not in exercise.EXERCISE_PY.read_text()
     text = exercise.EXERCISE_PY.read_text()
     assert exercise.BEGIN not in text and exercise.END not in text
@@ -141,7 +142,8 @@ def test_expected_result_without_stored_output_is_refused():
 
 
 def test_the_command_line_reports_bad_input_without_a_traceback(monkeypatch, capsys):
-    monkeypatch.setattr(exercise, "exercise_files", lambda: exercise.build_exercise(_bad_solution("x = 1\n", outputs=False)))
+    bad = _bad_solution("x = 1\n", outputs=False)
+    monkeypatch.setattr(exercise, "exercise_files", lambda: exercise.build_exercise(bad))
     assert exercise.main([]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cell er-broken") and "Traceback" not in err
@@ -169,15 +171,22 @@ def test_each_todo_raises_not_implemented(task):
     assert f"TODO: task {task}," in info.value.evalue
 
 
-def test_untouched_exercise_raises_on_task_1_first():
+def test_run_all_keeps_the_expected_results_visible():
+    """Run All as JupyterLab does it: run until the first error, clear the outputs of the rest."""
     nb = _stored(exercise.EXERCISE_IPYNB)
-    _run(nb, allow_errors=True)
-    errors = [(c["id"], o.ename, o.evalue) for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert errors[0][1:] == ("NotImplementedError", "TODO: task 1, train_dataloader")
-
-
-def _texts(cell):
-    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    with pytest.raises(CellExecutionError) as info:
+        _run(nb)
+    assert (info.value.ename, info.value.evalue) == ("NotImplementedError", "TODO: task 1, train_dataloader")
+    failed = next(i for i, c in enumerate(nb.cells) if any(o.output_type == "error" for o in c.get("outputs", [])))
+    assert nb.cells[failed]["id"] == "er-dataloader"
+    for cell in nb.cells[failed + 1 :]:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    saved = nbformat.reads(nbformat.writes(nb), as_version=4)
+    for cell in _expected_cells(_stored(exercise.SOLUTION_IPYNB)):
+        copy = _copy_of(saved, cell["id"])
+        assert _fenced_text(copy.source) == _printed(cell), cell["id"]
+        assert bool(_shown_images(copy)) == _has_png(cell), cell["id"]
 
 
 def test_answers_put_back_reproduce_the_expected_results():
