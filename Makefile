@@ -11,8 +11,12 @@ GRADES ?= grades
 
 .PHONY: lab test setup data exercise solution grade bench lint clean-venv
 
+# The repository is the file browser's root (notebooks/ and solutions/ both reachable); the
+# exercise opens first. No news pop-up, no update check.
 lab: setup data
-	$(BIN)/jupyter lab notebooks/binary_mnist.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	$(BIN)/jupyter labextension disable --level=sys_prefix "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+		--LabApp.news_url= notebooks/binary_mnist.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # The JAX compilation cache makes the notebook runs of the suite faster after the first.
 test: setup data

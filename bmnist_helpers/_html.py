@@ -28,11 +28,24 @@ def _points(xs: np.ndarray, ys: np.ndarray, *, box: tuple[float, float, float, f
 
 
 def _downsample(xs: np.ndarray, ys: np.ndarray, *, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-    if len(xs) <= max_points:
+    """At most ``max_points`` points that look like the whole series when drawn as a line.
+
+    The first and the last point are kept; in between, each bucket of consecutive points gives its
+    minimum and its maximum, in their order, so spikes and the y range survive.
+    """
+    n = len(xs)
+    if n <= max_points:
         return xs, ys
-    step = -(-len(xs) // max_points)
-    cut = len(xs) // step * step
-    return xs[:cut:step], ys[:cut].reshape(-1, step).mean(axis=1)
+    buckets = max((max_points - 2) // 2, 1)
+    edges = np.linspace(1, n - 1, buckets + 1).astype(int)
+    keep = [0]
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        if stop > start:
+            low, high = start + int(np.argmin(ys[start:stop])), start + int(np.argmax(ys[start:stop]))
+            keep += sorted({low, high})
+    keep.append(n - 1)
+    index = np.asarray(keep)
+    return xs[index], ys[index]
 
 
 def line_chart(
@@ -45,7 +58,8 @@ def line_chart(
     width: int = 320,
     height: int = 160,
 ) -> str:
-    """An SVG line chart; long series are averaged down to at most 400 points.
+    """An SVG line chart; long series are thinned to at most 400 points for drawing (first and last
+    point kept, minimum and maximum of every bucket in between).
 
     :param xs: x values. :param ys: y values, as many as ``xs``.
     :param title: Caption above the plot.
@@ -143,14 +157,17 @@ def image_png(image: np.ndarray, *, scale: int = 2) -> str:
 
 
 def image_strip(uris: Sequence[str], captions: Sequence[str]) -> str:
-    """A row of images with a caption under each.
+    """A row of images, each with its caption right under it (wrapping onto more rows if narrow).
 
     :param uris: Image sources. :param captions: One caption per image.
     :returns: An HTML string.
     """
     cells = "".join(
-        f'<figure style="margin:2px;text-align:center;font-size:11px"><img src="{u}"/>'
-        f"<figcaption>{html.escape(c)}</figcaption></figure>"
+        '<div class="bmnist-tile" style="display:inline-flex;flex-direction:column;align-items:center;'
+        'width:76px;margin:2px;vertical-align:top">'
+        f'<img src="{u}" style="display:block;width:56px;height:56px" alt=""/>'
+        '<div class="bmnist-caption" style="display:block;font-size:11px;line-height:1.25;white-space:normal;'
+        f'text-align:center;overflow-wrap:anywhere">{html.escape(c)}</div></div>'
         for u, c in zip(uris, captions, strict=True)
     )
-    return f'<div style="display:flex;flex-wrap:wrap">{cells}</div>'
+    return f'<div class="bmnist-strip" style="display:flex;flex-wrap:wrap;line-height:normal">{cells}</div>'

@@ -158,42 +158,50 @@ def plot_training_curves(
     return fig, axes
 
 
-_ROW_TITLES = {
-    "posmax": "Clear positives",
-    "negmin": "Clear negatives",
-    "posmin": "Confusing positives",
-    "negmax": "Confusing negatives",
-}
+_ROWS = (
+    ("posmax", "Clear {pos}"),
+    ("negmin", "Clear {neg}"),
+    ("posmin", "Confusing {pos}"),
+    ("negmax", "Confusing {neg}"),
+)
 
 
 def plot_interesting_examples(
-    images: np.ndarray, probabilities: np.ndarray, rows: Mapping[str, Sequence[int]]
+    images: np.ndarray,
+    probabilities: np.ndarray,
+    rows: Mapping[str, Sequence[int]],
+    *,
+    names: tuple[str, str] = ("positives", "negatives"),
 ) -> tuple[plt.Figure, np.ndarray]:
-    """Four rows of test examples, each image titled with the model's probability.
+    """Four rows of test examples, each row under its own title, each image titled with its index
+    and the model's probability.
 
     :param images: All test images, ``(n, 28, 28)``.
     :param probabilities: Predicted probability of the positive class for every test image.
     :param rows: Test-set indices under the keys ``posmax``, ``negmin``, ``posmin``, ``negmax``.
+    :param names: What to call the positive and the negative class in the row titles, e.g.
+        ``("ones", "sevens")``.
     :returns: ``(fig, axes)`` with one row of axes per group.
-    :raises ValueError: A group is missing or the groups differ in size.
+    :raises ValueError: A group is missing.
     """
-    missing = [k for k in _ROW_TITLES if k not in rows]
+    missing = [k for k, _ in _ROWS if k not in rows]
     if missing:
         raise ValueError(f"rows lacks {', '.join(missing)}.")
-    width = max(len(rows[k]) for k in _ROW_TITLES)
-    fig, axes = plt.subplots(
-        nrows=4, ncols=max(width, 1), squeeze=False, figsize=_figsize(rel_width=1.8, rel_height=2.0)
-    )
-    for ax_row, (key, title) in zip(axes, _ROW_TITLES.items(), strict=True):
+    width = max(max(len(rows[k]) for k, _ in _ROWS), 1)
+    fig = plt.figure(figsize=_figsize(rel_width=1.8, rel_height=2.2), layout="constrained")
+    subfigs = fig.subfigures(nrows=len(_ROWS), ncols=1)
+    axes = np.empty((len(_ROWS), width), dtype=object)
+    for row, (subfig, (key, title)) in enumerate(zip(subfigs, _ROWS, strict=True)):
+        subfig.suptitle(title.format(pos=names[0], neg=names[1]), x=0.01, ha="left", fontweight="bold")
+        axes[row] = subfig.subplots(ncols=width, squeeze=False)[0]
         indices = np.asarray(rows[key], dtype=int)
-        for ax in ax_row:
-            ax.set_axis_off()
-        for ax, index in zip(ax_row, indices, strict=False):
-            ax.set_axis_on()
-            ax.imshow(np.asarray(images)[index].reshape(28, 28), cmap="cividis")
-            ax.set_title(f"#{index}: {float(probabilities[index]):.3f}")
+        for col, ax in enumerate(axes[row]):
             ax.set_xticks([])
             ax.set_yticks([])
-        ax_row[0].set_ylabel(title)
-        ax_row[0].set_axis_on()
+            if col >= len(indices):
+                ax.set_axis_off()
+                continue
+            index = int(indices[col])
+            ax.imshow(np.asarray(images)[index].reshape(28, 28), cmap="cividis")
+            ax.set_title(f"#{index}: {float(probabilities[index]):.3f}", fontsize="small", pad=2)
     return fig, axes

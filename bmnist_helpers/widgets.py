@@ -183,10 +183,10 @@ class SeedExplorer(widgets.VBox):
         with self._lock:
             self._generation += 1
             generation = self._generation
-        if seed in self.cache:
-            self._render(seed, self.cache[seed], done=True)
-            return
-        self.status.value = f"seed {seed}: starting"
+            if seed in self.cache:
+                self._render(seed, self.cache[seed], done=True)
+                return
+            self.status.value = f"seed {seed}: starting"
         self._worker = threading.Thread(target=self._train, args=(seed, generation), daemon=True)
         self._worker.start()
 
@@ -198,20 +198,34 @@ class SeedExplorer(widgets.VBox):
         if self._worker is not None:
             self._worker.join(timeout)
 
+    def _publish(self, generation: int, draw: Callable[[], None]) -> bool:
+        """Run ``draw`` only while ``generation`` is still the slider's current one.
+
+        The check and the drawing happen under the lock that :meth:`show` takes to move on, so a
+        run that the slider has left can never draw over the seed now shown.
+
+        :returns: Whether the run is still current.
+        """
+        with self._lock:
+            if generation != self._generation:
+                return False
+            draw()
+            return True
+
     def _train(self, seed: int, generation: int) -> None:
         records: list[dict] = []
         try:
             for record in self.train_fn(seed):
-                if generation != self._generation:
-                    return  # the slider moved on; drop this run
                 records.append({k: v for k, v in record.items() if k != "params"})
-                self._render(seed, records, done=False)
+                snapshot = list(records)
+                if not self._publish(generation, lambda s=snapshot: self._render(seed, s, done=False)):
+                    return  # the slider moved on; drop this run
         except Exception as exc:  # noqa: BLE001 - shown in the widget, where the student looks
-            self.status.value = f'<span style="color:#8d2d39">seed {seed}: {html.escape(repr(exc))}</span>'
+            message = f'<span style="color:#8d2d39">seed {seed}: {html.escape(repr(exc))}</span>'
+            self._publish(generation, lambda: setattr(self.status, "value", message))
             return
         self.cache[seed] = records
-        if generation == self._generation:
-            self._render(seed, records, done=True)
+        self._publish(generation, lambda: self._render(seed, records, done=True))
 
     def _render(self, seed: int, records: list[dict], *, done: bool) -> None:
         preview, progress = records[0], records[1:]

@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -12,9 +14,6 @@
 #     language: python
 #     name: bmnist
 # ---
-
-# %% [markdown]
-# > **DO NOT EDIT the source of this file by hand.** It is generated from `solutions/binary_mnist.py` by `make exercise` (`python -m bmnist_helpers.exercise`). Instructors change the solution and regenerate; students work right here in the notebook.
 
 # %% [markdown]
 # # Telling 1 from 7: a small neural network in JAX
@@ -33,9 +32,10 @@
 #
 # **How to work.** Each task is a function with a docstring that says what it takes and returns.
 # Replace the `raise NotImplementedError(...)` line with your code. The cells marked
-# *Expected result* below each task run your code: compare what they show with the output stored
-# in the notebook. Keep randomness explicit: every random function takes a JAX key, and all keys
-# come from the one `SEED` in the parameters cell.
+# *Expected result* below each task run your code; right under each of them, a box shows what the
+# instructor's run printed and drew, so you can set your output beside it. Keep randomness
+# explicit: every random function takes a JAX key, and all keys come from the one `SEED` in the
+# parameters cell.
 
 # %% tags=["setup"]
 # Setup: on Colab the kit is not installed yet, so fetch it first. Elsewhere this just imports.
@@ -100,6 +100,27 @@ NUM_INITS = 100
 TARGET_ACCURACY = 0.99
 
 # %% [markdown]
+# ## Keys
+#
+# JAX has no hidden random state. Every random function takes a *key*, and the same key always
+# gives the same numbers, so two draws from one key are not independent: they are equal, or
+# subtly correlated. Hence the one rule of JAX randomness: **use every key once.** When you need
+# more randomness, split first, `key, subkey = jax.random.split(key)`, then use the halves: one
+# for the draw, one to split again later. The key you split is spent.
+#
+# `lesson_keys` splits the key of a seed once, into one fresh key for each random thing this
+# notebook does.
+
+# %% tags=["keys"]
+def lesson_keys(seed):
+    """One fresh key for each random thing the lesson does, all split at once from ``seed``'s key."""
+    names = ("dataloader", "model", "inits", "training")
+    return dict(zip(names, jax.random.split(jax.random.key(seed), len(names))))
+
+
+seed_keys = lesson_keys(SEED)
+
+# %% [markdown]
 # ## The data
 #
 # `load_mnist` downloads MNIST once, checks every file against its published SHA-256 and keeps it
@@ -126,10 +147,13 @@ fig, axes = inspect_batch(bmnist["x_train"][:10], bmnist["y_train"][:10], title=
 #   replacement); the last batch of an epoch may be smaller;
 # * draws a **new** order for every epoch;
 # * is fully determined by its `key`: the same key gives the same batches, different keys give
-#   different batches. Use the permutation of `key` itself for the first epoch.
+#   different batches;
+# * uses every key once: at the start of **every** epoch, first split,
+#   `key, epoch_key = jax.random.split(key)`, then shuffle with `epoch_key` and keep `key` for the
+#   next epoch.
 #
-# *Hint:* `jax.random.permutation` shuffles, and `jax.random.split` makes a fresh key from an old
-# one.
+# *Hint:* `jax.random.permutation(epoch_key, n)` shuffles `0, ..., n - 1`. Never shuffle with a key
+# and then split that same key: the two results would be correlated.
 
 # %% tags=["task-1"]
 def train_dataloader(bmnist, *, batch_size, key):
@@ -149,7 +173,7 @@ def train_dataloader(bmnist, *, batch_size, key):
 # its label, and the properties that every correct dataloader has.
 
 # %% tags=["expected-result", "task-1", "er-dataloader"]
-key_a, key_b = jax.random.split(jax.random.key(SEED))
+key_a, key_b, key_epochs = jax.random.split(seed_keys["dataloader"], 3)
 x_batch, y_batch = next(train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key_a))
 x_other, y_other = next(train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key_b))
 inspect_batch(x_batch[:10], y_batch[:10], title="Key A")
@@ -161,6 +185,7 @@ print("labels are 0.0 or 1.0:", set(np.unique(y_batch).tolist()) <= {0.0, 1.0})
 def first_batches(key, count):
     return [b for _, b in zip(range(count), train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key))]
 
+# Checking determinism is the one place where a key is used twice, on purpose.
 same = all(np.array_equal(x1, x2) for (x1, _), (x2, _) in zip(first_batches(key_a, 3), first_batches(key_a, 3)))
 different = not np.array_equal(first_batches(key_a, 1)[0][0], first_batches(key_b, 1)[0][0])
 print("same key, same batches:", same)
@@ -169,7 +194,7 @@ print("different key, different batches:", different)
 # Tag every training image with its position, then check two whole epochs.
 tagged = {"x_train": np.arange(len(bmnist["x_train"])), "y_train": bmnist["y_train"]}
 epoch_batches = -(-len(tagged["x_train"]) // BATCH_SIZE)
-loader = train_dataloader(tagged, batch_size=BATCH_SIZE, key=key_a)
+loader = train_dataloader(tagged, batch_size=BATCH_SIZE, key=key_epochs)
 epochs = [[next(loader) for _ in range(epoch_batches)] for _ in range(2)]
 orders = [np.concatenate([ids for ids, _ in epoch]) for epoch in epochs]
 print("every training example exactly once per epoch:", all(np.array_equal(np.sort(o), tagged["x_train"]) for o in orders))
@@ -178,10 +203,33 @@ print("smaller last batch:", len(epochs[0][-1][0]), "examples")
 print("each image matches its label:", all(np.array_equal(tagged["y_train"][ids], y) for epoch in epochs for ids, y in epoch))
 
 # %% [markdown]
+# **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
+#
+# ```text
+# batch shapes: (25, 28, 28) (25,)
+# labels are 0.0 or 1.0: True
+# same key, same batches: True
+# different key, different batches: True
+# every training example exactly once per epoch: True
+# new order each epoch: True
+# smaller last batch: 7 examples
+# each image matches its label: True
+# ```
+#
+# ![er-dataloader-1.png](attachment:er-dataloader-1.png)
+#
+# ![er-dataloader-2.png](attachment:er-dataloader-2.png)
+
+# %% [markdown]
 # The test set needs no shuffling: the ten first test images always look the same.
 
 # %% tags=["expected-result", "task-1", "er-test-images"]
 fig, axes = inspect_batch(bmnist["x_test"][:10], bmnist["y_test"][:10], title="The first ten test images")
+
+# %% [markdown]
+# **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
+#
+# ![er-test-images-1.png](attachment:er-test-images-1.png)
 
 # %% [markdown]
 # ## Task 2: the model and its initialiser
@@ -195,8 +243,9 @@ fig, axes = inspect_batch(bmnist["x_test"][:10], bmnist["y_test"][:10], title="T
 # * `mlp` runs a batch of flattened images through the layers and returns one logit per image.
 #   Use the `nonlinearity` argument; do not hard-code the ReLU.
 # * `init_mlp_params` draws every weight and bias from a normal distribution with mean 0 and
-#   standard deviation `stddev`. For each layer, split the key: keep one half for the weights (and
-#   as the key for the next layer) and use the other for the bias.
+#   standard deviation `stddev`. Use every key once: for each layer, first split the key in three,
+#   `key, w_key, b_key = jax.random.split(key, 3)`, draw the weights with `w_key` and the bias
+#   with `b_key`, and keep `key` for the next layer.
 
 # %% tags=["task-2"]
 def mlp(params, inputs, *, nonlinearity=jax.nn.relu):
@@ -245,7 +294,7 @@ def accuracy(params, images, targets, *, threshold):
 
 # %% tags=["expected-result", "task-2", "er-untrained"]
 # jax.jit compiles each function into one program; calling it op by op would compile every op.
-params = jax.jit(init_mlp_params, static_argnums=0)(LAYER_SIZES, stddev=INIT_STDDEV, key=jax.random.key(SEED))
+params = jax.jit(init_mlp_params, static_argnums=0)(LAYER_SIZES, stddev=INIT_STDDEV, key=seed_keys["model"])
 forward = jax.jit(mlp, static_argnames="nonlinearity")
 x_first = bmnist["x_test"][:10].reshape(10, -1)
 logits = forward(params, x_first)
@@ -265,11 +314,27 @@ def untrained_accuracies(keys, images, targets):
     return jax.lax.map(one, keys, batch_size=10)  # ten models at a time: vectorised, bounded memory
 
 
-init_keys = jax.random.split(jax.random.key(SEED + 1), NUM_INITS)
+init_keys = jax.random.split(seed_keys["inits"], NUM_INITS)
 accuracies = np.asarray(untrained_accuracies(init_keys, bmnist["x_test"], bmnist["y_test"]))
 plot_accuracy_histogram(accuracies)
 print("one accuracy per initialisation:", accuracies.shape == (NUM_INITS,))
 print("mean accuracy, rounded:", round(float(accuracies.mean()), 1))
+
+# %% [markdown]
+# **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
+#
+# ```text
+# parameter shapes: [((784, 256), (256,)), ((256, 64), (64,)), ((64, 1), (1,))]
+# logits shape: (10,)
+# ReLU is the default: True
+# other nonlinearity, other logits: True
+# one accuracy per initialisation: True
+# mean accuracy, rounded: 0.5
+# ```
+#
+# ![er-untrained-1.png](attachment:er-untrained-1.png)
+#
+# ![er-untrained-2.png](attachment:er-untrained-2.png)
 
 # %% [markdown]
 # ## Task 3: the objective
@@ -311,12 +376,87 @@ huge = [(w * 1e4, b * 1e4) for w, b in params]
 print("finite for huge logits:", bool(jnp.isfinite(jax.jit(loss_fn)(huge, x_first, targets_first, l2_reg=0.0))))
 
 # %% [markdown]
+# **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
+#
+# ```text
+# loss is finite and positive: True
+# gradient shapes match the parameters: True
+# finite for huge logits: True
+# ```
+#
+# ![er-gradients-1.png](attachment:er-gradients-1.png)
+
+# %% [markdown]
 # ## Task 4: training and evaluation
 #
-# `train` runs stochastic gradient descent. The expensive part of each step (forward pass,
-# backward pass and parameter update) goes into **one** function compiled with `jax.jit`; a plain
-# Python loop calls it once per batch. Use `optax.sgd` as the optimiser, and pass `weight_decay`
-# to `loss_fn` so that the penalty actually reaches the update.
+# Task 4 comes in two steps: first one update step, then the loop around it.
+#
+# **Step 1: the update.** The expensive part of each training step (forward pass, backward pass
+# and parameter update) goes into **one** function compiled with `jax.jit`. `make_update_step`
+# builds it: given an optimiser and the weight decay, it returns `update(params, opt_state, inputs,
+# targets)`, which
+#
+# * computes the objective and its gradient at `params` in one go (`jax.value_and_grad` of
+#   `loss_fn`, with `l2_reg=weight_decay`, so that the penalty actually reaches the update);
+# * turns the gradient into updates with `optimizer.update(grads, opt_state, params)` and applies
+#   them with `optax.apply_updates`;
+# * returns the new parameters, the new optimiser state and the loss before the update.
+#
+# An optax optimiser is a pair of pure functions: `optimizer.init(params)` makes its state,
+# `optimizer.update` turns gradients into updates.
+
+# %% tags=["task-4"]
+def make_update_step(optimizer, *, weight_decay):
+    """Return a jitted ``update(params, opt_state, inputs, targets) -> (new_params, new_opt_state, loss)``.
+
+    ``loss`` is ``loss_fn(params, inputs, targets, l2_reg=weight_decay)`` at the parameters before
+    the update; the update applies ``optimizer`` (an optax ``GradientTransformation``) to its
+    gradient.
+
+    :param optimizer: The optax optimiser, e.g. ``optax.sgd(learning_rate)``.
+    :param weight_decay: ``l2_reg`` of ``loss_fn``.
+    :returns: The compiled update function; ``inputs`` are flattened images ``(batch, 784)``.
+    """
+    raise NotImplementedError("TODO: task 4, make_update_step")
+
+
+# %% [markdown]
+# **Expected result.** A few updates on the first ten test images, starting from the untrained
+# model: the first loss is the objective at the starting point, the loss falls with every step,
+# and the weight decay changes the result.
+
+# %% tags=["expected-result", "task-4", "er-update-step"]
+optimizer = optax.sgd(LEARNING_RATE)
+update = make_update_step(optimizer, weight_decay=WEIGHT_DECAY)
+targets_first = bmnist["y_test"][:10]
+step_params, opt_state, step_losses = params, optimizer.init(params), []
+for _ in range(5):
+    step_params, opt_state, step_loss = update(step_params, opt_state, x_first, targets_first)
+    step_losses.append(float(step_loss))
+start_loss = float(jax.jit(loss_fn)(params, x_first, targets_first, l2_reg=WEIGHT_DECAY))
+print("compiled with jax.jit:", hasattr(update, "lower"))
+print("first loss is loss_fn at the starting parameters:", bool(np.isclose(step_losses[0], start_loss, rtol=1e-4)))
+print("loss falls with every step:", all(later < earlier for earlier, later in zip(step_losses, step_losses[1:])))
+print("parameter shapes unchanged:", jax.tree.map(jnp.shape, step_params) == jax.tree.map(jnp.shape, params))
+plain, _, _ = make_update_step(optimizer, weight_decay=0.0)(params, optimizer.init(params), x_first, targets_first)
+decayed, _, _ = make_update_step(optimizer, weight_decay=1.0)(params, optimizer.init(params), x_first, targets_first)
+print("weight decay changes the update:", not np.allclose(plain[0][0], decayed[0][0]))
+
+# %% [markdown]
+# **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
+#
+# ```text
+# compiled with jax.jit: True
+# first loss is loss_fn at the starting parameters: True
+# loss falls with every step: True
+# parameter shapes unchanged: True
+# weight decay changes the update: True
+# ```
+
+# %% [markdown]
+# **Step 2: the loop.** `train` runs stochastic gradient descent with
+# `make_update_step(optax.sgd(learning_rate), weight_decay=weight_decay)`; a plain Python loop
+# calls the update once per batch, with the images flattened to `(batch, 784)`.
 #
 # Every `eval_every` steps (and after the last step), measure the test accuracy with one compiled
 # call of `accuracy` over the whole test set, and `yield` a progress record. `train` is a
@@ -351,15 +491,15 @@ def train(params, batches, *, x_test, y_test, num_steps, learning_rate, weight_d
 
 
 # %% [markdown]
-# `run_training` ties the pieces together for one seed: it splits the seed's key into one for the
-# initialiser and one for the dataloader, first yields a preview of the first batch with the
+# `run_training` ties the pieces together for one seed: it splits the seed's training key (from
+# `lesson_keys`) into one for the initialiser and one for the dataloader, first yields a preview of the first batch with the
 # untrained model's outputs, then the progress of `train`. The training cell below and the seed
 # explorer at the end both use it.
 
 # %% tags=["helpers"]
 def run_training(seed, *, num_steps=NUM_STEPS):
     """Train from scratch with the given seed; yield a preview record, then ``train``'s records."""
-    init_key, data_key = jax.random.split(jax.random.key(seed))
+    init_key, data_key = jax.random.split(lesson_keys(seed)["training"])
     params = jax.jit(init_mlp_params, static_argnums=0)(LAYER_SIZES, stddev=INIT_STDDEV, key=init_key)
     batches = train_dataloader(bmnist, batch_size=BATCH_SIZE, key=data_key)
     x0, y0 = next(batches)
@@ -394,12 +534,26 @@ print("final test accuracy reaches TARGET_ACCURACY:", records[-1]["test_accuracy
 
 
 # %% [markdown]
+# **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
+#
+# ```text
+# one loss per step, NUM_STEPS in all: True
+# a record every EVAL_EVERY steps and after the last: True
+# loss is finite and positive: True
+# final test accuracy reaches TARGET_ACCURACY: True
+# ```
+#
+# ![er-training-1.png](attachment:er-training-1.png)
+
+# %% [markdown]
 # ## Task 5: clear and confusing test examples
 #
 # Rank the test images by the trained model's probability. Among the true ones (label 1), those
-# with the highest probability are the *clear positives*, those with the lowest the *confusing
-# positives*; the same for the sevens (label 0) with the roles reversed. The confusing rows
-# include the images that the model gets wrong: they are the most confusing of all.
+# with the highest probability are the *clear ones* (`posmax`), those with the lowest the
+# *confusing ones* (`posmin`). Among the sevens (label 0) it is the other way round: the lowest
+# probabilities are the *clear sevens* (`negmin`), the highest the *confusing sevens* (`negmax`).
+# The confusing rows include the images that the model gets wrong: they are the most confusing of
+# all.
 #
 # Return **positions in the whole test set**, so that `bmnist["x_test"][idx]` shows the images.
 
@@ -410,9 +564,9 @@ def retrieve_interesting_samples(probabilities, targets, *, num_samples=5):
     :param probabilities: Predicted probability of class 1 for every test image, shape ``(n,)``.
     :param targets: The 0/1 labels of the same images.
     :param num_samples: Examples per group.
-    :returns: Dict of integer index arrays: ``posmax`` (positives, highest probability first),
-        ``posmin`` (positives, lowest first), ``negmax`` (negatives, highest first) and ``negmin``
-        (negatives, lowest first).
+    :returns: Dict of integer index arrays: ``posmax`` (clear ones, highest probability first),
+        ``posmin`` (confusing ones, lowest first), ``negmax`` (confusing sevens, highest first) and
+        ``negmin`` (clear sevens, lowest first).
     """
     raise NotImplementedError("TODO: task 5, retrieve_interesting_samples")
 
@@ -426,16 +580,30 @@ def retrieve_interesting_samples(probabilities, targets, *, num_samples=5):
 probabilities = np.asarray(predict_proba(params, bmnist["x_test"]))
 targets = bmnist["y_test"]
 rows = retrieve_interesting_samples(probabilities, targets, num_samples=5)
-plot_interesting_examples(bmnist["x_test"], probabilities, rows)
+plot_interesting_examples(bmnist["x_test"], probabilities, rows, names=("ones", "sevens"))
 
 ranked_pos = np.sort(probabilities[targets == 1])
 ranked_neg = np.sort(probabilities[targets == 0])
 print("five examples per row:", all(len(rows[k]) == 5 for k in ("posmax", "posmin", "negmax", "negmin")))
 print("rows hold the right class:", all(np.all(targets[rows[k]] == 1) for k in ("posmax", "posmin")) and all(np.all(targets[rows[k]] == 0) for k in ("negmax", "negmin")))
-print("clear positives are the top ones:", np.allclose(probabilities[rows["posmax"]], ranked_pos[::-1][:5]))
-print("confusing positives are the bottom ones:", np.allclose(probabilities[rows["posmin"]], ranked_pos[:5]))
-print("confusing negatives are the top sevens:", np.allclose(probabilities[rows["negmax"]], ranked_neg[::-1][:5]))
-print("clear negatives are the bottom sevens:", np.allclose(probabilities[rows["negmin"]], ranked_neg[:5]))
+print("clear ones have the highest probabilities:", np.allclose(probabilities[rows["posmax"]], ranked_pos[::-1][:5]))
+print("confusing ones have the lowest:", np.allclose(probabilities[rows["posmin"]], ranked_pos[:5]))
+print("confusing sevens have the highest:", np.allclose(probabilities[rows["negmax"]], ranked_neg[::-1][:5]))
+print("clear sevens have the lowest:", np.allclose(probabilities[rows["negmin"]], ranked_neg[:5]))
+
+# %% [markdown]
+# **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
+#
+# ```text
+# five examples per row: True
+# rows hold the right class: True
+# clear ones have the highest probabilities: True
+# confusing ones have the lowest: True
+# confusing sevens have the highest: True
+# clear sevens have the lowest: True
+# ```
+#
+# ![er-examples-1.png](attachment:er-examples-1.png)
 
 # %% [markdown]
 # ## Explore
@@ -453,3 +621,6 @@ threshold_explorer(probabilities, targets, bmnist["x_test"])
 
 # %% tags=["explore", "nbval-ignore-output"]
 seed_explorer(run_training, seeds=range(SEED, SEED + 10), cache={SEED: history})
+
+# %% [markdown]
+# <sub>This notebook is generated from `solutions/binary_mnist.py` by `make exercise` (`python -m bmnist_helpers.exercise`). Students work right here; instructors change the solution and regenerate.</sub>

@@ -11,11 +11,11 @@ import matplotlib.pyplot as plt
 
 from bmnist_helpers.exercise import SOLUTION_PY, cell_tags
 
-DEFINITION_TAGS = {"setup", "parameters", "data", "helpers"}
+DEFINITION_TAGS = {"setup", "parameters", "keys", "data", "helpers"}
 
 
 def definition_cells(nb) -> list[str]:
-    """Sources of the cells that define things: setup, parameters, data, helpers and task answers."""
+    """Sources of the cells that define things: setup, parameters, keys, data, helpers and task answers."""
     sources = []
     for cell in nb.cells:
         tags = set(cell_tags(cell))

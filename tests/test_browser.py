@@ -1,4 +1,7 @@
-"""The threshold slider in a real browser: JupyterLab on loopback, headless Chromium via Playwright.
+"""The notebooks in a real browser: JupyterLab on loopback, headless Chromium via Playwright.
+
+The threshold slider of the solution responds; after Run All on the untouched exercise, which
+stops at task 1, the instructor's expected figures are still there below the error.
 
 Skipped (with the reason) when no Chromium is found, unless ``BMNIST_REQUIRE_BROWSER=1``, which
 turns the skip into a failure; ``.ci/run`` sets it and installs Debian's ``chromium``.
@@ -8,21 +11,16 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import nbformat
 import numpy as np
 import pytest
 
-from bmnist_helpers.exercise import SOLUTION_IPYNB
+from bmnist_helpers.exercise import EXERCISE_IPYNB, SOLUTION_IPYNB
 from bmnist_helpers.widgets import threshold_metrics
 from tests.conftest import ROOT
+from tests.jupyter_server import jupyter
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -51,50 +49,30 @@ def chromium() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _lab_copy(root, source):
+    """A copy of a notebook for Lab: the stock kernel, and no pairing (no .py written beside it)."""
+    nb = nbformat.read(source, as_version=4)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.pop("jupytext", None)  # no paired .py written beside the copy, no reload under our clicks
+    nbformat.write(nb, root / "binary_mnist.ipynb")
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab on 127.0.0.1 with a random token, over a copy of the solution notebook."""
     root = tmp_path_factory.mktemp("lab")
-    nb = nbformat.read(SOLUTION_IPYNB, as_version=4)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata.pop("jupytext", None)  # no paired .py written beside the copy, no reload under our clicks
-    nbformat.write(nb, root / "binary_mnist.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, **{f"JUPYTER_{k}_DIR": str(root / f".{k.lower()}") for k in ("CONFIG", "DATA", "RUNTIME")}}
-    env["JUPYTER_PATH"] = str(ROOT / ".venv" / "share" / "jupyter")
-    log = (root / "lab.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.news_url=",
-         f"--LabApp.user_settings_dir={root / '.settings'}", f"--LabApp.workspaces_dir={root / '.workspaces'}",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2).read()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                log.close()
-                pytest.fail(f"JupyterLab did not start:\n{(root / 'lab.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-    yield url, token
-    server.terminate()
-    try:
-        server.wait(20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    _lab_copy(root, SOLUTION_IPYNB)
+    with jupyter(root, lab=True) as server:
+        yield server.url, server.token
+
+
+@pytest.fixture(scope="module")
+def exercise_lab(tmp_path_factory):
+    """JupyterLab over a copy of the untouched exercise."""
+    root = tmp_path_factory.mktemp("exercise")
+    _lab_copy(root, EXERCISE_IPYNB)
+    with jupyter(root, lab=True) as server:
+        yield server.url, server.token
 
 
 def _shown_accuracy(page) -> float:
@@ -108,7 +86,7 @@ def _accept_kernel_dialog(page) -> None:
         dialog.get_by_role("button", name="Select").click()
 
 
-def _run_all_cells(page) -> None:
+def _run_all_cells(page, started=None) -> None:
     """Run > Run All Cells once Lab has settled; again if nothing started within 30 s.
 
     The stored outputs carry execution counts, so a start shows as a ``[*]`` prompt (or the
@@ -118,7 +96,8 @@ def _run_all_cells(page) -> None:
 
     page.wait_for_load_state("networkidle")
     page.locator("#jp-main-statusbar", has_text="Idle").wait_for()
-    started = page.locator(".jp-InputPrompt", has_text="[*]").or_(page.locator(".bmnist-metrics")).first
+    if started is None:
+        started = page.locator(".jp-InputPrompt", has_text="[*]").or_(page.locator(".bmnist-metrics")).first
     for _ in range(3):
         _accept_kernel_dialog(page)
         page.get_by_role("menuitem", name="Run", exact=True).click()
@@ -174,3 +153,40 @@ def test_threshold_slider_in_jupyterlab(chromium, lab, solution):
         finally:
             browser.close()
     assert (ARTIFACTS / "threshold-slider.png").stat().st_size > 10_000
+
+
+def test_expected_figures_stay_below_the_failed_task_after_run_all(chromium, exercise_lab):
+    from playwright.sync_api import sync_playwright
+
+    url, token = exercise_lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+        # Tall enough that the error of task 1 and the expected figure of task 2 are on screen together.
+        page = browser.new_page(viewport={"width": 1400, "height": 5200})
+        page.set_default_timeout(180_000)
+        try:
+            page.goto(f"{url}/lab/tree/binary_mnist.ipynb?token={token}")
+            page.locator(".jp-Notebook").first.wait_for()
+            error = page.locator(".jp-OutputArea-output", has_text="TODO: task 1, train_dataloader").first
+            _run_all_cells(page, started=error)
+            page.locator("#jp-main-statusbar", has_text="Idle").wait_for()
+            copy = page.locator(".jp-MarkdownCell", has_text="mean accuracy, rounded: 0.5").first
+            copy.scroll_into_view_if_needed()
+            figures = copy.locator("img")
+            assert figures.count() == 2  # the untrained logits and the histogram of 100 accuracies
+            for i in range(2):
+                figures.nth(i).wait_for()
+                assert figures.nth(i).evaluate("img => img.complete && img.naturalWidth > 100")
+            error.evaluate("node => node.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(500)
+            error_box, figure_box = error.bounding_box(), figures.last.bounding_box()
+            assert error_box and figure_box and error_box["y"] < figure_box["y"] < 5200 - figure_box["height"]
+            assert "NotImplementedError" in error.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "exercise-run-all.png"), full_page=False)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "exercise-run-all-failure.png"))
+            raise
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "exercise-run-all.png").stat().st_size > 50_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 
 import matplotlib.pyplot as plt
@@ -70,6 +71,26 @@ def test_other_figures(quiet):
     probs = rng.uniform(size=30)
     rows = {"posmax": [1, 2], "negmin": [3, 4], "posmin": [5, 6], "negmax": [7, 8]}
     fig, axes = plotting.plot_interesting_examples(rng.normal(size=(30, 28, 28)), probs, rows)
-    assert axes.shape == (4, 2) and axes[2, 0].get_ylabel() == "Confusing positives"
+    assert axes.shape == (4, 2) and fig.subfigs[2]._suptitle.get_text() == "Confusing positives"
     with pytest.raises(ValueError, match="lacks negmin, posmin, negmax"):
         plotting.plot_interesting_examples(rng.normal(size=(30, 28, 28)), probs, {"posmax": [1]})
+
+
+def test_row_titles_sit_with_their_rows_and_use_the_class_names(quiet):
+    rng = np.random.default_rng(2)
+    rows = {"posmax": [1, 2, 3], "negmin": [4, 5, 6], "posmin": [7, 8, 9], "negmax": [10, 11, 12]}
+    fig, axes = plotting.plot_interesting_examples(
+        rng.normal(size=(30, 28, 28)), rng.uniform(size=30), rows, names=("ones", "sevens")
+    )
+    titles = [sub._suptitle.get_text() for sub in fig.subfigs]
+    assert titles == ["Clear ones", "Clear sevens", "Confusing ones", "Confusing sevens"]
+    assert re.fullmatch(r"#1: 0\.\d{3}", axes[0, 0].get_title())  # index and probability
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for r, sub in enumerate(fig.subfigs):
+        title = sub._suptitle.get_window_extent(renderer)
+        image_titles = [ax.title.get_window_extent(renderer) for ax in axes[r]]
+        assert title.y0 >= max(t.y1 for t in image_titles) - 1  # above the captions of its own row
+        if r:
+            above = min(ax.get_window_extent(renderer).y0 for ax in axes[r - 1])
+            assert title.y1 <= above  # below the images of the row before

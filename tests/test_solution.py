@@ -51,10 +51,60 @@ def test_same_key_same_batches_other_key_other_batches(solution):
     assert not np.array_equal(flat(a1), flat(b))
 
 
-def test_first_epoch_is_the_permutation_of_the_key(solution):
+def test_each_epoch_is_the_permutation_of_a_fresh_half_of_the_key(solution):
+    # The task text: split first, `key, epoch_key = jax.random.split(key)`, shuffle with epoch_key.
     key = jax.random.key(9)
-    first = np.concatenate([x for x, _ in _epochs(solution, key, count=1)[0]])
-    assert np.array_equal(first, np.asarray(jax.random.permutation(key, 103)))
+    orders = [np.concatenate([x for x, _ in e]) for e in _epochs(solution, key, count=2)]
+    for order in orders:
+        key, epoch_key = jax.random.split(key)
+        assert np.array_equal(order, np.asarray(jax.random.permutation(epoch_key, 103)))
+
+
+class _KeyLog:
+    """Wrap jax.random's functions and record every key handed to them, by its bits."""
+
+    def __init__(self, monkeypatch):
+        self.uses: list[tuple[str, tuple[int, ...]]] = []
+        for name in ("split", "normal", "permutation", "uniform", "bernoulli", "choice", "fold_in"):
+            original = getattr(jax.random, name)
+            monkeypatch.setattr(jax.random, name, self._wrap(name, original))
+
+    def _wrap(self, name, original):
+        def wrapped(key, *args, **kwargs):
+            self.uses.append((name, tuple(np.asarray(jax.random.key_data(key)).ravel().tolist())))
+            return original(key, *args, **kwargs)
+        return wrapped
+
+    def reused(self):
+        seen: dict = {}
+        for name, bits in self.uses:
+            seen.setdefault(bits, []).append(name)
+        return {bits: names for bits, names in seen.items() if len(names) > 1}
+
+
+def test_dataloader_uses_every_key_once(solution, monkeypatch):
+    log = _KeyLog(monkeypatch)
+    _epochs(solution, jax.random.key(11), count=4)
+    assert [name for name, _ in log.uses].count("permutation") == 4
+    assert log.reused() == {}, "a key was handed to two random functions: split first, then use the halves"
+
+
+def test_initialiser_uses_every_key_once(solution, monkeypatch):
+    log = _KeyLog(monkeypatch)
+    solution.init_mlp_params((784, 256, 64, 1), stddev=0.1, key=jax.random.key(12))
+    assert [name for name, _ in log.uses].count("normal") == 6
+    assert log.reused() == {}, "a key was handed to two random functions: split first, then use the halves"
+
+
+def test_lesson_keys_are_distinct_and_run_training_uses_its_own(solution, monkeypatch):
+    keys = solution.lesson_keys(5)
+    bits = {tuple(np.asarray(jax.random.key_data(k)).ravel().tolist()) for k in keys.values()}
+    assert len(bits) == len(keys) == 4
+    log = _KeyLog(monkeypatch)
+    with jax.disable_jit():  # the initialiser runs eagerly, so its keys are seen
+        next(solution.run_training(5, num_steps=1))  # the preview: the initialiser and the first epoch have drawn
+    assert [name for name, _ in log.uses].count("normal") == 6
+    assert log.reused() == {}
 
 
 def test_keys_are_required_keyword_arguments(solution):
@@ -124,6 +174,25 @@ def test_loss_is_finite_at_huge_logits(solution, scale):
 
 
 # --- task 4: training (seed erratum 3) --------------------------------------------------------
+
+
+def test_make_update_step_is_one_jitted_sgd_step(solution):
+    params = solution.init_mlp_params((784, 8, 1), stddev=0.1, key=jax.random.key(2))
+    x = np.random.default_rng(2).normal(size=(5, 784)).astype(np.float32)
+    y = np.array([1, 0, 1, 0, 1], np.float32)
+    optimizer = optax.sgd(0.1)
+    update = solution.make_update_step(optimizer, weight_decay=0.3)
+    assert hasattr(update, "lower")  # jax.jit
+    new_params, state, loss = update(params, optimizer.init(params), x, y)
+    want_loss, grads = jax.value_and_grad(solution.loss_fn)(params, x, y, l2_reg=0.3)
+    assert float(loss) == pytest.approx(float(want_loss), rel=1e-6)
+    for (w, b), (dw, db), (w_new, b_new) in zip(params, grads, new_params, strict=True):
+        np.testing.assert_allclose(w_new, w - 0.1 * dw, atol=1e-6)
+        np.testing.assert_allclose(b_new, b - 0.1 * db, atol=1e-6)
+    # any optax optimiser: its state is threaded through
+    adam = optax.adam(0.01)
+    _, adam_state, _ = solution.make_update_step(adam, weight_decay=0.0)(params, adam.init(params), x, y)
+    assert int(adam_state[0].count) == 1
 
 
 def _one_step(solution, weight_decay, *, learning_rate=0.1):
@@ -198,6 +267,8 @@ def test_no_store_magic_or_pickled_data():
         assert "%store" not in text and "pickle" not in text
 
 
+# The sheet's key scheme, kept here only to reproduce its trace: it used one key for both the
+# initialiser and the dataloader, drew with a key and then split that same key. The lesson does not.
 _TRACE = textwrap.dedent(
     """
     import jax, numpy as np
@@ -206,9 +277,27 @@ _TRACE = textwrap.dedent(
     from tests.solution_ns import solution_namespace
     s = solution_namespace()
     bmnist = s.binary_subset(s.mnist, pos_digit=1, neg_digit=7, dtype=np.float64)
-    key = jax.random.PRNGKey(12345)  # the sheet used one key for both
-    params = s.init_mlp_params((784, 256, 64, 1), stddev=0.1, key=key)
-    batches = s.train_dataloader(bmnist, batch_size=25, key=key)
+
+    def sheet_init(layer_sizes, *, stddev, key):
+        params = []
+        for d_in, d_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+            key, bias_key = jax.random.split(key)
+            weights = stddev * jax.random.normal(key, (d_in, d_out))  # drawn with the key it then carries on
+            params.append((weights, stddev * jax.random.normal(bias_key, (d_out,))))
+        return params
+
+    def sheet_dataloader(bmnist, *, batch_size, key):
+        n, epoch_key = len(bmnist["x_train"]), key
+        while True:
+            order = np.asarray(jax.random.permutation(epoch_key, n))
+            for start in range(0, n, batch_size):
+                batch = order[start:start + batch_size]
+                yield bmnist["x_train"][batch], bmnist["y_train"][batch]
+            epoch_key, _ = jax.random.split(epoch_key)
+
+    key = jax.random.PRNGKey(12345)
+    params = sheet_init((784, 256, 64, 1), stddev=0.1, key=key)
+    batches = sheet_dataloader(bmnist, batch_size=25, key=key)
     for r in s.train(params, batches, x_test=bmnist["x_test"], y_test=bmnist["y_test"], num_steps=400,
                      learning_rate=1e-3, weight_decay=1e-12, eval_every=200, threshold=0.5):
         print(f"[step {r['step']:07d}] Loss={r['losses'][-1]:5f}, Test accuracy={r['test_accuracy']:2f}")

@@ -172,3 +172,82 @@ def test_moving_on_drops_the_unfinished_run():
     train.gate.set()
     explorer.wait(10)
     assert 2 in explorer.cache and "seed 2" in explorer.status.value
+
+
+@pytest.mark.parametrize("late_record", [False, True])
+def test_an_abandoned_run_never_draws_over_the_current_seed(late_record):
+    # Seed 1 is left while it trains; its later record or its error must not reach the status.
+    release, moved, busy = threading.Event(), threading.Event(), threading.Event()
+
+    def train(seed):
+        yield {"step": 0, "images": np.zeros((1, 28, 28)), "labels": [1], "probabilities": [0.5]}
+        if seed == 1:
+            busy.set()  # seed 1 is past its preview, computing its next chunk
+            release.wait(5)
+            if late_record:
+                yield {"step": 200, "losses": np.ones(200), "test_accuracy": 0.1}
+            raise RuntimeError("seed 1 failed after the slider moved on")
+        yield {"step": 200, "losses": np.ones(200), "test_accuracy": 0.9}
+        moved.set()
+
+    explorer = widgets.seed_explorer(train, seeds=[1, 2])
+    first = explorer._worker
+    assert busy.wait(5)
+    explorer.slider.value = 2
+    explorer.wait(10)
+    assert moved.is_set() and "seed 2: done" in explorer.status.value
+    release.set()
+    first.join(10)
+    assert not first.is_alive()
+    assert "seed 2: done" in explorer.status.value and "RuntimeError" not in explorer.status.value
+    assert 1 not in explorer.cache
+
+
+def test_drawing_and_moving_on_are_serialised():
+    # The generation check and the drawing happen under the lock that show() takes to move on:
+    # while the slider is moving, a run cannot draw, and afterwards it finds itself outdated.
+    explorer = widgets.seed_explorer(FakeTraining(chunks=1), seeds=[1, 2])
+    explorer.wait(10)
+    generation = explorer._generation
+    drawn = []
+    with explorer._lock:
+        blocked = threading.Thread(target=lambda: drawn.append(explorer._publish(generation, lambda: None)))
+        blocked.start()
+        blocked.join(0.2)
+        assert blocked.is_alive()  # waiting for the lock
+        explorer._generation += 1  # what show() does while it holds the lock
+    blocked.join(5)
+    assert drawn == [False]
+
+
+def test_loss_curve_keeps_its_spike_and_its_last_step():
+    losses = np.r_[1.46, np.full(4999, 0.05)]
+    losses[2500] = 0.9
+    svg = widgets._html.line_chart(np.arange(1, 5001), losses, title="training loss", xlim=(0, 5000))
+    points = [tuple(map(float, p.split(","))) for p in re.search(r'points="([^"]*)"', svg).group(1).split()]
+    assert len(points) <= 400
+    assert ">1.46<" in svg and ">0.05<" in svg  # the y axis spans the whole curve
+    ys = [y for _, y in points]
+    assert min(ys) == pytest.approx(20.0)  # the initial spike reaches the top of the box
+    middle = 20.0 + 120.0 - (0.9 - 0.05) / (1.46 - 0.05) * 120.0
+    assert any(abs(y - middle) < 0.1 for y in ys)  # the spike in the middle survives too
+    assert points[-1][0] == pytest.approx(40.0 + 270.0)  # the last point sits at step 5000, the right edge
+
+
+def test_seed_explorer_keeps_the_full_loss_curve():
+    train = FakeTraining(chunks=25)
+    explorer = widgets.seed_explorer(train, seeds=[3])
+    explorer.wait(10)
+    assert sum(len(r["losses"]) for r in explorer.cache[3][1:]) == 5000
+    assert "step 5000" in explorer.status.value and ">5000<" in explorer.curves.value
+
+
+def test_captions_sit_under_their_images(scores):
+    p, t, images = scores
+    explorer = widgets.threshold_explorer(p, t, images)
+    explorer.slider.value = 0.3  # more mistakes than fit
+    tiles = re.findall(r'<div class="bmnist-tile"[^>]*>(.*?)</div></div>', explorer.examples.value)
+    assert len(tiles) == 10
+    for tile in tiles:  # each tile: the image, then its own caption in a block under it
+        caption = r'<div class="bmnist-caption" style="display:block[^"]*">#\d+: y=\d p=[0-9.]+'
+        assert re.fullmatch(r"<img [^>]*/>" + caption, tile)
