@@ -18,8 +18,8 @@ from tests.conftest import ROOT
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
 NAMES = ("full-marks", "untouched", "wrong-subset-indices")
 SEED = 20231107
-COMMON = ["--seed", str(SEED), "--timeout", "240", "--cell-timeout", "60",
-          "--param", "NUM_STEPS=600", "--param", "TARGET_ACCURACY=0.95"]
+# Three graders share the CI machine's cores, so the limits are loose: this test is about merging.
+COMMON = ["--seed", str(SEED), "--timeout", "600", "--param", "NUM_STEPS=600", "--param", "TARGET_ACCURACY=0.95"]
 
 pytestmark = pytest.mark.grading
 
