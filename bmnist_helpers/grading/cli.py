@@ -23,6 +23,7 @@ from pathlib import Path
 import nbformat
 
 from ..exercise import SOLUTION_IPYNB, cell_tags
+from ..lesson import check_solution
 from .checks import HIDDEN_TAG
 from .notebook import CHECK_TAG, InvalidNotebook, apply_params, build_grading_copy, read_submission
 from .report import Grade, merge, output_text, score, summary_table, write_reports
@@ -192,15 +193,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--param", type=_param, action="append", default=[], help="NAME=VALUE for the parameters cell")
     parser.add_argument("--shard", type=_shard, default=(1, 1), help="K/N: grade every N-th notebook from the K-th")
     parser.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even where it works")
+    parser.add_argument("--solution", type=Path, default=SOLUTION_IPYNB,
+                        help="the executed solution notebook to grade against (default: the kit's own)")
     args = parser.parse_args(argv)
     if args.shard != (1, 1) and args.seed is None:
         parser.error("--shard needs --seed, so that every shard runs the same hidden checks")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     try:
+        check_solution(args.solution)
         grade(args.submissions, out=args.out, jobs=args.jobs, timeout_s=args.timeout, cell_timeout_s=args.cell_timeout,
               memory_mb=args.memory, seed=args.seed, params=dict(args.param), shard=args.shard,
-              use_bwrap=not args.no_bwrap)
+              use_bwrap=not args.no_bwrap, solution_path=args.solution)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
