@@ -275,7 +275,7 @@ def test_installed_route(built, tmp_path):
         shutil.copy(FIXTURES / f"{name}.ipynb", home / f"{name}.ipynb")
     _run([venv / "bin" / "bmnist-grade", "full-marks.ipynb", "untouched.ipynb", "--out", "grades", "--seed", "20231107",
           *QUICK], env=env, cwd=home)
-    rows = {r["name"]: r for r in csv.DictReader(io.StringIO((home / "grades" / "grades.csv").read_text()))}
+    rows = {r["submission"]: r for r in csv.DictReader(io.StringIO((home / "grades" / "grades.csv").read_text()))}
     expected = json.loads((FIXTURES / "expected.json").read_text())
     for name, points in (("full-marks", 15), ("untouched", 0)):
         assert sum(expected[name]["points"].values()) == points
