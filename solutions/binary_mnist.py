@@ -36,7 +36,7 @@
 # Setup. Where the kit is missing (Colab), install the release that made this notebook's stored
 # outputs, with the exact versions they were made with: the kit alone first, then its dependencies
 # under the constraints file it carries. Offline, set BMNIST_WHEELHOUSE to a folder of wheels.
-# More: https://github.com/bmnist-kit/bmnist-kit#colab-binder-conda-and-pip
+# More: https://github.com/bmnist-kit/bmnist-kit#installing-without-the-repository
 import importlib.util
 import os
 import subprocess

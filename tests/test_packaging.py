@@ -163,7 +163,11 @@ def test_one_project_url_used_by_readme_and_setup_cell():
         assert not others, f"{path.name} names another project URL: {others}"
         assert "git+https" not in text
     setup_cell = (ROOT / "solutions" / "binary_mnist.py").read_text().split("# %%")[2]
-    assert url in setup_cell
+    anchors = re.findall(re.escape(url) + r"#([\w-]+)", setup_cell)
+    assert anchors, "the setup cell links to the README's install instructions"
+    titles = re.findall(r"^#+ (.+)$", readme, re.M)
+    headings = {re.sub(r"[^\w -]", "", t).strip().lower().replace(" ", "-") for t in titles}
+    assert set(anchors) <= headings, f"README has no heading for {anchors}"
 
 
 def test_setup_py_copies_what_the_lesson_module_reads():
