@@ -38,6 +38,9 @@ VERSION = bmnist_helpers.__version__
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
 QUICK = ["--param", "NUM_STEPS=600", "--param", "TARGET_ACCURACY=0.95"]
 COLAB_PREINSTALLED = ["jax", "jaxlib", "numpy", "matplotlib", "ipywidgets", "ipykernel"]
+# Byte-compiling every installed file (jax, scipy, matplotlib...) costs more than compiling, on
+# import, the modules a test uses.
+PIP_QUICK = ["-q", "--no-compile"]
 
 
 # --- the lesson command -------------------------------------------------------------------------
@@ -248,7 +251,8 @@ def test_installed_route(built, tmp_path):
     venv = _venv(tmp_path / "venv", env)
     env = _env(tmp_path, venv)
     py = venv / "bin" / "python"
-    _run([py, "-m", "pip", "install", "-q", "-c", ROOT / "constraints.txt", f"{built.wheel}[instructor]"], env=env)
+    constraints = ROOT / "constraints.txt"
+    _run([py, "-m", "pip", "install", *PIP_QUICK, "-c", constraints, f"{built.wheel}[instructor]"], env=env)
     installed = {line.split("==")[0].lower() for line in _run([py, "-m", "pip", "freeze"], env=env).stdout.split()}
     assert "jupyterlab" not in installed and "bmnist-kit" in installed
 
@@ -274,7 +278,7 @@ def test_installed_route(built, tmp_path):
     for name in ("full-marks", "untouched"):
         shutil.copy(FIXTURES / f"{name}.ipynb", home / f"{name}.ipynb")
     _run([venv / "bin" / "bmnist-grade", "full-marks.ipynb", "untouched.ipynb", "--out", "grades", "--seed", "20231107",
-          *QUICK], env=env, cwd=home)
+          "--jobs", "2", *QUICK], env=env, cwd=home)
     rows = {r["submission"]: r for r in csv.DictReader(io.StringIO((home / "grades" / "grades.csv").read_text()))}
     expected = json.loads((FIXTURES / "expected.json").read_text())
     for name, points in (("full-marks", 15), ("untouched", 0)):
@@ -292,7 +296,7 @@ def test_colab_like_route(built, tmp_path, monkeypatch):
     env = _env(tmp_path, venv)
     py = venv / "bin" / "python"
     constraints = ROOT / "constraints.txt"
-    _run([py, "-m", "pip", "install", "-q", "-c", constraints, *COLAB_PREINSTALLED], env=env)
+    _run([py, "-m", "pip", "install", *PIP_QUICK, "-c", constraints, *COLAB_PREINSTALLED], env=env)
     assert _run([py, "-c", "import bmnist_helpers"], env=env, cwd=tmp_path, check=False).returncode != 0
     # What the README tells an offline classroom to do (with the local wheel, as it is not yet released).
     wheelhouse = tmp_path / "wheelhouse"
