@@ -29,6 +29,7 @@ from jupytext.config import load_jupytext_config
 from jupytext.jupytext import drop_text_representation_metadata
 
 from ._atomic import write_atomic
+from .lesson import CHECKOUT, in_checkout, lesson_path
 
 __all__ = [
     "BEGIN",
@@ -52,11 +53,13 @@ BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 EXPECTED_TAG = "expected-result"
 SOLUTION_ONLY_TAG = "solution-only"
-ROOT = Path(__file__).resolve().parent.parent
+# The .py sources exist only in a checkout; the notebooks are the checkout's, or, in an installed
+# wheel, the package's copies (bmnist_helpers.lesson finds them).
+ROOT = CHECKOUT
 SOLUTION_PY = ROOT / "solutions" / "binary_mnist.py"
-SOLUTION_IPYNB = ROOT / "solutions" / "binary_mnist.ipynb"
+SOLUTION_IPYNB = lesson_path("solution")
 EXERCISE_PY = ROOT / "notebooks" / "binary_mnist.py"
-EXERCISE_IPYNB = ROOT / "notebooks" / "binary_mnist.ipynb"
+EXERCISE_IPYNB = lesson_path("exercise")
 _KERNELSPEC = {"display_name": "bmnist", "language": "python", "name": "bmnist"}
 _REGION = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n(.*?)^[ \t]*{re.escape(END)}[^\n]*$", re.M | re.S)
 _DEF = re.compile(r"^[ \t]*def (\w+)\(", re.M)
@@ -403,6 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the committed exercise is stale")
     parser.add_argument("--execute-solution", action="store_true", help="re-run the solution and store its outputs")
     args = parser.parse_args(argv)
+    if not in_checkout():
+        print("error: generating the lesson needs a checkout of the repository (its source is "
+              "solutions/binary_mnist.py); an installed kit writes its notebooks with "
+              "`python -m bmnist_helpers lesson DIR`", file=sys.stderr)
+        return 2
     try:
         if args.execute_solution:
             execute_solution()

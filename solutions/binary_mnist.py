@@ -43,17 +43,24 @@
 # parameters cell.
 
 # %% tags=["setup"]
-# Setup: on Colab the kit is not installed yet, so fetch it first. Elsewhere this just imports.
-try:
-    import bmnist_helpers  # noqa: F401
-except ImportError:  # pragma: no cover - Colab only
-    import subprocess
-    import sys
+# Setup. Where the kit is missing (Colab), install the release that made this notebook's stored
+# outputs, with the exact versions they were made with: the kit alone first, then its dependencies
+# under the constraints file it carries. Offline, set BMNIST_WHEELHOUSE to a folder of wheels.
+# More: https://github.com/bmnist-kit/bmnist-kit#installing-without-the-repository
+import importlib.util
+import os
+import subprocess
+import sys
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "bmnist-kit @ git+https://github.com/bmnist-kit/bmnist-kit"],
-        check=True,
-    )
+KIT = "bmnist-kit==0.1.0"
+if importlib.util.find_spec("bmnist_helpers") is None:
+    wheelhouse = os.environ.get("BMNIST_WHEELHOUSE")
+    pip = [sys.executable, "-m", "pip", "install", "-q", *(["--no-index", "--find-links", wheelhouse] if wheelhouse else [])]
+    subprocess.run([*pip, "--no-deps", KIT], check=True)
+    importlib.invalidate_caches()
+    from bmnist_helpers.lesson import lesson_file
+
+    subprocess.run([*pip, "--constraint", str(lesson_file("constraints")), KIT], check=True)
 
 import functools
 import itertools

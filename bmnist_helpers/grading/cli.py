@@ -25,8 +25,10 @@ from pathlib import Path
 import nbformat
 
 from ..exercise import SOLUTION_IPYNB
+from ..lesson import check_solution
 from .checks import probes
 from .intake import Submission, collect
+from .notebook import apply_params
 from .report import TASKS, Grade, Reference, merge, reference_from_run, score, summary_table, write_reports
 from .run import RunOptions, remove_tree, run_job
 from .sandbox import Limits, protections
@@ -95,8 +97,7 @@ def grade(
         limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), use_bwrap=bwrap, jobs=jobs,
     )
     solution_path = Path(solution_path)
-    from .notebook import apply_params
-
+    check_solution(solution_path)  # an executed solution, before anything runs
     apply_params(nbformat.read(solution_path, as_version=4), params)  # refuses unknown names early
     active = protections(use_bwrap=bwrap, jobs=jobs)
     meta = {"seed": seed, "params": params, "solution": str(solution_path), "protections": active}
@@ -218,15 +219,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="NAME=VALUE for the solution's parameters cell, e.g. NUM_STEPS=600")
     parser.add_argument("--shard", type=_shard, default=(1, 1), help="K/N: grade every N-th notebook from the K-th")
     parser.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even where it works")
+    parser.add_argument("--solution", type=Path, default=SOLUTION_IPYNB,
+                        help="the executed solution notebook to grade against (default: the kit's own)")
     args = parser.parse_args(argv)
     if args.shard != (1, 1) and args.seed is None:
         parser.error("--shard needs --seed, so that every shard runs the same hidden checks")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     try:
+        check_solution(args.solution)
         grade(args.submissions, out=args.out, jobs=args.jobs, timeout_s=args.timeout, cell_timeout_s=args.cell_timeout,
               memory_mb=args.memory, seed=args.seed, params=dict(args.param), shard=args.shard,
-              use_bwrap=not args.no_bwrap)
+              use_bwrap=not args.no_bwrap, solution_path=args.solution)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,83 @@
+"""The ``bmnist`` Jupyter kernel: this Python, with a persistent JAX compilation cache.
+
+::
+
+    python -m bmnist_helpers kernel [--sys-prefix | --user | --prefix DIR] [--name bmnist]
+
+Registers the kernel spec that the lesson's notebooks ask for. It runs the Python that ran the
+command and sets ``JAX_COMPILATION_CACHE_DIR`` to ``jax/`` in the kit's user cache folder, so that
+re-running a notebook compiles nothing twice. ``make setup``, Binder's ``postBuild`` and the
+README's pip and conda routes all register the kernel with this command. Needs ``ipykernel``
+(the ``lab`` or ``instructor`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["KERNEL_NAME", "install_kernel", "kernel_env"]
+
+KERNEL_NAME = "bmnist"  # the kernelspec name in the lesson's notebook metadata
+
+
+def kernel_env() -> dict[str, str]:
+    """The environment the kernel starts with: where JAX keeps compiled programs."""
+    import platformdirs
+
+    cache = Path(platformdirs.user_cache_dir("bmnist-kit")) / "jax"
+    return {"JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05"}
+
+
+def _in_environment() -> bool:
+    return sys.prefix != sys.base_prefix or (Path(sys.prefix) / "conda-meta").is_dir()
+
+
+def install_kernel(*, name: str = KERNEL_NAME, user: bool | None = None, prefix: Path | None = None) -> Path:
+    """Register the kernel spec.
+
+    :param name: Kernel name (and display name).
+    :param user: Install for the user; by default only outside a venv or conda environment.
+    :param prefix: Install under ``PREFIX/share/jupyter/kernels`` instead (e.g. ``sys.prefix``).
+    :returns: The folder of the kernel spec.
+    :raises RuntimeError: ``ipykernel`` is not installed.
+    """
+    try:
+        from ipykernel.kernelspec import install
+    except ImportError as exc:
+        raise RuntimeError("ipykernel is not installed; pip install 'bmnist-kit[lab]' brings it") from exc
+    if prefix is None and user is None:
+        user = not _in_environment()
+        prefix = None if user else Path(sys.prefix)
+    path = install(user=bool(user), prefix=str(prefix) if prefix else None, kernel_name=name,
+                   display_name=name, env=kernel_env())
+    return Path(path)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``kernel`` command's arguments.
+
+    :param parser: The subcommand's parser.
+    """
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--sys-prefix", action="store_true", help="into this venv or conda environment")
+    where.add_argument("--user", action="store_true", help="for this user")
+    where.add_argument("--prefix", type=Path, help="under PREFIX/share/jupyter/kernels")
+    parser.add_argument("--name", default=KERNEL_NAME, help=f"kernel name (default: {KERNEL_NAME})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``kernel`` command.
+
+    :param args: Parsed arguments (see :func:`configure_parser`).
+    :returns: Exit status.
+    """
+    prefix = Path(sys.prefix) if args.sys_prefix else args.prefix
+    try:
+        path = install_kernel(name=args.name, user=True if args.user else None, prefix=prefix)
+    except (RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"registered kernel {args.name!r} in {path}")
+    return 0
