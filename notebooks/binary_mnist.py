@@ -198,16 +198,19 @@ different = not np.array_equal(first_batches(key_a, 1)[0][0], first_batches(key_
 print("same key, same batches:", same)
 print("different key, different batches:", different)
 
-# Tag every training image with its position, then check two whole epochs.
-tagged = {"x_train": np.arange(len(bmnist["x_train"])), "y_train": bmnist["y_train"]}
-epoch_batches = -(-len(tagged["x_train"]) // BATCH_SIZE)
+# Write every training image's position into its first pixel, then check two whole epochs.
+positions = np.arange(len(bmnist["x_train"]))
+tagged = {"x_train": bmnist["x_train"].copy(), "y_train": bmnist["y_train"]}
+tagged["x_train"][:, 0, 0] = positions
+epoch_batches = -(-len(positions) // BATCH_SIZE)
 loader = train_dataloader(tagged, batch_size=BATCH_SIZE, key=key_epochs)
 epochs = [[next(loader) for _ in range(epoch_batches)] for _ in range(2)]
-orders = [np.concatenate([ids for ids, _ in epoch]) for epoch in epochs]
-print("every training example exactly once per epoch:", all(np.array_equal(np.sort(o), tagged["x_train"]) for o in orders))
+orders = [np.concatenate([np.asarray(x)[:, 0, 0] for x, _ in epoch]).astype(int) for epoch in epochs]
+print("every training example exactly once per epoch:", all(np.array_equal(np.sort(o), positions) for o in orders))
 print("new order each epoch:", not np.array_equal(orders[0], orders[1]))
 print("smaller last batch:", len(epochs[0][-1][0]), "examples")
-print("each image matches its label:", all(np.array_equal(tagged["y_train"][ids], y) for epoch in epochs for ids, y in epoch))
+print("each image matches its label:", all(np.array_equal(tagged["y_train"][np.asarray(x)[:, 0, 0].astype(int)], y)
+                                           for epoch in epochs for x, y in epoch))
 
 # %% [markdown]
 # **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
@@ -474,15 +477,6 @@ print("weight decay changes the update:", not np.allclose(plain[0][0], decayed[0
 # a widget.
 
 # %% tags=["task-4"]
-def make_update_step(optimizer, *, weight_decay):
-    """Return a jitted ``update(params, opt_state, inputs, targets) -> (params, opt_state, loss)``.
-
-    :param optimizer: An optax gradient transformation.
-    :param weight_decay: ``l2_reg`` of ``loss_fn``.
-    """
-    raise NotImplementedError("TODO: task 4, make_update_step")
-
-
 def train(params, batches, *, x_test, y_test, num_steps, learning_rate, weight_decay, eval_every, threshold):
     """Train the MLP with SGD and report progress every ``eval_every`` steps.
 

@@ -44,13 +44,9 @@ CONTROLS = {
     "attack-print-true": "wrong-same-permutation",
     "attack-leak-source": "untouched",
     "attack-forged-values": "untouched",
-    "attack-forged-timeout": "full-marks",
-    "attack-forged-crash": "full-marks",
-    "attack-grader-ids": "full-marks",
-    "attack-markdown": "full-marks",
+    "attack-forged-messages": "full-marks",
     "attack-cpu-hog": "untouched",
-    "attack-fill-disk": "full-marks",
-    "attack-deep-folders": "full-marks",
+    "attack-fill-home": "full-marks",
     "solution": "untouched",
 }
 
@@ -86,25 +82,29 @@ def _special_files(root: Path) -> dict[str, tuple[str, dict]]:
         f.write(b'{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "code", "source": "')
         f.write(b"x = 1 # " + b"y" * 200_000_000)
         f.write(b'", "metadata": {}, "outputs": [], "execution_count": null, "id": "a"}]}')
+    cells = [{"cell_type": "code", "source": f"x = {i}", "metadata": {}, "outputs": [], "execution_count": None}
+             for i in range(100_000)]
+    (odd / "many-cells.ipynb").write_text(json.dumps({"nbformat": 4, "nbformat_minor": 4, "metadata": {},
+                                                      "cells": cells}, indent=1))  # 15 MB
     shutil.copy(FIXTURES / "full-marks.ipynb", odd / f"{LONG_NAME}.ipynb")
-    shutil.copy(FIXTURES / "full-marks.ipynb", odd / "-Ünïcødé name with spaces.ipynb")
+    shutil.copy(FIXTURES / "untouched.ipynb", odd / "-Ünïcødé name with spaces.ipynb")
     for name in ("=1+2.ipynb", "...ipynb", "..ipynb"):
         (odd / name).write_bytes(invalid)
     (root / "upper").mkdir()
     (root / "upper" / "Notebook.IPYNB").write_bytes(invalid)
     (root / "empty").mkdir()
-    for folder, name, fixture in (("subs", "alice", "untouched"), ("subs", "late-alice", "bad-invalid-json"),
-                                  ("late", "alice", "full-marks")):
+    for folder, name, fixture in (("subs", "alice", "bad-nbformat3"), ("subs", "late-alice", "bad-invalid-json"),
+                                  ("late", "alice", "untouched")):
         (root / folder).mkdir(exist_ok=True)
         shutil.copy(FIXTURES / f"{fixture}.ipynb", root / folder / f"{name}.ipynb")
     return {
         "solution": ("invalid-notebook", NONE), "zero": ("invalid-notebook", NONE),
         "pipe": ("invalid-notebook", NONE), "deep": ("invalid-notebook", NONE),
-        "huge-cell": ("invalid-notebook", NONE), LONG_NAME: ("ok", FULL),
-        "Ünïcødé_name_with_spaces": ("ok", FULL), "1_2": ("invalid-notebook", NONE),
+        "huge-cell": ("invalid-notebook", NONE), "many-cells": ("invalid-notebook", NONE), LONG_NAME: ("ok", FULL),
+        "Ünïcødé_name_with_spaces": ("partial", NONE), "1_2": ("invalid-notebook", NONE),
         "notebook": ("invalid-notebook", NONE), "odd__notebook": ("invalid-notebook", NONE),
         "upper__Notebook": ("invalid-notebook", NONE),
-        "alice": ("ok", FULL), "subs__alice": ("partial", NONE), "late-alice": ("invalid-notebook", NONE),
+        "alice": ("partial", NONE), "subs__alice": ("partial", NONE), "late-alice": ("invalid-notebook", NONE),
     }
 
 
@@ -183,8 +183,7 @@ def test_no_attack_scores_above_its_control(graded):
 
 
 def test_forged_statuses_are_reported_as_what_happened(graded):
-    assert graded["grades"]["attack-forged-timeout"].status == "partial"
-    assert graded["grades"]["attack-forged-crash"].status == "partial"
+    assert graded["grades"]["attack-forged-messages"].status == "partial"  # "Timeout of", "Kernel died" raised
     assert "time limit" in graded["grades"]["runaway-infinite-loop"].note
     assert "died" in graded["grades"]["runaway-os-exit"].note
 
@@ -203,7 +202,7 @@ def test_reports_are_safe_to_open(graded):
     rows = {r["submission"]: r for r in _rows(out / "grades.csv")}
     assert not [name for name in rows if name[:1] in "=+-@"]  # no spreadsheet formula in a name
     assert report._csv_cell("=1+2") == "'=1+2" and report._csv_cell("-Ünï") == "'-Ünï"
-    feedback = (out / "feedback" / "attack-markdown.md").read_text()
+    feedback = (out / "feedback" / "attack-forged-messages.md").read_text()
     assert "<script>" not in feedback and "&lt;script&gt;" in feedback
     assert re.search(r"^````+text$", feedback, re.M)  # the fence outlasts the backticks in the student's text
     assert {p.stem for p in (out / "feedback").iterdir()} == set(graded["grades"])
@@ -235,25 +234,6 @@ def test_one_bad_submission_stays_within_its_own_limits(graded):
     seconds = {name: g.seconds for name, g in graded["grades"].items()}
     assert max(seconds.values()) <= 240 + 30
     assert seconds["full-marks"] < 120 and seconds["wrong-no-weight-decay"] < 120
-
-
-def test_same_seed_same_scores_and_shards_merge_to_one_run(graded, tmp_path):
-    subset = tmp_path / "subset"
-    subset.mkdir()
-    for name in ("full-marks", "untouched", "bad-invalid-json"):
-        shutil.copy(FIXTURES / f"{name}.ipynb", subset)
-    parts = []
-    for k in (1, 2):
-        part = tmp_path / f"part{k}"
-        args = [str(subset), "--out", str(part), "--seed", str(SEED), "--shard", f"{k}/2", "--jobs", "2",
-                "--timeout", "240", "--cell-timeout", "45"]
-        args += [a for n, v in PARAMS.items() for a in ("--param", f"{n}={v}")]
-        assert cli.main(args) == 0
-        parts.append(part)
-    assert cli.main(["merge", *map(str, parts), "--out", str(tmp_path / "merged")]) == 0
-    merged = _rows(tmp_path / "merged" / "grades.csv")
-    full = {r["submission"]: r for r in _rows(graded["out"] / "grades.csv")}
-    assert merged == [full[r["submission"]] for r in merged] and len(merged) == 3
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
@@ -290,3 +270,14 @@ def test_the_grader_starts_under_a_hard_memory_limit():
                           text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.split()[-1]) == hard
+
+
+def test_an_error_in_the_grader_itself_becomes_that_notebooks_status(monkeypatch, tmp_path):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli, "run_job", broken)
+    sub = cli.Submission(name="alice", path=tmp_path / "alice.ipynb", data=b"{}", problem=None)
+    grade = cli._grade_one(sub, {"options": cli.RunOptions(), "solution": SOLUTION_IPYNB, "params": {}, "seed": 1},
+                           None, workdir=tmp_path / "job", slot=0)
+    assert (grade.status, grade.total) == ("grader-error", 0) and "disk on fire" in grade.note

@@ -42,7 +42,7 @@ def test_a_cell_added_above_the_first_stays_on_top():
 
 
 def test_student_ids_and_tags_never_reach_the_graders_bookkeeping():
-    copy = _copy("attack-grader-ids")
+    copy = _copy("attack-forged-messages")
     assert [c.role for c in copy[-5:]] == ["probe"] * 5
     assert sum(c.source == "x_student = 1" for c in copy) == 4
 
