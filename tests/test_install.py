@@ -258,7 +258,7 @@ def test_installed_route(built, tmp_path):
 
     # every module of the base install and of the instructor extra imports in this venv alone
     modules = ["bmnist_helpers." + m for m in ("data", "plotting", "widgets", "lesson", "kernel", "exercise",
-               "grading.cli", "grading.nbval_plugin", "grading.sandbox", "__main__")]
+               "grading.cli", "grading.worker", "grading.intake", "grading.sandbox", "__main__")]
     _run([py, "-c", f"import importlib; [importlib.import_module(m) for m in {modules!r}]"], env=env, cwd=home)
 
     # the student's part: the lesson, Binder's kernel registration, the setup and data cells
