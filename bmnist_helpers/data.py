@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import os
 import sys
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +124,8 @@ def _sha256(data: bytes) -> str:
 
 def _download(url: str) -> bytes:
     """Read a URL into memory with a progress bar that disappears when done."""
+    import urllib.request  # here, not at the top: a load from the cache needs no HTTP stack
+
     from tqdm.auto import tqdm
 
     with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
