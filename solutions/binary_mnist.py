@@ -304,7 +304,7 @@ def accuracy(params, images, targets, *, threshold):
 # **Expected result.** The same ten test images, now titled with the logits of an untrained model:
 # noise. Below, the test accuracy of 100 untrained models, each with its own key. A random model
 # guesses, so the accuracies gather around 50 %. All 100 models are evaluated in one compiled call
-# (`jax.lax.map` over the keys, ten at a time, `jax.jit` around it).
+# (`jax.lax.map` over the keys, one model after the other, `jax.jit` around it).
 
 # %% tags=["expected-result", "task-2", "er-untrained"]
 # jax.jit compiles each function into one program; calling it op by op would compile every op.
