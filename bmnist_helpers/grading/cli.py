@@ -28,7 +28,7 @@ from ..exercise import SOLUTION_IPYNB
 from ..lesson import check_solution
 from .checks import probes
 from .intake import Submission, collect
-from .notebook import apply_params
+from .notebook import apply_params, visible_dependencies
 from .report import TASKS, Grade, Reference, merge, reference_from_run, score, summary_table, write_reports
 from .run import RunOptions, remove_tree, run_job
 from .sandbox import Limits, protections
@@ -138,7 +138,9 @@ def _reference(job: dict, workdir: Path) -> Reference:
     try:
         result = run_job(None, solution=job["solution"], params=job["params"], seed=job["seed"], workdir=workdir,
                          slot=0, options=job["options"])
-        return reference_from_run(result, {p.task: p.inputs for p in probes(job["seed"])})
+        solution = nbformat.read(job["solution"], as_version=4)
+        return reference_from_run(result, {p.task: p.inputs for p in probes(job["seed"])},
+                                  needs=visible_dependencies(solution))
     finally:
         remove_tree(workdir)
 

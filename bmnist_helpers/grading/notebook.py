@@ -30,7 +30,8 @@ import nbformat
 from ..exercise import EXPECTED_TAG, SOLUTION_ONLY_TAG, cell_tags, task_of
 from .checks import TASK_FUNCTIONS, probes
 
-__all__ = ["Cell", "InvalidNotebook", "read_submission", "student_cells", "build_grading_copy", "apply_params"]
+__all__ = ["Cell", "InvalidNotebook", "read_submission", "student_cells", "build_grading_copy", "apply_params",
+           "visible_dependencies"]
 
 _NBVAL_MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION", "NBVAL_SKIP",
                   "PYTEST_VALIDATE_IGNORE_OUTPUT"}
@@ -249,3 +250,36 @@ def build_grading_copy(
         copy += slots.get(name, [])
     copy += [Cell(p.source, "probe", f"task-{p.task}", p.task) for p in probes(seed)]
     return copy
+
+
+def visible_dependencies(solution: nbformat.NotebookNode) -> dict[str, set[int]]:
+    """The tasks whose functions each expected-result cell runs on, read from the solution's code.
+
+    A name depends on the tasks of the names its cell uses: ``predict_proba`` on task 2 (it calls
+    ``mlp``), ``params`` after the training cell on tasks 1 to 4, and so on, in cell order. An
+    expected result can be imitated by printing, so its point counts only when the hidden checks
+    of all these tasks pass (:func:`.report.score`).
+
+    :param solution: The solution notebook.
+    :returns: ``{expected-result cell id: {task, ...}}``.
+    """
+    needs: dict[str, set[int]] = {name: {task} for task, names in TASK_FUNCTIONS.items() for name in names}
+    found = {}
+    for cell in _solution_cells(solution):
+        tree = ast.parse(cell.source)
+        used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        tasks = set().union(*(needs.get(name, set()) for name in used))
+        tasks |= {task_of(cell)} if task_of(cell) is not None else set()
+        for node in tree.body:
+            for target in _assigned(node):
+                needs[target] = needs.get(target, set()) | tasks if target in _FUNCTION_TASK else tasks
+        if EXPECTED_TAG in cell_tags(cell):
+            found[cell.get("id")] = tasks
+    return found
+
+
+def _assigned(node: ast.stmt) -> set[str]:
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {node.name}
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    return {n.id for t in targets if t is not None for n in ast.walk(t) if isinstance(n, ast.Name)}

@@ -60,6 +60,7 @@ class Reference:
     tasks: dict[str, int]  # expected-result cell name -> task
     values: dict[int, object]  # task -> decoded hidden-check values
     inputs: dict[int, dict]  # task -> the probe's inputs
+    needs: dict[str, set[int]] = field(default_factory=dict)  # expected-result cell -> tasks it runs on
 
 
 def max_points() -> int:
@@ -100,11 +101,12 @@ def _values(record: dict | None):
         return "malformed"
 
 
-def reference_from_run(result: RunResult, inputs: dict[int, dict]) -> Reference:
+def reference_from_run(result: RunResult, inputs: dict[int, dict], *, needs: dict[str, set[int]]) -> Reference:
     """Collect the reference run's expected texts and hidden values; refuse a broken reference.
 
     :param result: The run of the solution's own grading copy.
     :param inputs: The probes' inputs by task.
+    :param needs: For each expected-result cell, the tasks it runs on (``visible_dependencies``).
     :raises ValueError: The solution does not pass its own grading copy.
     """
     copy, records = _cells(result)
@@ -120,7 +122,7 @@ def reference_from_run(result: RunResult, inputs: dict[int, dict]) -> Reference:
         verdict = judge(task, inputs[task], value, value)
         if verdict is not None:
             raise ValueError(f"the solution fails its own hidden check of task {task}: {verdict}")
-    return Reference(texts=texts, tasks=tasks, values=values, inputs=inputs)
+    return Reference(texts=texts, tasks=tasks, values=values, inputs=inputs, needs=needs)
 
 
 def _marked_diff(expected: str, got: str) -> str:
@@ -207,6 +209,13 @@ def score(name: str, result: RunResult, reference: Reference, *, timeout_s: int,
     for task in TASKS:
         hidden = hidden_ok.get(task, False)
         visible = not any(f["task"] == task and f["kind"] == "expected" for f in failures)
+        needed = set().union(*(n for cell, n in reference.needs.items() if reference.tasks.get(cell) == task))
+        unverified = sorted(t for t in needed - {task} if not hidden_ok.get(t, False))
+        if hidden and visible and unverified:  # printed output alone can be imitated
+            visible = False
+            failures.append({"task": task, "kind": "expected", "cell": "", "message": (
+                f"the expected-result point of task {task} needs the hidden checks of task(s) "
+                f"{', '.join(map(str, unverified))} to pass too, since its cells run on their functions")})
         points[task] = HIDDEN_POINTS * hidden + EXPECTED_POINTS * (hidden and visible)
     statuses = [r["status"] for r in records.values()]
     if result.timed_out:
@@ -299,7 +308,7 @@ def _feedback(grade: Grade) -> str:
         lines += ["", "## Expected results that differ", "",
                   "Lines marked `-` are in the expected result, lines marked `+` in yours.", ""]
         for f in visible:
-            lines += [f"### Task {f['task']}: `{f['cell']}`", "", _md(f["message"]), ""]
+            lines += [f"### Task {f['task']}" + (f": `{f['cell']}`" if f["cell"] else ""), "", _md(f["message"]), ""]
             if f.get("diff"):
                 lines += [*_fenced(f["diff"]), ""]
     if grade.errors:

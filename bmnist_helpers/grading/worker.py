@@ -101,10 +101,11 @@ def run_job(job: dict) -> None:
 
 
 def _execute(nb, job: dict, results) -> None:
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient.exceptions import DeadKernelError
 
-    km = KernelManager(kernel_name=job["kernel_name"], transport="ipc", ip=job["ipc"])
+    # The async manager: nbclient's pollers (iopub, execute reply, kernel alive) must not block one another.
+    km = AsyncKernelManager(kernel_name=job["kernel_name"], transport="ipc", ip=job["ipc"])
     client = _client_class()(nb, km=km, timeout=job["cell_timeout"], interrupt_on_timeout=True, allow_errors=True,
                              startup_timeout=60, resources={"metadata": {"path": job["home"]}}, record_timing=False)
     try:
@@ -131,10 +132,6 @@ def _execute(nb, job: dict, results) -> None:
                              "error": cap.get("error"), "values": cap.get("values"),
                              "values_count": cap.get("values_count", 0)})
             if status == "dead":
-                return
-            if status == "timeout" and not km.is_alive():
-                _write(results, {"event": "cell", "index": index, "status": "dead", "text": "", "error": None,
-                                 "values": None})
                 return
         _write(results, {"event": "done"})
     finally:
