@@ -184,7 +184,7 @@ def test_no_attack_scores_above_its_control(graded):
 
 def test_forged_statuses_are_reported_as_what_happened(graded):
     assert graded["grades"]["attack-forged-messages"].status == "partial"  # "Timeout of", "Kernel died" raised
-    assert "time limit" in graded["grades"]["runaway-infinite-loop"].note
+    assert "ran past the 45 s limit and was interrupted" in graded["grades"]["runaway-infinite-loop"].note
     assert "died" in graded["grades"]["runaway-os-exit"].note
 
 

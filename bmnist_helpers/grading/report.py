@@ -223,7 +223,7 @@ def score(name: str, result: RunResult, reference: Reference, *, timeout_s: int,
     elif "dead" in statuses:
         where = next(i for i, r in records.items() if r["status"] == "dead")
         status = "crashed"
-        note = f"the kernel died in {_where(copy[where], where)} (it exited, or hit a resource limit)"
+        note = f"the kernel died in {_where(copy[where], where)}: it exited, or hit a resource limit"
     elif "timeout" in statuses:
         where = next(i for i, r in records.items() if r["status"] == "timeout")
         status = "timeout"
@@ -244,7 +244,7 @@ def _where(cell: dict, index: int) -> str:
         return f"the hidden check of task {cell['task']}"
     if cell["role"] == "given":
         return f"the given cell `{cell['name']}`"
-    return f"your cell (number {index + 1} of the grading copy)"
+    return f"your cell number {index + 1} of the grading copy"
 
 
 def summary_table(grades: list[Grade]) -> str:
