@@ -51,10 +51,11 @@ def bare_seconds(params: dict[str, str]) -> float:
     return seconds
 
 
-def graded_class(folder: Path, out: Path, *, jobs: int, params: dict[str, str]) -> float:
+def graded_class(folder: Path, out: Path, *, jobs: int, params: dict[str, str], use_bwrap: bool = True) -> float:
     """Wall time of ``bmnist-grade`` on the class (its reference run included)."""
     start = time.perf_counter()
-    grades = cli.grade([folder], out=out, jobs=jobs, seed=SEED, params=params, log=lambda line: None)
+    grades = cli.grade([folder], out=out, jobs=jobs, seed=SEED, params=params, log=lambda line: None,
+                       use_bwrap=use_bwrap)
     seconds = time.perf_counter() - start
     bad = [(g.submission, g.status, g.total) for g in grades if g.status != "ok"]
     if bad:
@@ -82,6 +83,9 @@ def main() -> None:
             shutil.copy(SUBMISSION, folder / f"student-{i:02d}.ipynb")
         for jobs in jobs_list:
             walls[jobs] = graded_class(folder, Path(tmp) / f"out-{jobs}", jobs=jobs, params=params)
+        # the isolation's cost: the same class at the most jobs, kernels without bubblewrap (nor its uid,
+        # network namespace and tmpfs; the cgroups stay)
+        bare_kernels = graded_class(folder, Path(tmp) / "out-open", jobs=jobs_list[-1], params=params, use_bwrap=False)
 
     label = "NUM_STEPS=600" if args.quick else "default parameters"
     print(f"grading a class of {args.class_size} full-marks notebooks ({label}, {cores} cores; "
@@ -91,6 +95,9 @@ def main() -> None:
     for jobs, wall in walls.items():
         per = wall / args.class_size
         print(f"{jobs:6d} {wall:10.1f}s {per:14.1f}s {per / bare:11.2f}x {walls[jobs_list[0]] / wall:8.2f}x")
+    isolated = walls[jobs_list[-1]]
+    print(f"isolation at --jobs {jobs_list[-1]}: {isolated:.1f} s in the sandbox vs {bare_kernels:.1f} s without "
+          f"bubblewrap: {isolated / bare_kernels:.2f}x")
     best = walls[jobs_list[-1]] / args.class_size / bare
     print(f"per submission with --jobs {jobs_list[-1]}: {best:.2f}x a bare solution run "
           f"(goal <= {GOAL}x with --jobs = cores: {'met' if best <= GOAL else 'MISSED'}; "

@@ -30,7 +30,7 @@ from .checks import probes
 from .intake import Submission, collect
 from .notebook import apply_params, visible_dependencies
 from .report import TASKS, Grade, Reference, merge, reference_from_run, score, summary_table, write_reports
-from .run import RunOptions, remove_tree, run_job
+from .run import RunOptions, remove_tree, run_job, write_private
 from .sandbox import Limits, protections
 
 __all__ = ["grade", "main"]
@@ -153,7 +153,7 @@ def _grade_one(sub: Submission, job: dict, reference: Reference, *, workdir: Pat
     try:
         workdir.mkdir(mode=0o700)
         copy = workdir / "submission.ipynb"
-        copy.write_bytes(sub.data)
+        write_private(copy, sub.data)
         result = run_job(copy, solution=job["solution"], params=job["params"], seed=job["seed"], workdir=workdir,
                          slot=slot, options=options)
         return score(sub.name, result, reference, timeout_s=options.notebook_timeout_s,

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..data import default_cache_dir
 from .sandbox import KERNEL_NAME, Limits, SandboxConfig, write_kernel_spec
 
-__all__ = ["RunOptions", "RunResult", "run_job", "remove_tree"]
+__all__ = ["RunOptions", "RunResult", "run_job", "remove_tree", "write_private"]
 
 _WORKER_MEMORY_MB = 3072  # the worker itself: a huge notebook or a flood of output must not take the machine
 _MAX_RECORD = 64 * 1024 * 1024  # bytes of one results line the grader reads
@@ -88,7 +88,7 @@ def run_job(submission: Path | None, *, solution: Path, params: dict[str, str], 
     job = {"submission": None if submission is None else str(submission), "solution": str(solution),
            "params": params, "seed": seed, "cell_timeout": options.cell_timeout_s, "kernel_name": KERNEL_NAME,
            "ipc": str(home / "ipc"), "home": str(home), "results": str(results)}
-    (workdir / "job.json").write_text(json.dumps(job))
+    write_private(workdir / "job.json", json.dumps(job).encode())
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
     env.update({
         "HOME": str(workdir), "JUPYTER_PATH": str(spec_dir), "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
@@ -111,6 +111,17 @@ def run_job(submission: Path | None, *, solution: Path, params: dict[str, str], 
     seconds = time.perf_counter() - start
     text = (workdir / "worker.log").read_bytes()[-4000:].decode("utf-8", "replace")
     return RunResult(events=_read_events(results), exitcode=exitcode, timed_out=timed_out, seconds=seconds, log=text)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only the grader's user can read (mode 0600), whatever the umask.
+
+    :param path: A new file.
+    :param data: Its content.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _read_events(path: Path) -> list[dict]:

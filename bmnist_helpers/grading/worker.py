@@ -82,7 +82,8 @@ def run_job(job: dict) -> None:
         ``params``, ``seed``, ``cell_timeout``, ``kernel_name``, ``ipc`` (socket path prefix),
         ``home`` (the kernel's working folder), ``results``.
     """
-    with open(job["results"], "a", encoding="utf-8") as results:
+    fd = os.open(job["results"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # the grader's alone
+    with os.fdopen(fd, "a", encoding="utf-8") as results:
         solution = apply_params(nbformat.read(job["solution"], as_version=4), job["params"])
         student = None
         if job["submission"] is not None:
