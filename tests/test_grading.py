@@ -47,7 +47,7 @@ CONTROLS = {
     "attack-forged-messages": "full-marks",
     "attack-cpu-hog": "untouched",
     "attack-fill-home": "full-marks",
-    "solution": "untouched",
+    "odd__solution": "untouched",
 }
 
 pytestmark = pytest.mark.grading
@@ -98,7 +98,7 @@ def _special_files(root: Path) -> dict[str, tuple[str, dict]]:
         (root / folder).mkdir(exist_ok=True)
         shutil.copy(FIXTURES / f"{fixture}.ipynb", root / folder / f"{name}.ipynb")
     return {
-        "solution": ("invalid-notebook", NONE), "zero": ("invalid-notebook", NONE),
+        "odd__solution": ("invalid-notebook", NONE), "zero": ("invalid-notebook", NONE),
         "pipe": ("invalid-notebook", NONE), "deep": ("invalid-notebook", NONE),
         "huge-cell": ("invalid-notebook", NONE), "many-cells": ("invalid-notebook", NONE), LONG_NAME: ("ok", FULL),
         "Ünïcødé_name_with_spaces": ("partial", NONE), "1_2": ("invalid-notebook", NONE),
@@ -203,8 +203,9 @@ def test_reports_are_safe_to_open(graded):
     assert not [name for name in rows if name[:1] in "=+-@"]  # no spreadsheet formula in a name
     assert report._csv_cell("=1+2") == "'=1+2" and report._csv_cell("-Ünï") == "'-Ünï"
     feedback = (out / "feedback" / "attack-forged-messages.md").read_text()
-    assert "<script>" not in feedback and "&lt;script&gt;" in feedback
     assert re.search(r"^````+text$", feedback, re.M)  # the fence outlasts the backticks in the student's text
+    outside_fences = re.sub(r"^(`{3,})text\n.*?^\1$", "", feedback, flags=re.M | re.S)
+    assert "<script>" in feedback and "<script>" not in outside_fences
     assert {p.stem for p in (out / "feedback").iterdir()} == set(graded["grades"])
 
 
