@@ -92,7 +92,6 @@ def _special_files(root: Path) -> dict[str, tuple[str, dict]]:
         (odd / name).write_bytes(invalid)
     (root / "upper").mkdir()
     (root / "upper" / "Notebook.IPYNB").write_bytes(invalid)
-    (root / "empty").mkdir()
     for folder, name, fixture in (("subs", "alice", "bad-nbformat3"), ("subs", "late-alice", "bad-invalid-json"),
                                   ("late", "alice", "untouched")):
         (root / folder).mkdir(exist_ok=True)
@@ -145,7 +144,8 @@ def graded(require_sandbox, answers_server, tmp_path_factory):
     out = tmp_path_factory.mktemp("grades")
     before, leftovers = _tree_hash(), set(glob.glob(f"{tempfile.gettempdir()}/bmnist-grade-*"))
     lines: list[str] = []
-    grades = cli.grade([root], out=out, jobs=2, timeout_s=240, cell_timeout_s=45, seed=SEED, params=PARAMS,
+    empty = tmp_path_factory.mktemp("empty")  # an empty folder among the arguments: a warning, no stop
+    grades = cli.grade([root, empty], out=out, jobs=2, timeout_s=240, cell_timeout_s=45, seed=SEED, params=PARAMS,
                        log=lines.append)
     return {"grades": {g.submission: g for g in grades}, "out": out, "before": before, "after": _tree_hash(),
             "log": lines, "special": special,
