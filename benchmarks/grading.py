@@ -1,21 +1,20 @@
 """Grading cost against a bare solution run, measured side by side in one run.
 
-* one bare run of the solution notebook (nbclient, a fresh kernel, no sandbox, no compilation
-  cache, the same parameters as the grading);
-* ``bmnist-grade`` on a class of copies of a full-marks submission, once per ``--jobs`` value
-  (1, 2, 4, as far as the cores go), each run with its own reference run, as a user would see it;
+* one bare run of the solution notebook as a student runs it (nbclient, a fresh kernel, no
+  sandbox, no compilation cache, the lesson's parameters);
+* ``bmnist-grade`` with its defaults on a class of copies of a full-marks submission, once per
+  ``--jobs`` value (1, 2, 4, as far as the cores go), each run with its own reference run, as an
+  instructor would see it;
 * wall time per submission = class wall time / class size (goal: <= 0.5x the bare run with
   ``--jobs`` equal to the cores).
 
-Run: ``python benchmarks/grading.py [--class-size 4] [--quick]`` (after ``make data``).
-``--quick`` grades with ``NUM_STEPS=600 TARGET_ACCURACY=0.95`` (the bare run too).
+Run: ``python benchmarks/grading.py [--class-size 8] [--jobs 1,2,4]`` (after ``make data``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -30,32 +29,20 @@ from bmnist_helpers.exercise import ROOT, load_solution  # noqa: E402
 from bmnist_helpers.grading import cli  # noqa: E402
 
 SUBMISSION = ROOT / "tests" / "fixtures" / "submissions" / "full-marks.ipynb"
-QUICK = {"NUM_STEPS": "600", "TARGET_ACCURACY": "0.95"}
 SEED = 1
 GOAL = 0.5
 
 
-def _with_params(nb, params: dict[str, str]):
-    """The notebook with ``NAME = value`` lines of its parameters cell replaced."""
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    for name, value in params.items():
-        cell.source, count = re.subn(rf"^{name} = .*$", f"{name} = {value}", cell.source, flags=re.M)
-        if count != 1:
-            raise SystemExit(f"error: {name} is not in the solution's parameters cell")
-    return nb
-
-
-def bare_seconds(params: dict[str, str]) -> float:
+def bare_seconds() -> float:
     """Wall time of one run of the solution notebook in a fresh kernel, kernel start included."""
-    _, seconds = execute(_with_params(load_solution(), params), cwd=ROOT / "solutions", cache_dir=None)
+    _, seconds = execute(load_solution(), cwd=ROOT / "solutions", cache_dir=None)
     return seconds
 
 
-def graded_class(folder: Path, out: Path, *, jobs: int, params: dict[str, str], use_bwrap: bool = True) -> float:
-    """Wall time of ``bmnist-grade`` on the class (its reference run included)."""
+def graded_class(folder: Path, out: Path, *, jobs: int, use_bwrap: bool = True) -> float:
+    """Wall time of ``bmnist-grade`` with its default parameters on the class (its reference run included)."""
     start = time.perf_counter()
-    grades = cli.grade([folder], out=out, jobs=jobs, seed=SEED, params=params, log=lambda line: None,
-                       use_bwrap=use_bwrap)
+    grades = cli.grade([folder], out=out, jobs=jobs, seed=SEED, log=lambda line: None, use_bwrap=use_bwrap)
     seconds = time.perf_counter() - start
     bad = [(g.submission, g.status, g.total) for g in grades if g.status != "ok"]
     if bad:
@@ -65,16 +52,14 @@ def graded_class(folder: Path, out: Path, *, jobs: int, params: dict[str, str], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--class-size", type=int, default=4)
-    parser.add_argument("--quick", action="store_true", help="NUM_STEPS=600, TARGET_ACCURACY=0.95")
+    parser.add_argument("--class-size", type=int, default=8)
     parser.add_argument("--jobs", default="1,2,4", help="comma-separated --jobs values (capped at the cores)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     jobs_list = sorted({j for j in map(int, args.jobs.split(",")) if 1 <= j <= cores}) or [1]
-    params = dict(QUICK) if args.quick else {}
     os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)  # no warm cache from the user's environment
 
-    bare = bare_seconds(params)
+    bare = bare_seconds()
     walls = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "class"
@@ -82,15 +67,15 @@ def main() -> None:
         for i in range(args.class_size):
             shutil.copy(SUBMISSION, folder / f"student-{i:02d}.ipynb")
         for jobs in jobs_list:
-            walls[jobs] = graded_class(folder, Path(tmp) / f"out-{jobs}", jobs=jobs, params=params)
+            walls[jobs] = graded_class(folder, Path(tmp) / f"out-{jobs}", jobs=jobs)
         # the isolation's cost: the same class at the most jobs, kernels without bubblewrap (nor its uid,
         # network namespace and tmpfs; the cgroups stay)
-        bare_kernels = graded_class(folder, Path(tmp) / "out-open", jobs=jobs_list[-1], params=params, use_bwrap=False)
+        bare_kernels = graded_class(folder, Path(tmp) / "out-open", jobs=jobs_list[-1], use_bwrap=False)
 
-    label = "NUM_STEPS=600" if args.quick else "default parameters"
-    print(f"grading a class of {args.class_size} full-marks notebooks ({label}, {cores} cores; "
-          "measured side by side in this run)")
-    print(f"bare solution run (fresh kernel, no sandbox): {bare:.1f} s")
+    grading = " ".join(f"{k}={v}" for k, v in cli.GRADING_PARAMS.items())
+    print(f"grading a class of {args.class_size} full-marks notebooks (bmnist-grade's defaults: {grading}; "
+          f"{cores} cores; measured side by side in this run)")
+    print(f"bare solution run (the lesson's parameters, fresh kernel, no sandbox, no compilation cache): {bare:.1f} s")
     print(f"{'--jobs':>6s} {'class wall':>11s} {'per submission':>15s} {'vs bare run':>12s} {'speed-up':>9s}")
     for jobs, wall in walls.items():
         per = wall / args.class_size

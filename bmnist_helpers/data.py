@@ -238,12 +238,17 @@ def _check_digit(name: str, value: object) -> int:
 
 
 def _standardize(images: np.ndarray) -> np.ndarray:
-    """Give every image zero mean and unit variance; a constant image becomes all zeros."""
+    """Give every image zero mean and unit variance, in place; a constant image becomes all zeros.
+
+    :param images: Floating-point images ``(n, 28, 28)``, overwritten.
+    :returns: ``images``.
+    """
     flat = images.reshape(len(images), -1)
-    centred = images - flat.mean(axis=1)[:, None, None]
-    std = centred.reshape(len(images), -1).std(axis=1)
+    flat -= flat.mean(axis=1, keepdims=True)
+    std = np.sqrt(np.einsum("ij,ij->i", flat, flat) / flat.shape[1])
     std[std == 0] = 1
-    return centred / std[:, None, None]
+    flat /= std[:, None]
+    return images
 
 
 def binary_subset(
@@ -262,12 +267,15 @@ def binary_subset(
     :param standardize: Give every image zero mean and unit variance.
     :param dtype: Floating-point type of images and labels.
     :returns: ``x_train``, ``y_train``, ``x_test``, ``y_test`` for the two digits, in MNIST order.
-    :raises ValueError: Bad digits, or ``mnist`` lacks a key or has inconsistent lengths.
+    :raises ValueError: Bad digits, a dtype that is not floating-point, or ``mnist`` lacks a key or has
+        inconsistent lengths.
     """
     pos = _check_digit("pos_digit", pos_digit)
     neg = _check_digit("neg_digit", neg_digit)
     if pos == neg:
         raise ValueError(f"pos_digit and neg_digit must differ, both are {pos}.")
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise ValueError(f"dtype must be a floating-point type such as np.float32, got {np.dtype(dtype)}.")
     missing = [k for k in _KEYS if k not in mnist]
     if missing:
         raise ValueError(f"mnist lacks {', '.join(missing)}; pass the dict returned by load_mnist().")
@@ -277,8 +285,8 @@ def binary_subset(
         if len(x) != len(y):
             raise ValueError(f"x_{split} has {len(x)} images but y_{split} has {len(y)} labels.")
         keep = (y == pos) | (y == neg)
-        images = x[keep].astype(dtype)
-        subset[f"x_{split}"] = _standardize(images).astype(dtype) if standardize else images
+        images = x[keep].astype(dtype)  # a copy, so standardising in place is safe
+        subset[f"x_{split}"] = _standardize(images) if standardize else images
         subset[f"y_{split}"] = (y[keep] == pos).astype(dtype)
     return {k: subset[k] for k in _KEYS}
 

@@ -23,10 +23,7 @@ import re
 import sys
 from pathlib import Path
 
-import jupytext
 import nbformat
-from jupytext.config import load_jupytext_config
-from jupytext.jupytext import drop_text_representation_metadata
 
 from ._atomic import write_atomic
 from .lesson import CHECKOUT, in_checkout, lesson_path
@@ -212,7 +209,13 @@ def _cell_id(index: int, cell) -> str:
     return named[0] if named else f"cell-{index:02d}"
 
 
+# jupytext is imported where it is used: the grader's workers import this module for its tag names
+# only, and importing jupytext costs them half a second each.
+
+
 def _jupytext_config():
+    from jupytext.config import load_jupytext_config
+
     return load_jupytext_config(str(SOLUTION_PY.parent))
 
 
@@ -227,12 +230,16 @@ def _as_jupyter_saves(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def _ipynb_text(nb: nbformat.NotebookNode) -> str:
     """The ``.ipynb`` text as Jupyter saves it: no text representation, one-space indent, a final newline."""
+    from jupytext.jupytext import drop_text_representation_metadata
+
     text = nbformat.writes(drop_text_representation_metadata(nb))
     return text if text.endswith("\n") else text + "\n"
 
 
 def _py_text(nb: nbformat.NotebookNode) -> str:
     """The py:percent text as Jupytext's contents manager saves it (with the repository's configuration)."""
+    import jupytext
+
     return jupytext.writes(nb, fmt="py:percent", config=_jupytext_config())
 
 
@@ -241,6 +248,8 @@ def load_solution(path: Path = SOLUTION_PY) -> nbformat.NotebookNode:
 
     :param path: The py:percent source.
     """
+    import jupytext
+
     nb = jupytext.read(path)
     for index, cell in enumerate(nb.cells):
         cell["id"] = _cell_id(index, cell)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import font_manager
+from matplotlib.font_manager import FontProperties
 from tueplots import bundles
 
 __all__ = [
@@ -66,15 +67,16 @@ def inspect_batch(
     title: str | None = None,
     cmap: str = "cividis",
     rel_width: float = 1.8,
-) -> tuple[plt.Figure, np.ndarray]:
-    """Show a row of images, each titled with its label.
+) -> tuple[plt.Figure, plt.Axes]:
+    """Show a row of images, each captioned with its label.
 
     :param images: Array of shape ``(n, 28, 28)`` or ``(n, 784)``; a single image is accepted too.
     :param labels: ``n`` labels, numbers or strings; floats are printed with at most 3 decimals.
     :param title: Optional title above the row.
     :param cmap: Matplotlib colour map.
     :param rel_width: Figure width relative to the style's default.
-    :returns: ``(fig, axes)``, with ``axes`` a 1-d array even for one image.
+    :returns: ``(fig, ax)``: all images lie in the one axes ``ax``; ``ax.texts`` holds the title,
+        if any, then one caption per image.
     :raises ValueError: Images and labels differ in number, or an image is not 784 pixels.
     """
     images = np.asarray(images)
@@ -87,16 +89,52 @@ def inspect_batch(
         raise ValueError(f"images must have shape (n, 28, 28) or (n, 784), got {images.shape}.")
     if len(images) != len(labels):
         raise ValueError(f"got {len(images)} images but {len(labels)} labels.")
-    fig, axes = plt.subplots(ncols=len(images), squeeze=False, figsize=_figsize(rel_width=rel_width, rel_height=0.6))
-    axes = axes[0]
-    for ax, image, label in zip(axes, images, labels, strict=True):
-        ax.imshow(image, cmap=cmap)
-        ax.set_title(_format_label(label))
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title is not None:
-        fig.suptitle(title)
-    return fig, axes
+    captions = [_format_label(label) for label in labels]
+    return _image_rows([(title, images, captions)], width=_figsize(rel_width=rel_width, rel_height=1)[0], cmap=cmap)
+
+
+# Image figures draw every image into one axes (one axes per image makes matplotlib's layout and
+# rendering several times slower). Positions are in pixels of a 28-pixel image.
+_PITCH = 32  # from one image's left edge to the next one's
+
+
+def _points(size_key: str) -> float:
+    return FontProperties(size=plt.rcParams[size_key]).get_size_in_points()
+
+
+def _image_rows(
+    rows: Sequence[tuple[str | None, np.ndarray, Sequence[str]]], *, width: float, cmap: str
+) -> tuple[plt.Figure, plt.Axes]:
+    """Rows of captioned images in one axes, each row under an optional title.
+
+    :param rows: ``(title, images, captions)`` per row; ``images`` is ``(k, 28, 28)``.
+    :param width: Figure width in inches; the height follows from the content.
+    :param cmap: Matplotlib colour map; each image is scaled to its own range.
+    :returns: ``(fig, ax)``.
+    """
+    columns = max([len(images) for _, images, _ in rows] + [1])
+    per_point = columns * _PITCH / width / 72  # pixels per typographic point
+    title_size, caption_size = _points("axes.titlesize"), _points("xtick.labelsize") + 1
+    placed, y = [], 0.0
+    for title, images, captions in rows:
+        title_y = y + 1.3 * title_size * per_point if title is not None else None
+        y = (title_y or y) + 1.5 * caption_size * per_point
+        placed.append((title, title_y, images, captions, y))
+        y += 28 + 0.3 * caption_size * per_point
+    fig = plt.figure(figsize=(width, width * y / (columns * _PITCH)), layout="none")
+    ax = fig.add_axes((0, 0, 1, 1))
+    for title, title_y, images, captions, top in placed:
+        if title is not None:
+            ax.text(0, title_y, title, fontsize=title_size, fontweight="bold", va="baseline")
+        for i, (image, caption) in enumerate(zip(images, captions, strict=True)):
+            left = i * _PITCH
+            ax.imshow(image, cmap=cmap, extent=(left, left + 28, top + 28, top), interpolation="nearest")
+            ax.text(left + 14, top - 0.4 * caption_size * per_point, caption, fontsize=caption_size, ha="center",
+                    va="baseline")
+    ax.set_xlim(-0.5, columns * _PITCH - _PITCH + 28.5)
+    ax.set_ylim(y, 0)
+    ax.set_axis_off()
+    return fig, ax
 
 
 def _format_label(label: object) -> str:
@@ -132,7 +170,9 @@ def plot_gradients(grads: Sequence, *, loss: float | None = None) -> tuple[plt.F
         image = np.asarray(dw).T
         absmax = float(np.abs(image).max()) or 1.0
         ax.imshow(image, cmap="bwr", aspect="auto", vmin=-absmax, vmax=absmax, interpolation="nearest")
-        ax.set_ylabel(f"layer {i}")
+        ax.set_ylabel(f"layer {i}\n{image.shape[0]} × {image.shape[1]}")
+        ax.set_xticks([])  # ticks would only number the units, and cost most of the drawing time
+        ax.set_yticks([])
     if loss is not None:
         fig.suptitle(f"loss = {float(loss):.4f}")
     return fig, axes
@@ -172,36 +212,25 @@ def plot_interesting_examples(
     rows: Mapping[str, Sequence[int]],
     *,
     names: tuple[str, str] = ("positives", "negatives"),
-) -> tuple[plt.Figure, np.ndarray]:
-    """Four rows of test examples, each row under its own title, each image titled with its index
-    and the model's probability.
+) -> tuple[plt.Figure, plt.Axes]:
+    """Four rows of test examples, each row under its own title, each image captioned with its
+    index and the model's probability.
 
     :param images: All test images, ``(n, 28, 28)``.
     :param probabilities: Predicted probability of the positive class for every test image.
     :param rows: Test-set indices under the keys ``posmax``, ``negmin``, ``posmin``, ``negmax``.
     :param names: What to call the positive and the negative class in the row titles, e.g.
         ``("ones", "sevens")``.
-    :returns: ``(fig, axes)`` with one row of axes per group.
+    :returns: ``(fig, ax)``; ``ax.texts`` holds each row's title followed by its captions.
     :raises ValueError: A group is missing.
     """
     missing = [k for k, _ in _ROWS if k not in rows]
     if missing:
         raise ValueError(f"rows lacks {', '.join(missing)}.")
-    width = max(max(len(rows[k]) for k, _ in _ROWS), 1)
-    fig = plt.figure(figsize=_figsize(rel_width=1.8, rel_height=2.2), layout="constrained")
-    subfigs = fig.subfigures(nrows=len(_ROWS), ncols=1)
-    axes = np.empty((len(_ROWS), width), dtype=object)
-    for row, (subfig, (key, title)) in enumerate(zip(subfigs, _ROWS, strict=True)):
-        subfig.suptitle(title.format(pos=names[0], neg=names[1]), x=0.01, ha="left", fontweight="bold")
-        axes[row] = subfig.subplots(ncols=width, squeeze=False)[0]
-        indices = np.asarray(rows[key], dtype=int)
-        for col, ax in enumerate(axes[row]):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col >= len(indices):
-                ax.set_axis_off()
-                continue
-            index = int(indices[col])
-            ax.imshow(np.asarray(images)[index].reshape(28, 28), cmap="cividis")
-            ax.set_title(f"#{index}: {float(probabilities[index]):.3f}", fontsize="small", pad=2)
-    return fig, axes
+    images, probabilities = np.asarray(images).reshape(-1, 28, 28), np.asarray(probabilities)
+    content = []
+    for key, title in _ROWS:
+        indices = np.asarray(rows[key], dtype=int).reshape(-1)
+        captions = [f"#{i}: {float(probabilities[i]):.3f}" for i in indices]
+        content.append((title.format(pos=names[0], neg=names[1]), images[indices], captions))
+    return _image_rows(content, width=_figsize(rel_width=1.2, rel_height=1)[0], cmap="cividis")

@@ -258,6 +258,10 @@ def test_standardisation_and_blank_images(tiny_mnist):
     np.testing.assert_allclose(flat[1:].std(axis=1), 1, atol=1e-5)
     raw = data.binary_subset(tiny_mnist, standardize=False)
     assert raw["x_train"].max() > 1
+    floats = {k: v.astype(np.float32) for k, v in tiny_mnist.items()}
+    before = {k: v.copy() for k, v in floats.items()}
+    data.binary_subset(floats, pos_digit=1, neg_digit=0, dtype=np.float32)
+    assert all(np.array_equal(floats[k], before[k]) for k in floats)  # standardising in place works on a copy
 
 
 @pytest.mark.parametrize(
@@ -267,6 +271,7 @@ def test_standardisation_and_blank_images(tiny_mnist):
         ({"pos_digit": 10}, "digit from 0 to 9"),
         ({"neg_digit": -1}, "digit from 0 to 9"),
         ({"pos_digit": 1.5}, "digit from 0 to 9"),
+        ({"dtype": np.uint8}, "floating-point type such as np.float32, got uint8"),
     ],
 )
 def test_bad_digits_are_named(tiny_mnist, kwargs, message):

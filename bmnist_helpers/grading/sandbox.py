@@ -439,7 +439,12 @@ def _slot_cpus(slot: int, jobs: int) -> set[int]:
 def _kernel_env(config: SandboxConfig, home: str) -> dict[str, str]:
     env = {k: os.environ[k] for k in _MINIMAL_ENV if k in os.environ}
     env.update({"HOME": home, "TMPDIR": home, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-                "PYTHONDONTWRITEBYTECODE": "1", "JAX_PLATFORMS": "cpu"})
+                "PYTHONDONTWRITEBYTECODE": "1", "JAX_PLATFORMS": "cpu",
+                # A JAX compilation cache of the kernel's own, in its private HOME: a program compiled
+                # twice in one notebook is compiled once. No cache is shared between kernels, so none
+                # can plant a compiled program for another, and none holds the solution's programs.
+                "JAX_COMPILATION_CACHE_DIR": f"{home}/.jax-cache",
+                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05"})
     env.update(config.env)
     return env
 

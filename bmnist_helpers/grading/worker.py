@@ -20,10 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
+# jsonschema, which nbformat imports, loads rfc3987_syntax where it is installed, and that builds a
+# parser for some three seconds; notebook validation never checks IRIs. This process is the
+# worker's own, so switching the optional module off costs nothing else.
+sys.modules.setdefault("rfc3987_syntax", None)
 
-from .checks import VALUES_MIME
-from .notebook import InvalidNotebook, apply_params, build_grading_copy, read_submission
+import nbformat  # noqa: E402
+
+from .checks import VALUES_MIME  # noqa: E402
+from .notebook import InvalidNotebook, apply_params, build_grading_copy, read_submission  # noqa: E402
 
 __all__ = ["main"]
 
@@ -108,7 +113,8 @@ def _execute(nb, job: dict, results) -> None:
     # The async manager: nbclient's pollers (iopub, execute reply, kernel alive) must not block one another.
     km = AsyncKernelManager(kernel_name=job["kernel_name"], transport="ipc", ip=job["ipc"])
     client = _client_class()(nb, km=km, timeout=job["cell_timeout"], interrupt_on_timeout=True, allow_errors=True,
-                             startup_timeout=60, resources={"metadata": {"path": job["home"]}}, record_timing=False)
+                             startup_timeout=60, resources={"metadata": {"path": job["home"]}}, record_timing=False,
+                             shutdown_kernel="immediate")  # everything is recorded; the sandbox cleans up
     try:
         setup = client.setup_kernel()
         setup.__enter__()
