@@ -35,19 +35,21 @@ def _environ(**values: str | None):
                 os.environ[key] = value
 
 
-def execute(nb: nbformat.NotebookNode, *, cwd: Path, cache_dir: Path | None,
-            kernel_name: str = "python3") -> tuple[nbformat.NotebookNode, float]:
+def execute(nb: nbformat.NotebookNode, *, cwd: Path, cache_dir: Path | None, kernel_name: str = "python3",
+            xla_flags: str | None = None) -> tuple[nbformat.NotebookNode, float]:
     """Execute ``nb`` in a fresh kernel, the kernel start included in the time.
 
     :param nb: The notebook; executed in place.
     :param cwd: Working folder of the kernel.
     :param cache_dir: JAX compilation cache of the kernel, or ``None`` for none at all.
     :param kernel_name: Kernel spec to start.
+    :param xla_flags: ``XLA_FLAGS`` of the kernel, or ``None`` for none.
     :returns: The executed notebook and the wall seconds from asking for a kernel to the last cell's
         reply (the kernel's shutdown is left out).
     """
     cache = {"JAX_COMPILATION_CACHE_DIR": str(cache_dir) if cache_dir is not None else None,
-             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05" if cache_dir is not None else None}
+             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05" if cache_dir is not None else None,
+             "XLA_FLAGS": xla_flags}
     with _environ(**cache):
         start = datetime.now(timezone.utc)
         NotebookClient(nb, timeout=1200, kernel_name=kernel_name, resources={"metadata": {"path": str(cwd)}}).execute()

@@ -8,6 +8,8 @@ Runs, each in a fresh kernel with the MNIST cache warm:
 3. the solution notebook again with the cache the first run filled (``warm``; the ``bmnist``
    kernel that ``make lab`` installs keeps such a cache).
 
+The kit's runs get the ``XLA_FLAGS`` of that kernel (:data:`bmnist_helpers.kernel.FAST_COMPILE_FLAGS`).
+
 Prints the end-to-end ratios (goals: cold <= 0.25x, warm <= 0.2x the baseline), the time of each
 part of the lesson for all three runs, the kit's per-cell times and the final test accuracies
 (goal >= 0.99). Run: ``python benchmarks/notebook.py [--warm-runs N]`` (after ``make data``).
@@ -27,6 +29,7 @@ from _nbtime import OTHER, cell_table, execute, role_seconds  # noqa: E402
 from baseline import ROLES, baseline_notebook  # noqa: E402
 
 from bmnist_helpers.exercise import ROOT, load_solution  # noqa: E402
+from bmnist_helpers.kernel import xla_flags  # noqa: E402
 
 GOAL_COLD, GOAL_WARM, GOAL_ACCURACY = 0.25, 0.2, 0.99
 
@@ -57,9 +60,11 @@ def main() -> None:
     args = parser.parse_args()
 
     base_nb, base_total = execute(baseline_notebook(), cwd=ROOT, cache_dir=None)
+    flags = xla_flags()  # as in the bmnist kernel that `make lab` registers
     with tempfile.TemporaryDirectory() as cache:
-        cold_nb, cold_total = execute(load_solution(), cwd=ROOT / "solutions", cache_dir=Path(cache))
-        warm = [execute(load_solution(), cwd=ROOT / "solutions", cache_dir=Path(cache)) for _ in range(args.warm_runs)]
+        cold_nb, cold_total = execute(load_solution(), cwd=ROOT / "solutions", cache_dir=Path(cache), xla_flags=flags)
+        warm = [execute(load_solution(), cwd=ROOT / "solutions", cache_dir=Path(cache), xla_flags=flags)
+                for _ in range(args.warm_runs)]
     warm_nb, warm_total = min(warm, key=lambda run: run[1])
 
     parts = {name: role_seconds(nb, total) for name, nb, total in

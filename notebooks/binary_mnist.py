@@ -318,7 +318,6 @@ print("logits shape:", logits.shape)
 print("ReLU is the default:", np.allclose(forward(params, x_first, nonlinearity=jax.nn.relu), logits))
 print("other nonlinearity, other logits:", not np.allclose(forward(params, x_first, nonlinearity=jnp.tanh), logits))
 
-
 test_accuracy = jax.jit(accuracy, static_argnames="threshold")
 accuracies, key = [], seed_keys["inits"]
 for _ in range(NUM_INITS):

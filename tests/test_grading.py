@@ -279,7 +279,25 @@ def test_an_error_in_the_grader_itself_becomes_that_notebooks_status(monkeypatch
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(cli, "run_job", broken)
+    monkeypatch.setattr(cli, "score", broken)
     sub = cli.Submission(name="alice", path=tmp_path / "alice.ipynb", data=b"{}", problem=None)
-    grade = cli._grade_one(sub, {"options": cli.RunOptions(), "solution": SOLUTION_IPYNB, "params": {}, "seed": 1},
-                           None, workdir=tmp_path / "job", slot=0)
-    assert (grade.status, grade.total) == ("grader-error", 0) and "disk on fire" in grade.note
+    job = {"options": cli.RunOptions(), "solution": SOLUTION_IPYNB, "params": {}, "seed": 1}
+    ran = cli._run_one(sub, job, workdir=tmp_path / "job", slot=0)  # running the copy fails
+    scored = cli._score_one(sub, object(), None, job)  # scoring it fails
+    for grade in (ran, scored):
+        assert (grade.status, grade.total) == ("grader-error", 0) and "disk on fire" in grade.note
+
+
+def test_a_failing_reference_run_stops_the_grading_with_its_reason(monkeypatch, tmp_path):
+    # The reference run goes beside the first submissions; when it fails, no grades are written.
+    def bad_reference(job, workdir, *, slot):
+        raise ValueError("the solution fails its own hidden check of task 3: nan")
+
+    monkeypatch.setattr(cli, "_reference", bad_reference)
+    monkeypatch.setattr(cli, "_run_one", lambda sub, job, *, workdir, slot: object())
+    with pytest.raises(ValueError, match="own hidden check of task 3"):
+        cli.grade([FIXTURES / "full-marks.ipynb"], out=tmp_path / "out", jobs=2, seed=1, log=lambda line: None,
+                  use_bwrap=False)
+    assert not (tmp_path / "out" / "grades.csv").exists()
+    assert cli.main([str(FIXTURES / "full-marks.ipynb"), "--out", str(tmp_path / "out"), "--seed", "1",
+                     "--no-bwrap"]) == 2

@@ -96,6 +96,19 @@ def test_kernel_command_registers_the_notebooks_kernel_with_its_cache(tmp_path):
     assert spec["argv"][0] == sys.executable and "ipykernel_launcher" in spec["argv"]
     assert spec["display_name"] == kernel.KERNEL_NAME
     assert spec["env"]["JAX_COMPILATION_CACHE_DIR"].endswith(os.path.join("bmnist-kit", "jax"))
+    assert all(flag in spec["env"]["XLA_FLAGS"].split() for flag in kernel.FAST_COMPILE_FLAGS)
+
+
+def test_xla_flags_this_jaxlib_refuses_are_left_out(monkeypatch):
+    # XLA aborts at start-up on a flag it does not know (a jax upgrade may drop one), so the kernel
+    # gets only flags a child process started with.
+    monkeypatch.setattr(kernel, "FAST_COMPILE_FLAGS", ("--xla_cpu_no_such_flag_in_any_version=true",))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/nonexistent")
+    kernel.xla_flags.cache_clear()
+    try:
+        assert kernel.xla_flags() == "--xla_dump_to=/nonexistent"  # the user's own flags stay
+    finally:
+        kernel.xla_flags.cache_clear()
 
 
 def test_generator_refuses_to_run_outside_a_checkout(monkeypatch, capsys):

@@ -30,7 +30,7 @@ from .checks import probes
 from .intake import Submission, collect
 from .notebook import apply_params, visible_dependencies
 from .report import TASKS, Grade, Reference, merge, reference_from_run, score, summary_table, write_reports
-from .run import RunOptions, remove_tree, run_job, write_private
+from .run import RunOptions, RunResult, remove_tree, run_job, write_private
 from .sandbox import Limits, protections
 
 __all__ = ["grade", "main"]
@@ -112,25 +112,34 @@ def grade(
     tmp = Path(tempfile.mkdtemp(prefix="bmnist-grade-"))  # mode 0700
     try:
         job = {"solution": solution_path, "params": params, "seed": seed, "options": options}
-        reference = _reference(job, tmp / "reference")
         slots: queue.Queue[int] = queue.Queue()
         for slot in range(jobs):
             slots.put(slot)
 
+        def with_slot(run):
+            slot = slots.get()
+            try:
+                return run(slot)
+            finally:
+                slots.put(slot)
+
         def one(item: tuple[int, Submission]) -> Grade:
             number, sub = item
             workdir = tmp / f"job-{number:05d}"
-            slot = slots.get()
             try:
-                graded = _grade_one(sub, job, reference, workdir=workdir, slot=slot)
+                ran = with_slot(lambda slot: _run_one(sub, job, workdir=workdir, slot=slot))
             finally:
-                slots.put(slot)
                 remove_tree(workdir)
+            # Scoring waits for the reference run, which runs beside the first submissions.
+            graded = ran if isinstance(ran, Grade) else _score_one(sub, ran, reference.result(), job)
             log(f"  {graded.submission}: {graded.status}, {graded.total} points, {graded.seconds:.1f} s")
             return graded
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        # Threads beyond the job slots only wait for the reference run, never for a slot it holds.
+        with ThreadPoolExecutor(max_workers=2 * max(1, jobs) + 1) as pool:
+            reference = pool.submit(with_slot, lambda slot: _reference(job, tmp / "reference", slot=slot))
             grades = list(pool.map(one, enumerate(chosen)))
+            reference.result()  # the solution failing its own checks stops the run, even for an empty class
     finally:
         remove_tree(tmp)
     write_reports(grades, out, meta=meta)
@@ -138,12 +147,12 @@ def grade(
     return grades
 
 
-def _reference(job: dict, workdir: Path) -> Reference:
+def _reference(job: dict, workdir: Path, *, slot: int) -> Reference:
     """Run the solution's own grading copy; its hidden-check values and texts are the references."""
     workdir.mkdir(mode=0o700)
     try:
         result = run_job(None, solution=job["solution"], params=job["params"], seed=job["seed"], workdir=workdir,
-                         slot=0, options=job["options"])
+                         slot=slot, options=job["options"])
         solution = nbformat.read(job["solution"], as_version=4)
         return reference_from_run(result, {p.task: p.inputs for p in probes(job["seed"])},
                                   needs=visible_dependencies(solution))
@@ -151,21 +160,32 @@ def _reference(job: dict, workdir: Path) -> Reference:
         remove_tree(workdir)
 
 
-def _grade_one(sub: Submission, job: dict, reference: Reference, *, workdir: Path, slot: int) -> Grade:
-    """One submission, start to end; whatever goes wrong becomes this submission's status."""
+def _run_one(sub: Submission, job: dict, *, workdir: Path, slot: int) -> RunResult | Grade:
+    """Run one submission's grading copy; whatever goes wrong becomes this submission's status."""
     if sub.data is None:
         return Grade(sub.name, "invalid-notebook", _zeros(), note=sub.problem or "could not be read")
-    options: RunOptions = job["options"]
     try:
         workdir.mkdir(mode=0o700)
         copy = workdir / "submission.ipynb"
         write_private(copy, sub.data)
-        result = run_job(copy, solution=job["solution"], params=job["params"], seed=job["seed"], workdir=workdir,
-                         slot=slot, options=options)
+        return run_job(copy, solution=job["solution"], params=job["params"], seed=job["seed"], workdir=workdir,
+                       slot=slot, options=job["options"])
+    except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
+        return _grader_error(sub, exc)
+
+
+def _score_one(sub: Submission, result: RunResult, reference: Reference, job: dict) -> Grade:
+    """The grade of one run against the reference."""
+    options: RunOptions = job["options"]
+    try:
         return score(sub.name, result, reference, timeout_s=options.notebook_timeout_s,
                      cell_timeout_s=options.cell_timeout_s)
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
-        return Grade(sub.name, "grader-error", _zeros(), note=f"{type(exc).__name__}: {str(exc)[:200]}")
+        return _grader_error(sub, exc)
+
+
+def _grader_error(sub: Submission, exc: Exception) -> Grade:
+    return Grade(sub.name, "grader-error", _zeros(), note=f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 def _param(text: str) -> tuple[str, str]:
