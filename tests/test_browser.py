@@ -171,7 +171,7 @@ def test_expected_figures_stay_below_the_failed_task_after_run_all(chromium, exe
             error = page.locator(".jp-OutputArea-output", has_text="TODO: task 1, train_dataloader").first
             _run_all_cells(page, started=error)
             page.locator("#jp-main-statusbar", has_text="Idle").wait_for()
-            copy = page.locator(".jp-MarkdownCell", has_text="mean accuracy, rounded: 0.5").first
+            copy = page.locator(".jp-MarkdownCell", has_text="mean accuracy near 50 %: True").first
             copy.scroll_into_view_if_needed()
             figures = copy.locator("img")
             assert figures.count() == 2  # the untrained logits and the histogram of 100 accuracies
