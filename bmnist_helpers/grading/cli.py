@@ -25,6 +25,7 @@ from pathlib import Path
 import nbformat
 
 from ..exercise import SOLUTION_IPYNB
+from ..kernel import xla_flags
 from ..lesson import check_solution
 from .checks import probes
 from .intake import Submission, collect
@@ -101,6 +102,7 @@ def grade(
     options = RunOptions(
         cell_timeout_s=min(cell_timeout_s or DEFAULT_CELL_TIMEOUT_S, timeout_s), notebook_timeout_s=timeout_s,
         limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), use_bwrap=bwrap, jobs=jobs,
+        xla_flags=xla_flags(),  # once, before jobs start side by side
     )
     solution_path = Path(solution_path)
     check_solution(solution_path)  # an executed solution, before anything runs
