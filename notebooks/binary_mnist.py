@@ -75,7 +75,6 @@ from bmnist_helpers.plotting import (
     plot_interesting_examples,
     plot_training_curves,
 )
-from bmnist_helpers.widgets import seed_explorer, threshold_explorer
 
 jax.config.update("jax_platforms", "cpu")  # this network is small; the CPU is fast enough
 plt.rcParams.update(lesson_style())
@@ -619,6 +618,9 @@ print("clear sevens have the lowest:", np.allclose(probabilities[rows["negmin"]]
 #   trains, and every seed is trained only once.
 
 # %% tags=["explore", "nbval-ignore-output"]
+# Imported here, not in the setup cell: only these two cells need ipywidgets.
+from bmnist_helpers.widgets import seed_explorer, threshold_explorer
+
 threshold_explorer(probabilities, targets, bmnist["x_test"])
 
 # %% tags=["explore", "nbval-ignore-output"]

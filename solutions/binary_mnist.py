@@ -80,7 +80,6 @@ from bmnist_helpers.plotting import (
     plot_interesting_examples,
     plot_training_curves,
 )
-from bmnist_helpers.widgets import seed_explorer, threshold_explorer
 
 jax.config.update("jax_platforms", "cpu")  # this network is small; the CPU is fast enough
 plt.rcParams.update(lesson_style())
@@ -604,6 +603,9 @@ print("misclassified at the threshold:", int(np.sum((probabilities > THRESHOLD) 
 #   trains, and every seed is trained only once.
 
 # %% tags=["explore", "nbval-ignore-output"]
+# Imported here, not in the setup cell: only these two cells need ipywidgets.
+from bmnist_helpers.widgets import seed_explorer, threshold_explorer
+
 threshold_explorer(probabilities, targets, bmnist["x_test"])
 
 # %% tags=["explore", "nbval-ignore-output"]
