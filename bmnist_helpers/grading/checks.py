@@ -38,8 +38,8 @@ TASK_FUNCTIONS = {
 }
 _RTOL, _ATOL = 1e-4, 1e-6
 _MAX_DEPTH = 8
-_LESSON_SIZES = (28 * 28, 256, 64, 1)  # LAYER_SIZES of the lesson's parameters cell
 _MAX_ELEMENTS = 2_000_000
+_LESSON_SIZES = (28 * 28, 256, 64, 1)  # LAYER_SIZES of the lesson's parameters cell
 
 
 class MalformedValues(ValueError):
