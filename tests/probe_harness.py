@@ -1,7 +1,8 @@
-"""Run the hidden-check probes in this process, on a namespace of functions (no kernel, no sandbox).
+"""Run the hidden checks in this process, on a namespace of functions (no kernel, no sandbox).
 
 The grader runs the same probe cells in a sandboxed kernel; running them here lets the tests check
-the verdicts on many implementations and seeds in seconds.
+each part of a check (what is drawn, what runs in the kernel, the verdict) on many implementations
+and seeds in seconds.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from unittest import mock
 
 import jupytext
 import matplotlib.pyplot as plt
+import numpy as np
 
+from bmnist_helpers.binary_mnist import LESSON
 from bmnist_helpers.exercise import SOLUTION_PY
-from bmnist_helpers.grading.checks import VALUES_MIME, decode_values, judge, probes
+from bmnist_helpers.grading.lessons import judge
+from bmnist_helpers.grading.plan import probe_source
+from bmnist_helpers.grading.values import VALUES_MIME, decode_values
 from tests.solution_ns import definition_cells
+
+CHECKS = {check.task: check for check in LESSON.checks}
 
 
 def solution_globals() -> dict:
@@ -29,20 +36,29 @@ def solution_globals() -> dict:
     return namespace
 
 
+def inputs(task: int, seed: int) -> dict:
+    """What the grader draws for ``task`` in a run with ``seed``."""
+    return CHECKS[task].draw(np.random.default_rng([seed, task]))
+
+
+def probe_cell(task: int, seed: int) -> str:
+    """The probe cell a grading copy runs for ``task``."""
+    return probe_source(task, CHECKS[task].probe, inputs(task, seed))
+
+
 def probe_values(namespace: dict, seed: int, tasks=(1, 2, 3, 4, 5)) -> dict[int, object]:
-    """The decoded values each task's probe sends back when run in ``namespace``."""
+    """The decoded values each task's probe cell sends back when run in ``namespace``."""
     sent: dict[int, object] = {}
-    for probe in (p for p in probes(seed) if p.task in tasks):
-        def display(obj, raw=False, task=probe.task):
+    for task in tasks:
+        def display(obj, raw=False, task=task):
             sent[task] = obj[VALUES_MIME]
 
         with mock.patch("IPython.display.display", display), contextlib.redirect_stdout(io.StringIO()):
-            exec(compile(probe.source, f"probe-{probe.task}", "exec"), namespace)
+            exec(compile(probe_cell(task, seed), f"probe-{task}", "exec"), namespace)
     return {task: decode_values(value) for task, value in sent.items()}
 
 
 def verdict(task: int, namespace: dict, reference_values: dict[int, object], seed: int) -> str | None:
-    """``judge`` of one task for the functions in ``namespace``."""
+    """The verdict on ``task`` for the functions in ``namespace``."""
     got = probe_values(namespace, seed, tasks=(task,))
-    inputs = next(p.inputs for p in probes(seed) if p.task == task)
-    return judge(task, inputs, got.get(task), reference_values[task])
+    return judge(CHECKS[task], inputs(task, seed), got.get(task), reference_values[task])

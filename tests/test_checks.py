@@ -1,21 +1,26 @@
-"""The hidden checks' verdicts, in process: every correct style passes, every typical mistake fails.
+"""The hidden checks, in process: every correct style passes, every typical mistake fails.
 
 The grader runs the same probe cells in a sandboxed kernel (tests/test_grading.py grades whole
 notebooks); here they run on namespaces of functions, so that many implementations and seeds
-take seconds, not a grading run each.
+take seconds, not a grading run each. Each part of a check is called directly: what is drawn
+(:mod:`bmnist_helpers.binary_mnist.draws`), what runs in the kernel (``.probes``), the verdict
+(``.verdicts``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bmnist_helpers.grading.checks import MalformedValues, decode_values, probes
+from bmnist_helpers.binary_mnist import LESSON, draws, probes, verdicts
+from bmnist_helpers.grading.lessons import CheckFailed
+from bmnist_helpers.grading.values import MalformedValues, decode_values
 from tests.fixtures.alternatives import ALTERNATIVES, WRONG
-from tests.probe_harness import probe_values, solution_globals, verdict
+from tests.probe_harness import inputs, probe_cell, probe_values, solution_globals, verdict
 
 SEEDS = (7, 2024, 31337)
 
@@ -71,19 +76,56 @@ def test_one_wrong_task_costs_only_that_task(reference):
     assert verdict(4, namespace, reference[seed], seed) is None
 
 
-def test_probe_cells_hold_no_solution_code():
+def test_probes_hold_no_solution_code():
     from bmnist_helpers.exercise import load_solution, solution_regions
 
     answers = [line.strip() for c in load_solution().cells for region in solution_regions(c.source)
                for line in region.splitlines() if len(line.strip()) > 25]
-    for probe in probes(1):
-        assert not [line for line in answers if line in probe.source]
+    assert answers
+    kernel_side = [probe_cell(task, 1) for task in range(1, 6)] + [Path(probes.__file__).read_text()]
+    for text in kernel_side:
+        assert not [line for line in answers if line in text]
 
 
 def test_inputs_differ_per_seed_and_repeat_per_seed():
-    a, b, again = probes(1), probes(2), probes(1)
-    assert [p.source for p in a] == [p.source for p in again]
-    assert all(pa.source != pb.source for pa, pb in zip(a, b, strict=True))
+    a, b, again = ([probe_cell(t, seed) for t in range(1, 6)] for seed in (1, 2, 1))
+    assert a == again
+    assert all(x != y for x, y in zip(a, b, strict=True))
+
+
+def test_the_lesson_declares_one_check_per_task_in_three_parts():
+    assert sorted(c.task for c in LESSON.checks) == sorted(LESSON.tasks) == [1, 2, 3, 4, 5]
+    for check in LESSON.checks:
+        module, _, name = check.probe.partition(":")
+        assert module == probes.__name__ and callable(getattr(probes, name))
+        assert check.draw.__module__ == draws.__name__ and check.judge.__module__ == verdicts.__name__
+
+
+def test_drawn_inputs_follow_the_lessons_shapes():
+    rng = np.random.default_rng(3)
+    batch = draws.dataloader(rng)
+    assert batch["images"].shape[1:] == (28, 28) and len(batch["labels"]) == len(batch["images"])
+    assert len(batch["images"]) % batch["batch_size"] != 0  # a short last batch, always
+    assert np.array_equal(batch["images"][:, 0, 0], np.arange(len(batch["images"])))
+    model = draws.model(rng)
+    assert [w.shape[0] for w, _ in model["params"]][0] == 28 * 28 and model["init_sizes"] == list(draws.LESSON_SIZES)
+
+
+def test_the_kernel_part_calls_the_students_function_and_reports_what_it_raised():
+    namespace = solution_globals()
+    values = probes.examples(inputs(5, 7), namespace)
+    assert set(values["rows"]) == {"posmax", "posmin", "negmax", "negmin"}
+    del namespace["retrieve_interesting_samples"]
+    assert "is not defined" in probes.examples(inputs(5, 7), namespace)["rows"].message
+
+
+def test_a_verdict_names_what_failed_and_passes_the_reference():
+    seed, task = 7, 3
+    reference = probe_values(solution_globals(), seed, tasks=(task,))[task]
+    verdicts.objective(inputs(task, seed), reference, reference)  # the reference passes its own check
+    broken = {**reference, "penalised": reference["penalised"] * 1.5}
+    with pytest.raises(CheckFailed, match="the penalty term"):
+        verdicts.objective(inputs(task, seed), broken, reference)
 
 
 def _nested(depth: int) -> dict:

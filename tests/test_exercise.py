@@ -196,4 +196,6 @@ def test_answers_put_back_reproduce_the_expected_results():
     for cell_id, cell in solution.items():
         assert _printed(ran[cell_id]) == _printed(cell), cell_id
         assert _has_png(ran[cell_id]) == _has_png(cell), cell_id
-    assert jupytext.reads(jupytext.writes(nb, fmt="py:percent"), fmt="py:percent")  # still a valid script
+    script = jupytext.reads(jupytext.writes(nb, fmt="py:percent"), fmt="py:percent")  # still a valid script
+    assert [c.source for c in script.cells if c.cell_type == "code"] == [c.source for c in nb.cells
+                                                                         if c.cell_type == "code"]

@@ -23,16 +23,18 @@ from pathlib import Path
 import jupytext
 import pytest
 
+from bmnist_helpers.binary_mnist import LESSON
+from bmnist_helpers.data import MNIST_FILES
 from bmnist_helpers.exercise import SOLUTION_IPYNB, SOLUTION_PY, cell_tags, load_solution, solution_regions
 from bmnist_helpers.grading import cli, report
+from bmnist_helpers.grading.plan import build_plan
 from bmnist_helpers.grading.sandbox import protections
-from tests.conftest import ROOT
+from tests.conftest import ROOT, local_mirror
 from tests.fixtures import make_submissions
 
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
-PARAMS = {"NUM_STEPS": "600", "TARGET_ACCURACY": "0.95"}
-SEED = 20231107
+SEED = 20231107  # the lesson's shipped grading parameters throughout
 FULL = {str(t): 3 for t in range(1, 6)}
 NONE = {str(t): 0 for t in range(1, 6)}
 LONG_NAME = "Lastname_Firstname_1234567_submission_binary_mnist_final"
@@ -142,14 +144,13 @@ def graded(require_sandbox, answers_server, tmp_path_factory):
         shutil.copy(path, root)
     special = _special_files(root)
     out = tmp_path_factory.mktemp("grades")
-    before, leftovers = _tree_hash(), set(glob.glob(f"{tempfile.gettempdir()}/bmnist-grade-*"))
+    before, leftovers = _tree_hash(), set(glob.glob(f"{tempfile.gettempdir()}/grading-*"))
     lines: list[str] = []
     empty = tmp_path_factory.mktemp("empty")  # an empty folder among the arguments: a warning, no stop
-    grades = cli.grade([root, empty], out=out, jobs=2, timeout_s=240, cell_timeout_s=45, seed=SEED, params=PARAMS,
-                       log=lines.append)
+    grades = cli.grade([root, empty], out=out, jobs=2, timeout_s=240, cell_timeout_s=45, seed=SEED, log=lines.append)
     return {"grades": {g.submission: g for g in grades}, "out": out, "before": before, "after": _tree_hash(),
             "log": lines, "special": special,
-            "leftovers": set(glob.glob(f"{tempfile.gettempdir()}/bmnist-grade-*")) - leftovers}
+            "leftovers": set(glob.glob(f"{tempfile.gettempdir()}/grading-*")) - leftovers}
 
 
 def test_fixtures_are_current():
@@ -186,6 +187,7 @@ def test_forged_statuses_are_reported_as_what_happened(graded):
     assert graded["grades"]["attack-forged-messages"].status == "partial"  # "Timeout of", "Kernel died" raised
     assert "ran past the 45 s limit and was interrupted" in graded["grades"]["runaway-infinite-loop"].note
     assert "died" in graded["grades"]["runaway-os-exit"].note
+    assert "started more processes than the job's limit" in graded["grades"]["runaway-fork-bomb"].note
 
 
 def test_feedback_never_carries_the_solution(graded):
@@ -215,9 +217,9 @@ def test_feedback_says_what_failed_without_the_reference(graded):
     assert "Task 4:" in feedback and "differs from the correct value by up to" in feedback
     assert "Task 1:" not in feedback
     untouched = (out / "feedback" / "untouched.md").read_text()
-    assert "needs task" not in untouched or "not done yet" in untouched
+    assert "This cell needs task 2, which is not done yet." in untouched  # the task 3 cells call mlp
     assert "<Figure size" not in untouched
-    assert "+ " in untouched or "- " in untouched  # the differing lines are marked
+    assert re.search(r"^```text\n(?:.*\n)*?- \S", untouched, re.M)  # expected lines marked inside the diffs
     missing = (out / "feedback" / "bad-missing-cells.md").read_text()
     assert re.search(r"needs \\?`loss\\?_fn\\?` from task 3", missing), missing
     assert "MemoryError" in (out / "feedback" / "runaway-memory-bomb.md").read_text()
@@ -247,10 +249,12 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "NAME=VALUE" in capsys.readouterr().err
     assert cli.main([str(FIXTURES / "full-marks.ipynb"), "--out", str(tmp_path), "--param", "NOPE=1"]) == 2
     assert "not in the parameters cell" in capsys.readouterr().err
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "results.json").write_text(json.dumps({"meta": {"seed": 1}, "grades": []}))
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "results.json").write_text(json.dumps({"meta": {"seed": 2}, "grades": []}))
+    assert cli.main([str(FIXTURES / "full-marks.ipynb"), "--out", str(tmp_path), "--lesson", "no_such_lesson"]) == 2
+    assert "cannot import it" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
+    for part, seed in (("a", 1), ("b", 2)):
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "results.jsonl").write_text(json.dumps({"meta": {"seed": seed}}) + "\n")
     assert cli.main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 2
     assert "different seeds" in capsys.readouterr().err
 
@@ -274,6 +278,11 @@ def test_the_grader_starts_under_a_hard_memory_limit():
     assert int(proc.stdout.split()[-1]) == hard
 
 
+def _run(tmp_path: Path) -> cli._Run:
+    plan = build_plan(LESSON, seed=1, params={})
+    return cli._Run(plan=plan, plan_file=tmp_path / "plan.json", options=cli.RunOptions(), tmp=tmp_path)
+
+
 def test_an_error_in_the_grader_itself_becomes_that_notebooks_status(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
@@ -281,23 +290,41 @@ def test_an_error_in_the_grader_itself_becomes_that_notebooks_status(monkeypatch
     monkeypatch.setattr(cli, "run_job", broken)
     monkeypatch.setattr(cli, "score", broken)
     sub = cli.Submission(name="alice", path=tmp_path / "alice.ipynb", data=b"{}", problem=None)
-    job = {"options": cli.RunOptions(), "solution": SOLUTION_IPYNB, "params": {}, "seed": 1}
-    ran = cli._run_one(sub, job, workdir=tmp_path / "job", slot=0)  # running the copy fails
-    scored = cli._score_one(sub, object(), None, job)  # scoring it fails
+    run = _run(tmp_path)
+    ran = cli._run_one(sub, run, workdir=tmp_path / "job", slot=0)  # running the copy fails
+    scored = cli._score_one(sub, object(), None, run)  # scoring it fails
     for grade in (ran, scored):
         assert (grade.status, grade.total) == ("grader-error", 0) and "disk on fire" in grade.note
+    assert not (tmp_path / "job").exists()
 
 
 def test_a_failing_reference_run_stops_the_grading_with_its_reason(monkeypatch, tmp_path):
     # The reference run goes beside the first submissions; when it fails, no grades are written.
-    def bad_reference(job, workdir, *, slot):
+    def bad_reference(run, *, slot):
         raise ValueError("the solution fails its own hidden check of task 3: nan")
 
     monkeypatch.setattr(cli, "_reference", bad_reference)
-    monkeypatch.setattr(cli, "_run_one", lambda sub, job, *, workdir, slot: object())
+    monkeypatch.setattr(cli, "_run_one", lambda sub, run, *, workdir, slot: object())
     with pytest.raises(ValueError, match="own hidden check of task 3"):
         cli.grade([FIXTURES / "full-marks.ipynb"], out=tmp_path / "out", jobs=2, seed=1, log=lambda line: None,
                   use_bwrap=False)
-    assert not (tmp_path / "out" / "grades.csv").exists()
+    assert not [p.name for p in (tmp_path / "out").iterdir()]  # no grades.csv, no results file
     assert cli.main([str(FIXTURES / "full-marks.ipynb"), "--out", str(tmp_path / "out"), "--seed", "1",
                      "--no-bwrap"]) == 2
+
+
+def test_an_empty_mnist_cache_is_filled_from_a_mirror_before_grading(monkeypatch, tmp_path, capsys):
+    """The kernels have no network: the grader fetches MNIST once, with the kit's own downloader."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BMNIST_CACHE", str(cache))
+    monkeypatch.setenv("BMNIST_MIRRORS", "file:///nonexistent/mirror")
+    out = tmp_path / "unreachable"
+    assert cli.main([str(FIXTURES / "full-marks.ipynb"), "--out", str(out), "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "MNIST is not in the cache" in err and "python -m bmnist_helpers.data fetch" in err
+    assert not out.exists()
+    monkeypatch.setenv("BMNIST_MIRRORS", local_mirror())
+    out = tmp_path / "graded"
+    assert cli.main([str(FIXTURES / "full-marks.ipynb"), "--out", str(out), "--seed", "1"]) == 0
+    assert _rows(out / "grades.csv")[0]["total"] == "15"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(spec.name for spec in MNIST_FILES.values())

@@ -8,13 +8,20 @@ import json
 import nbformat
 import pytest
 
+from bmnist_helpers.binary_mnist import LESSON, TASK_FUNCTIONS
 from bmnist_helpers.exercise import SOLUTION_IPYNB, cell_tags
-from bmnist_helpers.grading.checks import TASK_FUNCTIONS
 from bmnist_helpers.grading.notebook import InvalidNotebook, build_grading_copy, read_submission
+from bmnist_helpers.grading.plan import build_plan
 from tests.fixtures import make_submissions
 
 FIXTURES = make_submissions.fixtures()
 SOLUTION = nbformat.read(SOLUTION_IPYNB, as_version=4)
+PLAN = build_plan(LESSON, seed=1, params={})
+
+
+def _grading_copy(cells):
+    return build_grading_copy(cells, list(PLAN.cells), list(PLAN.probes), functions=LESSON.function_tasks(),
+                              instructor=set(PLAN.instructor))
 GIVEN = [c.get("id") for c in SOLUTION.cells if c.cell_type == "code"
          and not {"solution-only", "explore"} & set(cell_tags(c))
          and not (any(t.startswith("task-") for t in cell_tags(c)) and "expected-result" not in cell_tags(c))]
@@ -23,7 +30,7 @@ GIVEN = [c.get("id") for c in SOLUTION.cells if c.cell_type == "code"
 def _copy(name: str):
     nb = FIXTURES[name][0]
     text = nb if isinstance(nb, str) else nbformat.writes(nb)
-    return build_grading_copy(read_submission(text.encode()), SOLUTION, seed=1)
+    return _grading_copy(read_submission(text.encode()))
 
 
 @pytest.mark.parametrize("name", [n for n in FIXTURES if n.startswith(("style-", "alt-")) or n == "full-marks"])
@@ -51,7 +58,7 @@ def test_edited_instructor_cells_are_replaced_by_the_instructors():
     nb = nbformat.read(make_submissions.EXERCISE_IPYNB, as_version=4)
     params = next(c for c in nb.cells if "parameters" in cell_tags(c))
     params.source = params.source.replace("NUM_STEPS = 1000", "NUM_STEPS = 1")
-    copy = build_grading_copy(read_submission(nbformat.writes(nb).encode()), SOLUTION, seed=1)
+    copy = _grading_copy(read_submission(nbformat.writes(nb).encode()))
     assert not any("NUM_STEPS = 1\n" in c.source + "\n" for c in copy)
 
 

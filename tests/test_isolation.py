@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -48,7 +49,7 @@ def _launch(tmp_path: Path, name: str, code: str, *args: object, **config: objec
     path = home.parent / "sandbox.json"
     path.write_text(cfg.to_json())
     command = [sys.executable, "-c", textwrap.dedent(code), *map(str, args)]
-    return subprocess.Popen([sys.executable, "-m", "bmnist_helpers.grading.sandbox", "--command", str(path), "--",
+    return subprocess.Popen([sys.executable, "-m", sandbox.__name__, "--command", str(path), "--",
                              *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -334,15 +335,50 @@ def test_a_real_kernel_runs_limited_and_leaves_nothing_behind(tmp_path, monkeypa
         assert not (home / "planted").exists()
 
 
-def test_protections_report_what_the_jobs_get():
-    with_cgroups = protections(jobs=2)
-    without = protections(use_cgroups=False, use_bwrap=False, jobs=2)
-    assert with_cgroups["CPU share per job (cgroup)"] is CGROUPS
-    assert ("CPUs pinned per job slot (no cgroup)" in with_cgroups) is not CGROUPS
-    assert without["CPU share per job (cgroup)"] is False
-    assert without["CPUs pinned per job slot (no cgroup)"] is (len(os.sched_getaffinity(0)) > 1)
+def _in_a_job_cgroup(marker: str) -> bool:
+    """Whether a process whose command line holds ``marker`` (the job, not its launcher) sits in a
+    job's cgroup, as seen from outside the sandbox."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append("grading-sandbox/job-" in (entry / "cgroup").read_text())
+        except OSError:
+            continue
+    assert found, f"no process with {marker}"
+    return any(found)
+
+
+def test_protections_report_what_a_job_gets(tmp_path):
+    """Each claim of ``protections()`` against what a job observes, from inside and from outside."""
+    outside = Path(__file__).resolve()  # a file the sandbox does not mount
+    observe = """
+    import os, socket, sys, time
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=2).close()
+        network = True
+    except OSError:
+        network = False
+    print(os.path.exists(sys.argv[1]), network, flush=True)
+    time.sleep(4)  # long enough to be seen from outside
+    """
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        for name, options in (("full", {}), ("bare", {"use_bwrap": False, "use_cgroups": False})):
+            claimed = protections(**options)
+            marker = f"job-marker-{name}-{os.getpid()}"
+            proc = _launch(tmp_path, name, observe, outside, port, marker, **options)
+            try:
+                sees_files, reaches = proc.stdout.readline().split()
+                in_cgroup = _in_a_job_cgroup(marker)
+            finally:
+                proc.kill()
+                proc.communicate()
+            assert (sees_files == "False") is claimed["file system hidden (bubblewrap)"], name
+            assert (reaches == "False") is claimed["no network"], name
+            assert in_cgroup is claimed["CPU share per job (cgroup)"], name
     assert protections(use_cgroups=False, jobs=1)["CPUs pinned per job slot (no cgroup)"] is False
-    assert without["disk limit on HOME and /tmp (tmpfs)"] is False
-    assert with_cgroups["disk limit on HOME and /tmp (tmpfs)"] is BWRAP
-    assert without["process limit per job, unique across graders"] is False
-    assert without["job's processes all killed at its end"] is False
+    pinned = protections(use_cgroups=False, use_bwrap=False, jobs=2)["CPUs pinned per job slot (no cgroup)"]
+    assert pinned is (len(os.sched_getaffinity(0)) > 1)

@@ -1,15 +1,20 @@
-"""``bmnist-grade``: grade a class of notebooks against the solution.
+"""The grader's command line: grade a class of notebooks against a lesson's solution.
 
 ::
 
-    bmnist-grade SUBMISSION_OR_DIR... --out DIR [--jobs N] [--timeout S] [--cell-timeout S]
-                 [--memory MB] [--seed S] [--param NAME=VALUE ...] [--shard K/N]
-    bmnist-grade merge SHARD_DIR... --out DIR
+    PROG SUBMISSION_OR_DIR... --out DIR [--lesson LESSON] [--jobs N] [--timeout S] [--cell-timeout S]
+         [--memory MB] [--seed S] [--param NAME=VALUE ...] [--shard K/N] [--resume | --force]
+    PROG merge SHARD_DIR... --out DIR
+
+``PROG`` is the name the command was installed under. The engine knows no lesson: ``--lesson``
+names one (a module or a package folder with a ``LESSON``; see :mod:`.lessons`), by default the
+kit's own.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
 import random
@@ -19,38 +24,40 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import nbformat
-
-from ..exercise import SOLUTION_IPYNB
-from ..kernel import xla_flags
-from ..lesson import check_solution
-from .checks import probes
 from .intake import Submission, collect
-from .notebook import apply_params, visible_dependencies
-from .report import TASKS, Grade, Reference, merge, reference_from_run, score, summary_table, write_reports
+from .lessons import Lesson, LessonError, NotReady, installed_lessons, load_lesson
+from .plan import Plan, build_plan
+from .report import Grade, Marking, Reference, reference_from_run, score, summary_table
 from .run import RunOptions, RunResult, remove_tree, run_job, write_private
 from .sandbox import Limits, protections
+from .store import OutputInUse, ResultsFile, digest, merge, open_results, read_results
 
-__all__ = ["grade", "main"]
+__all__ = ["NoSubmissions", "default_jobs", "grade", "main"]
 
 DEFAULT_TIMEOUT_S = 600
 DEFAULT_CELL_TIMEOUT_S = 120
 DEFAULT_MEMORY_MB = 4096
-# Grading runs every notebook again, so it trains and samples less than the lesson does. The hidden
-# checks do not depend on these; the expected-result cells are compared with a reference run that
-# uses the same values. After 200 steps the test accuracy was at least 98.5 % for each of 40 seeds,
-# so 98 % leaves room for correct code that visits the batches in another order (a broken training
-# loop stays far below). The accuracies of single untrained models spread from 20 % to 84 %, so
-# the histogram keeps 20: their mean lies between 35 % and 65 % by more than five standard
-# deviations (10 models: four).
-GRADING_PARAMS = {"NUM_STEPS": "200", "TARGET_ACCURACY": "0.98", "NUM_INITS": "20"}
-# A grading run is short, so XLA's compile time outweighs how fast the compiled programs run: with
-# no backend optimisation they compile in about two thirds of the time (the lesson's kernel keeps
-# level 1, under which its 100 random initialisations run faster).
-GRADING_COMPILE_FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=0")
+_WORKER_OVERHEAD_MB = 600  # what a worker and its kernel's start take besides the kernel's own use
+_TEMP_PREFIX = "grading-"
+# Removes the run's temp folder once the grader is gone, however it ended: a pipe from the grader
+# closes when the grader exits or is killed. Workers and kernels die with the grader
+# (PR_SET_PDEATHSIG); the short waits let them go before their folders are removed.
+_REAPER = """
+import subprocess, sys, time
+sys.stdin.buffer.read()
+for wait in (0.5, 2, 5):
+    time.sleep(wait)
+    subprocess.run(["rm", "-rf", "--one-file-system", "--", sys.argv[1]], check=False, stderr=subprocess.DEVNULL)
+"""
+
+
+class NoSubmissions(ValueError):
+    """The paths given hold no notebook to grade."""
 
 
 def _bwrap_works() -> bool:
@@ -61,15 +68,48 @@ def _bwrap_works() -> bool:
     return subprocess.run(probe, capture_output=True).returncode == 0
 
 
-def _zeros() -> dict[int, int]:
-    return {t: 0 for t in TASKS}
+def default_jobs(memory_mb: int = DEFAULT_MEMORY_MB) -> int:
+    """How many notebooks to grade side by side: one per CPU core, as far as the free memory allows.
+
+    :param memory_mb: The memory limit of each kernel.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            free_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return max(1, cores)
+    return max(1, min(cores, free_kb // 1024 // (memory_mb + _WORKER_OVERHEAD_MB)))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every job of one grading run shares."""
+
+    plan: Plan
+    plan_file: Path
+    options: RunOptions
+    tmp: Path
+
+
+def _options(lesson: Lesson, *, jobs: int, timeout_s: int, cell_timeout_s: int | None, memory_mb: int,
+             bwrap: bool) -> RunOptions:
+    env = lesson.kernel_env()  # once, before jobs start side by side (it may check the installation)
+    roots = [str(root) for root in lesson.source_roots]
+    if roots:
+        env = {**env, "PYTHONPATH": os.pathsep.join(roots)}
+    return RunOptions(
+        cell_timeout_s=min(cell_timeout_s or DEFAULT_CELL_TIMEOUT_S, timeout_s), notebook_timeout_s=timeout_s,
+        limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), use_bwrap=bwrap, jobs=jobs,
+        kernel_env=env, readable=tuple(sorted({*map(str, lesson.readable()), *roots})))
 
 
 def grade(
     submissions: list[Path],
     *,
     out: Path,
-    jobs: int = 1,
+    lesson: Lesson | str | None = None,
+    jobs: int | None = None,
     timeout_s: int = DEFAULT_TIMEOUT_S,
     cell_timeout_s: int | None = None,
     memory_mb: int = DEFAULT_MEMORY_MB,
@@ -77,123 +117,149 @@ def grade(
     params: dict[str, str] | None = None,
     shard: tuple[int, int] = (1, 1),
     use_bwrap: bool = True,
-    solution_path: Path = SOLUTION_IPYNB,
-    log=print,
+    solution_path: Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    log: Callable[[str], None] = print,
 ) -> list[Grade]:
-    """Grade notebooks; write ``grades.csv``, ``results.json`` and ``feedback/`` into ``out``.
+    """Grade notebooks; append each result to ``out/results.jsonl`` as it finishes, then write
+    ``grades.csv`` and ``feedback/`` from it.
 
     :param submissions: Notebooks, or folders of them.
     :param out: Output folder.
-    :param jobs: Notebooks graded in parallel.
+    :param lesson: The lesson, or its name for :func:`.lessons.load_lesson` (default: the one installed).
+    :param jobs: Notebooks graded in parallel (default: :func:`default_jobs`).
     :param timeout_s: Wall-clock limit per notebook.
     :param cell_timeout_s: Wall-clock limit per cell (default: the smaller of 120 s and ``timeout_s``).
     :param memory_mb: Address-space limit of each kernel.
-    :param seed: Seed of the hidden checks; random when ``None``.
-    :param params: Overrides for the solution's parameters cell, on top of :data:`GRADING_PARAMS`.
+    :param seed: Seed of the hidden checks; random when ``None`` (with ``resume``: the earlier run's).
+    :param params: Overrides for the solution's parameters cell, on top of the lesson's.
     :param shard: ``(K, N)``: grade only every N-th submission starting at the K-th.
     :param use_bwrap: Use bubblewrap where it works.
-    :param solution_path: The executed solution notebook.
+    :param solution_path: Another executed solution notebook than the lesson's.
+    :param resume: Grade only what ``out`` does not hold yet (same lesson, seed and parameters).
+    :param force: Set an earlier run's outputs in ``out`` aside (``out/previous-N/``) and start anew.
     :param log: Where progress lines go.
     :returns: The grades of this shard.
+    :raises NoSubmissions: Nothing to grade (a mistyped folder, say); nothing is written.
+    :raises OutputInUse: ``out`` holds another run's results.
+    :raises NotReady: What the lesson needs (its data) is missing and cannot be fetched.
     :raises ValueError: Bad parameters, or a solution that fails its own checks.
     """
+    lesson = lesson if isinstance(lesson, Lesson) else load_lesson(lesson)
+    found = sorted(collect(submissions, warn=log), key=lambda s: s.name)
+    if not found:
+        raise NoSubmissions("no notebook to grade in " + ", ".join(map(str, submissions))
+                            + ": check the path (a folder is searched for *.ipynb files, also in its sub-folders)")
+    if resume and seed is None and (Path(out) / "results.jsonl").is_file():
+        seed = read_results(Path(out))[0].get("seed")
     seed = random.SystemRandom().randrange(2**31) if seed is None else seed
-    params = {**GRADING_PARAMS, **(params or {})}
+    jobs = jobs or default_jobs(memory_mb)
+    plan = build_plan(lesson, seed=seed, params=params or {}, solution=solution_path)
     bwrap = use_bwrap and _bwrap_works()
     if use_bwrap and shutil.which("bwrap") and not bwrap:
         log("warning: bubblewrap is installed but cannot create a sandbox here; grading without it")
-    found = sorted(collect(submissions, warn=log), key=lambda s: s.name)
+    lesson.prepare(log)
+    options = _options(lesson, jobs=jobs, timeout_s=timeout_s, cell_timeout_s=cell_timeout_s, memory_mb=memory_mb,
+                       bwrap=bwrap)
+    active = protections(use_bwrap=bwrap, jobs=jobs)
+    meta = {**plan.identity(), "marking": asdict(Marking.of(lesson)), "protections": active}
     k, n = shard
     chosen = found[k - 1 :: n]
-    options = RunOptions(
-        cell_timeout_s=min(cell_timeout_s or DEFAULT_CELL_TIMEOUT_S, timeout_s), notebook_timeout_s=timeout_s,
-        limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), use_bwrap=bwrap, jobs=jobs,
-        xla_flags=xla_flags(GRADING_COMPILE_FLAGS),  # once, before jobs start side by side
-    )
-    solution_path = Path(solution_path)
-    check_solution(solution_path)  # an executed solution, before anything runs
-    apply_params(nbformat.read(solution_path, as_version=4), params)  # refuses unknown names early
-    active = protections(use_bwrap=bwrap, jobs=jobs)
-    meta = {"seed": seed, "params": params, "solution": str(solution_path), "protections": active}
-    log(f"grading {len(chosen)} notebook(s), seed {seed}, {jobs} job(s); protections: "
-        + ", ".join(f"{p}: {'yes' if on else 'NO'}" for p, on in active.items()))
-    tmp = Path(tempfile.mkdtemp(prefix="bmnist-grade-"))  # mode 0700
+    results = open_results(Path(out), meta, resume=resume, force=force, log=log)
+    todo = [s for s in chosen if results.done.get(s.name, ("", None))[0] != digest(s.data) or s.data is None]
+    log(f"grading {len(todo)} notebook(s) of {len(chosen)}, lesson {lesson.name}, seed {seed}, {jobs} job(s); "
+        "protections: " + ", ".join(f"{p}: {'yes' if on else 'NO'}" for p, on in active.items()))
+    tmp = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))  # mode 0700
+    reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(tmp)], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        job = {"solution": solution_path, "params": params, "seed": seed, "options": options}
-        slots: queue.Queue[int] = queue.Queue()
-        for slot in range(jobs):
-            slots.put(slot)
-
-        def with_slot(run):
-            slot = slots.get()
-            try:
-                return run(slot)
-            finally:
-                slots.put(slot)
-
-        def one(item: tuple[int, Submission]) -> Grade:
-            number, sub = item
-            workdir = tmp / f"job-{number:05d}"
-            try:
-                ran = with_slot(lambda slot: _run_one(sub, job, workdir=workdir, slot=slot))
-            finally:
-                remove_tree(workdir)
-            # Scoring waits for the reference run, which runs beside the first submissions.
-            graded = ran if isinstance(ran, Grade) else _score_one(sub, ran, reference.result(), job)
-            log(f"  {graded.submission}: {graded.status}, {graded.total} points, {graded.seconds:.1f} s")
-            return graded
-
-        # Threads beyond the job slots only wait for the reference run, never for a slot it holds.
-        with ThreadPoolExecutor(max_workers=2 * max(1, jobs) + 1) as pool:
-            reference = pool.submit(with_slot, lambda slot: _reference(job, tmp / "reference", slot=slot))
-            grades = list(pool.map(one, enumerate(chosen)))
-            reference.result()  # the solution failing its own checks stops the run, even for an empty class
+        plan_file = tmp / "plan.json"
+        write_private(plan_file, json.dumps(plan.for_workers()).encode())
+        _grade_all(todo, _Run(plan, plan_file, options, tmp), results, jobs=jobs, log=log)
+    except BaseException:
+        if not results.done and not resume:
+            (Path(out) / "results.jsonl").unlink(missing_ok=True)  # this run's own header, nothing graded
+        raise
     finally:
         remove_tree(tmp)
-    write_reports(grades, out, meta=meta)
-    log(summary_table(grades))
+        reaper.stdin.close()
+        reaper.wait()
+    grades = results.rebuild([s.name for s in chosen])
+    log(summary_table(grades, Marking.of(lesson)))
     return grades
 
 
-def _reference(job: dict, workdir: Path, *, slot: int) -> Reference:
+def _grade_all(todo: list[Submission], run: _Run, results: ResultsFile, *, jobs: int,
+               log: Callable[[str], None]) -> None:
+    """Run the reference beside the first submissions; score and record each as it finishes."""
+    slots: queue.Queue[int] = queue.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+    lock = threading.Lock()
+
+    def with_slot(work):
+        slot = slots.get()
+        try:
+            return work(slot)
+        finally:
+            slots.put(slot)
+
+    def one(item: tuple[int, Submission]) -> None:
+        number, sub = item
+        ran = with_slot(lambda slot: _run_one(sub, run, workdir=run.tmp / f"job-{number:05d}", slot=slot))
+        # Scoring waits for the reference run, which runs beside the first submissions.
+        graded = ran if isinstance(ran, Grade) else _score_one(sub, ran, reference.result(), run)
+        with lock:
+            results.append(graded, digest(sub.data))
+        log(f"  {graded.submission}: {graded.status}, {graded.total} points, {graded.seconds:.1f} s")
+
+    # Threads beyond the job slots only wait for the reference run, never for a slot it holds.
+    with ThreadPoolExecutor(max_workers=2 * max(1, jobs) + 1) as pool:
+        reference = pool.submit(with_slot, lambda slot: _reference(run, slot=slot))
+        list(pool.map(one, enumerate(todo)))
+        reference.result()  # the solution failing its own checks stops the run, even for an empty class
+
+
+def _reference(run: _Run, *, slot: int) -> Reference:
     """Run the solution's own grading copy; its hidden-check values and texts are the references."""
+    workdir = run.tmp / "reference"
     workdir.mkdir(mode=0o700)
     try:
-        result = run_job(None, solution=job["solution"], params=job["params"], seed=job["seed"], workdir=workdir,
-                         slot=slot, options=job["options"])
-        solution = nbformat.read(job["solution"], as_version=4)
-        return reference_from_run(result, {p.task: p.inputs for p in probes(job["seed"])},
-                                  needs=visible_dependencies(solution))
+        result = run_job(None, plan=run.plan_file, workdir=workdir, slot=slot, options=run.options)
+        return reference_from_run(result, run.plan)
     finally:
         remove_tree(workdir)
 
 
-def _run_one(sub: Submission, job: dict, *, workdir: Path, slot: int) -> RunResult | Grade:
+def _run_one(sub: Submission, run: _Run, *, workdir: Path, slot: int) -> RunResult | Grade:
     """Run one submission's grading copy; whatever goes wrong becomes this submission's status."""
     if sub.data is None:
-        return Grade(sub.name, "invalid-notebook", _zeros(), note=sub.problem or "could not be read")
+        return RunResult(events=[{"event": "invalid", "note": sub.problem or "could not be read"}], exitcode=None,
+                         timed_out=False, seconds=0.0, log="")
     try:
         workdir.mkdir(mode=0o700)
         copy = workdir / "submission.ipynb"
         write_private(copy, sub.data)
-        return run_job(copy, solution=job["solution"], params=job["params"], seed=job["seed"], workdir=workdir,
-                       slot=slot, options=job["options"])
+        return run_job(copy, plan=run.plan_file, workdir=workdir, slot=slot, options=run.options)
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
-        return _grader_error(sub, exc)
+        return _grader_error(sub, exc, run)
+    finally:
+        remove_tree(workdir)
 
 
-def _score_one(sub: Submission, result: RunResult, reference: Reference, job: dict) -> Grade:
+def _score_one(sub: Submission, result: RunResult, reference: Reference, run: _Run) -> Grade:
     """The grade of one run against the reference."""
-    options: RunOptions = job["options"]
     try:
-        return score(sub.name, result, reference, timeout_s=options.notebook_timeout_s,
-                     cell_timeout_s=options.cell_timeout_s)
+        return score(sub.name, result, reference, run.plan, timeout_s=run.options.notebook_timeout_s,
+                     cell_timeout_s=run.options.cell_timeout_s)
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
-        return _grader_error(sub, exc)
+        return _grader_error(sub, exc, run)
 
 
-def _grader_error(sub: Submission, exc: Exception) -> Grade:
-    return Grade(sub.name, "grader-error", _zeros(), note=f"{type(exc).__name__}: {str(exc)[:200]}")
+def _grader_error(sub: Submission, exc: Exception, run: _Run) -> Grade:
+    return Grade(sub.name, "grader-error", Marking.of(run.plan.lesson).zeros(),
+                 note=f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 def _param(text: str) -> tuple[str, str]:
@@ -213,22 +279,73 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown once, and only where there is one to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, [], argparse.SUPPRESS) or action.required or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def _prog() -> str:
+    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] and not sys.argv[0].endswith(".py") else "grade"
+
+
 def _merge_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bmnist-grade merge", description="Join the output folders of shards.")
-    parser.add_argument("parts", nargs="+", type=Path, help="output folders of `bmnist-grade --shard K/N` runs")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the merged report")
+    parser = argparse.ArgumentParser(prog=f"{_prog()} merge", description="Join the output folders of shards.")
+    parser.add_argument("parts", nargs="+", type=Path, help="output folders of the --shard K/N runs")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the merged report (new or empty)")
     args = parser.parse_args(argv)
     try:
         grades = merge(args.parts, args.out)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(summary_table(grades))
+    print(summary_table(grades, Marking(**read_results(args.out)[0]["marking"])))
     return 0
 
 
 def _exit_on_term(signum, frame) -> None:
     raise SystemExit(128 + signum)  # so that the temp folders are removed on the way out
+
+
+def _parser() -> argparse.ArgumentParser:
+    prog = _prog()
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=_Help,
+        description="Grade a class of notebooks against a lesson's executed solution, each in a fresh sandboxed "
+                    "kernel. Results are appended to OUT/results.jsonl as each notebook finishes; grades.csv and "
+                    "OUT/feedback/ are written from it.",
+        epilog=f"Shards (--shard K/N with one --seed) are joined with: {prog} merge SHARD_DIR... --out DIR",
+    )
+    parser.add_argument("submissions", nargs="+", type=Path, help="notebooks or folders of notebooks")
+    parser.add_argument("--out", type=Path, required=True, help="folder for results.jsonl, grades.csv and feedback/")
+    parser.add_argument("--lesson", default=None,
+                        help="the lesson: an installed lesson's name, a module name, or the path of a package folder "
+                             f"with a LESSON (default: the installed one; installed: {', '.join(installed_lessons())})")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help=f"notebooks graded in parallel (default: the CPU cores, as far as memory allows: "
+                             f"{default_jobs()} here)")
+    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds per notebook")
+    parser.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT_S,
+                        help="seconds per cell; a cell past it is interrupted and the notebook goes on")
+    parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, help="MB of address space per kernel")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the hidden checks (default: a random one; with --resume the earlier run's)")
+    parser.add_argument("--param", type=_param, action="append", default=[],
+                        help="NAME=VALUE for the solution's parameters cell, on top of the lesson's grading "
+                             "parameters (see the README)")
+    parser.add_argument("--shard", type=_shard, default="1/1", help="K/N: grade every N-th notebook from the K-th")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="grade only the notebooks OUT has no result for (same lesson, seed and parameters)")
+    again.add_argument("--force", action="store_true",
+                       help="move an earlier run's results in OUT into OUT/previous-N/ and start anew")
+    parser.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even where it works")
+    parser.add_argument("--solution", type=Path, default=None,
+                        help="another executed solution notebook to grade against (default: the lesson's own)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,37 +355,18 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _exit_on_term)
     if argv[:1] == ["merge"]:
         return _merge_main(argv[1:])
-    parser = argparse.ArgumentParser(
-        prog="bmnist-grade", description=__doc__.split("\n")[0].strip("`: ") + ".",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Shards (--shard K/N with one --seed) are joined with: bmnist-grade merge SHARD_DIR... --out DIR",
-    )
-    parser.add_argument("submissions", nargs="+", type=Path, help="notebooks or folders of notebooks")
-    parser.add_argument("--out", type=Path, required=True, help="folder for grades.csv, results.json and feedback/")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel (up to the CPU cores)")
-    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds per notebook")
-    parser.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT_S,
-                        help="seconds per cell; a cell past it is interrupted and the notebook goes on")
-    parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, help="MB of address space per kernel")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the hidden checks (default: random)")
-    parser.add_argument("--param", type=_param, action="append", default=[],
-                        help="NAME=VALUE for the solution's parameters cell, e.g. NUM_STEPS=1000; grading uses "
-                        + " ".join(f"{k}={v}" for k, v in GRADING_PARAMS.items()) + " unless told otherwise")
-    parser.add_argument("--shard", type=_shard, default=(1, 1), help="K/N: grade every N-th notebook from the K-th")
-    parser.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even where it works")
-    parser.add_argument("--solution", type=Path, default=SOLUTION_IPYNB,
-                        help="the executed solution notebook to grade against (default: the kit's own)")
+    parser = _parser()
     args = parser.parse_args(argv)
-    if args.shard != (1, 1) and args.seed is None:
+    if args.shard != (1, 1) and args.seed is None and not args.resume:
         parser.error("--shard needs --seed, so that every shard runs the same hidden checks")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
     try:
-        check_solution(args.solution)
-        grade(args.submissions, out=args.out, jobs=args.jobs, timeout_s=args.timeout, cell_timeout_s=args.cell_timeout,
-              memory_mb=args.memory, seed=args.seed, params=dict(args.param), shard=args.shard,
-              use_bwrap=not args.no_bwrap, solution_path=args.solution)
-    except ValueError as exc:
+        grade(args.submissions, out=args.out, lesson=args.lesson, jobs=args.jobs, timeout_s=args.timeout,
+              cell_timeout_s=args.cell_timeout, memory_mb=args.memory, seed=args.seed, params=dict(args.param),
+              shard=args.shard, use_bwrap=not args.no_bwrap, solution_path=args.solution, resume=args.resume,
+              force=args.force)
+    except (NoSubmissions, OutputInUse, NotReady, LessonError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

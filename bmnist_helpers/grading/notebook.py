@@ -12,7 +12,7 @@ the grading copy is built from what the code *does*, not from ids alone:
   moved still run where the lesson needs them.
 * A student cell that is neither an instructor cell (same id, or the same code) nor an answer
   stays at its place: after the cell it followed, or at the very top.
-* The hidden checks come last (see :mod:`.checks`).
+* The hidden checks come last (see :mod:`.plan`).
 
 The copy is a list of :class:`Cell` records; the grader's own bookkeeping never uses the
 student's cell ids, so no student id can collide with the grader's.
@@ -23,19 +23,18 @@ from __future__ import annotations
 import ast
 import json
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import nbformat
 
-from ..exercise import EXPECTED_TAG, SOLUTION_ONLY_TAG, cell_tags, task_of
-from .checks import TASK_FUNCTIONS, probes
+from .tags import EXPECTED_TAG, PARAMETERS_TAG, cell_tags, task_of_tags
 
-__all__ = ["Cell", "InvalidNotebook", "read_submission", "student_cells", "build_grading_copy", "apply_params",
-           "visible_dependencies"]
+__all__ = ["Cell", "InvalidNotebook", "SolutionCell", "apply_params", "build_grading_copy", "read_submission",
+           "solution_cells", "student_cells", "visible_dependencies"]
 
 _NBVAL_MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION", "NBVAL_SKIP",
                   "PYTEST_VALIDATE_IGNORE_OUTPUT"}
-_FUNCTION_TASK = {name: task for task, names in TASK_FUNCTIONS.items() for name in names}
 _PARSE_LIMIT = 1_000_000  # characters: longer cells are kept as they are, not parsed
 
 
@@ -123,13 +122,51 @@ def _strip_markers(source: str) -> str:
     )
 
 
-def _normal(source: str) -> str:
+def normalised_code(source: str) -> str:
     return "\n".join(line.rstrip() for line in source.splitlines() if line.strip())
 
 
-def _defined(source: str) -> set[str]:
+@dataclass(frozen=True)
+class SolutionCell:
+    """One code cell of the solution, as the grading plan holds it.
+
+    :param id: The cell's id.
+    :param source: Its code.
+    :param tags: Its tags.
+    """
+
+    id: str
+    source: str
+    tags: tuple[str, ...] = ()
+
+    @property
+    def task(self) -> int | None:
+        """The task of a cell tagged ``task-N``."""
+        return task_of_tags(list(self.tags))
+
+    @property
+    def expected(self) -> bool:
+        """Whether it is an expected-result cell."""
+        return EXPECTED_TAG in self.tags
+
+    @property
+    def answer(self) -> bool:
+        """Whether it is a task's answer cell (where the student's code goes)."""
+        return self.task is not None and not self.expected
+
+
+def solution_cells(solution: nbformat.NotebookNode) -> list[SolutionCell]:
+    """The solution's code cells, in order.
+
+    :param solution: The solution notebook.
+    """
+    return [SolutionCell(str(c.get("id")), c.source, tuple(cell_tags(c))) for c in solution.cells
+            if c.cell_type == "code"]
+
+
+def _defined(source: str, functions: Mapping[str, int]) -> set[str]:
     """Names of task functions a cell defines at top level (``def``, assignment, import-as)."""
-    if len(source) > _PARSE_LIMIT or not any(name in source for name in _FUNCTION_TASK):
+    if len(source) > _PARSE_LIMIT or not any(name in source for name in functions):
         return set()
     try:
         from IPython.core.inputtransformer2 import TransformerManager
@@ -147,21 +184,21 @@ def _defined(source: str) -> set[str]:
             names |= {t.id for t in targets if isinstance(t, ast.Name)}
         elif isinstance(node, ast.ImportFrom | ast.Import):
             names |= {alias.asname or alias.name for alias in node.names}
-    return names & set(_FUNCTION_TASK)
+    return names & set(functions)
 
 
-def apply_params(solution: nbformat.NotebookNode, params: dict[str, str]) -> nbformat.NotebookNode:
+def apply_params(cells: list[SolutionCell], params: Mapping[str, str]) -> list[SolutionCell]:
     """Override values in the solution's ``parameters`` cell (papermill style).
 
-    :param solution: The solution notebook.
+    :param cells: The solution's code cells.
     :param params: ``{NAME: python literal}``; each NAME must be assigned in the parameters cell.
-    :returns: A copy with the overrides appended to the parameters cell.
-    :raises ValueError: Unknown name or a value that is not a Python literal.
+    :returns: The cells, the parameters cell with the overrides appended.
+    :raises ValueError: No parameters cell, an unknown name, or a value that is not a Python literal.
     """
-    nb = nbformat.from_dict(json.loads(json.dumps(solution)))
-    cell = next((c for c in nb.cells if "parameters" in cell_tags(c)), None)
-    if cell is None:
-        raise ValueError("the solution has no cell tagged 'parameters'")
+    index = next((i for i, c in enumerate(cells) if PARAMETERS_TAG in c.tags), None)
+    if index is None:
+        raise ValueError(f"the solution has no cell tagged {PARAMETERS_TAG!r}")
+    cell = cells[index]
     known = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
              for t in node.targets if isinstance(t, ast.Name)}
     lines = []
@@ -173,50 +210,45 @@ def apply_params(solution: nbformat.NotebookNode, params: dict[str, str]) -> nbf
         except (ValueError, SyntaxError) as exc:
             raise ValueError(f"--param {name}={value}: the value must be a Python literal") from exc
         lines.append(f"{name} = {value}")
-    if lines:
-        cell.source += "\n# grader overrides\n" + "\n".join(lines)
-    return nb
+    if not lines:
+        return list(cells)
+    changed = replace(cell, source=cell.source + "\n# grader overrides\n" + "\n".join(lines))
+    return [*cells[:index], changed, *cells[index + 1:]]
 
 
-def _solution_cells(solution: nbformat.NotebookNode) -> list:
-    """The solution's code cells that a grading copy runs (no solution-only or explore cells)."""
-    skip = {SOLUTION_ONLY_TAG, "explore"}
-    return [c for c in solution.cells if c.cell_type == "code" and not skip & set(cell_tags(c))]
-
-
-def _is_answer(cell) -> bool:
-    return task_of(cell) is not None and EXPECTED_TAG not in cell_tags(cell)
-
-
-def student_cells(cells: list[tuple[str, str | None, list[str]]], solution: nbformat.NotebookNode) -> dict:
+def student_cells(cells: list[tuple[str, str | None, list[str]]], solution: list[SolutionCell],
+                  *, functions: Mapping[str, int], instructor: set[str]) -> dict:
     """Sort a student's code cells into the solution's slots.
 
     :param cells: From :func:`read_submission`.
-    :param solution: The solution notebook.
+    :param solution: The solution cells of the grading copy.
+    :param functions: ``{function name: task}`` of the lesson.
+    :param instructor: The normalised code of every instructor cell of the solution (graded or not):
+        a student's unchanged copy of one is dropped.
     :returns: ``{solution cell id: [Cell, ...] to run right after it}``; the key ``None`` holds
         the cells that go before the first. Answer cells go to the slot of their first task's
         answer cell; recognised instructor cells are dropped (the instructor's version runs).
     """
-    order = _solution_cells(solution)
-    given_ids = {c.get("id") for c in order if not _is_answer(c)}
-    answer_ids = {c.get("id"): task_of(c) for c in order if _is_answer(c)}
+    given_ids = {c.id for c in solution if not c.answer}
+    answer_ids = {c.id: c.task for c in solution if c.answer}
     answer_slot: dict[int, str] = {}
     for cell_id, task in answer_ids.items():
         answer_slot.setdefault(task, cell_id)
-    given_code = {_normal(c.source): c.get("id") for c in solution.cells if c.cell_type == "code" and not _is_answer(c)}
+    given_code = {normalised_code(c.source): c.id for c in solution if not c.answer}
     slots: dict[str | None, list[Cell]] = {}
     anchor: str | None = None
     for source, cell_id, tags in cells:
-        tasks = sorted({_FUNCTION_TASK[n] for n in _defined(source)})
+        tasks = sorted({functions[n] for n in _defined(source, functions)})
         if tasks:  # an answer, wherever it is and whatever its id: to its task's slot
             anchor = answer_slot[tasks[0]]
             slots.setdefault(anchor, []).append(Cell(source, "student", task=tasks[0]))
             continue
-        given = cell_id if cell_id in given_ids else given_code.get(_normal(source))
-        if given is not None:  # an instructor cell: the instructor's version runs in its place
+        normal = normalised_code(source)
+        given = cell_id if cell_id in given_ids else given_code.get(normal)
+        if given is not None or normal in instructor:  # the instructor's version runs in its place
             anchor = given if given in given_ids else anchor
             continue
-        tagged = [answer_slot[t] for t in (_tag_task(tag) for tag in tags) if t in answer_slot]
+        tagged = [answer_slot[t] for t in (task_of_tags([tag]) for tag in tags) if t in answer_slot]
         if cell_id in answer_ids or tagged:  # the answer cell, kept by id or tag, without a task function
             anchor = cell_id if cell_id in answer_ids else tagged[0]
         if source.strip():
@@ -224,57 +256,52 @@ def student_cells(cells: list[tuple[str, str | None, list[str]]], solution: nbfo
     return slots
 
 
-def _tag_task(tag: str) -> int | None:
-    head, _, number = tag.partition("-")
-    return int(number) if head == "task" and number.isdigit() else None
-
-
-def build_grading_copy(
-    cells: list[tuple[str, str | None, list[str]]] | None, solution: nbformat.NotebookNode, *, seed: int
-) -> list[Cell]:
+def build_grading_copy(cells: list[tuple[str, str | None, list[str]]] | None, solution: list[SolutionCell],
+                       probes: list[tuple[int, str]], *, functions: Mapping[str, int],
+                       instructor: set[str]) -> list[Cell]:
     """Merge a student's cells into the instructor's notebook and append the hidden checks.
 
     :param cells: From :func:`read_submission`; ``None`` builds the solution's own copy (the
         reference run).
-    :param solution: The executed solution notebook, with ``apply_params`` already applied.
-    :param seed: Seed of the hidden checks.
+    :param solution: The solution cells of the grading copy, parameters applied.
+    :param probes: ``(task, source)`` of each hidden check.
+    :param functions: ``{function name: task}`` of the lesson.
+    :param instructor: See :func:`student_cells`.
     :returns: The cells to run, in order.
     """
-    slots = {} if cells is None else student_cells(cells, solution)
+    slots = {} if cells is None else student_cells(cells, solution, functions=functions, instructor=instructor)
     copy = list(slots.get(None, []))
-    for cell in _solution_cells(solution):
-        name = cell.get("id")
-        if cells is None or not _is_answer(cell):
-            role = "given"
-            copy.append(Cell(cell.source, role, name, task_of(cell), EXPECTED_TAG in cell_tags(cell)))
-        copy += slots.get(name, [])
-    copy += [Cell(p.source, "probe", f"task-{p.task}", p.task) for p in probes(seed)]
+    for cell in solution:
+        if cells is None or not cell.answer:
+            copy.append(Cell(cell.source, "given", cell.id, cell.task, cell.expected))
+        copy += slots.get(cell.id, [])
+    copy += [Cell(source, "probe", f"task-{task}", task) for task, source in probes]
     return copy
 
 
-def visible_dependencies(solution: nbformat.NotebookNode) -> dict[str, set[int]]:
+def visible_dependencies(solution: list[SolutionCell], functions: Mapping[str, int]) -> dict[str, set[int]]:
     """The tasks whose functions each expected-result cell runs on, read from the solution's code.
 
-    A name depends on the tasks of the names its cell uses: ``predict_proba`` on task 2 (it calls
-    ``mlp``), ``params`` after the training cell on tasks 1 to 4, and so on, in cell order. An
-    expected result can be imitated by printing, so its point counts only when the hidden checks
-    of all these tasks pass (:func:`.report.score`).
+    A name depends on the tasks of the names its cell uses (a helper that calls a task's function,
+    a variable computed by a cell that called one, ...), in cell order. An expected result can be
+    imitated by printing, so its point counts only when the hidden checks of all these tasks pass.
 
-    :param solution: The solution notebook.
+    :param solution: The solution cells of the grading copy.
+    :param functions: ``{function name: task}`` of the lesson.
     :returns: ``{expected-result cell id: {task, ...}}``.
     """
-    needs: dict[str, set[int]] = {name: {task} for task, names in TASK_FUNCTIONS.items() for name in names}
+    needs: dict[str, set[int]] = {name: {task} for name, task in functions.items()}
     found = {}
-    for cell in _solution_cells(solution):
+    for cell in solution:
         tree = ast.parse(cell.source)
         used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
         tasks = set().union(*(needs.get(name, set()) for name in used))
-        tasks |= {task_of(cell)} if task_of(cell) is not None else set()
+        tasks |= {cell.task} if cell.task is not None else set()
         for node in tree.body:
             for target in _assigned(node):
-                needs[target] = needs.get(target, set()) | tasks if target in _FUNCTION_TASK else tasks
-        if EXPECTED_TAG in cell_tags(cell):
-            found[cell.get("id")] = tasks
+                needs[target] = needs.get(target, set()) | tasks if target in functions else tasks
+        if cell.expected:
+            found[cell.id] = tasks
     return found
 
 

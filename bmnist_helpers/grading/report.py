@@ -1,8 +1,8 @@
 """Scoring a run and writing grades.csv, per-student feedback and the summary table.
 
 Everything here runs in the grader process: the verdict on each hidden check
-(:func:`.checks.judge`), the comparison of each expected-result cell's text with the reference
-run's, and the job's status, which comes from the runner's own records.
+(:func:`.lessons.judge`), the comparison of each expected-result cell's text with the reference
+run's, and the points; the status comes from :func:`.status.decide`.
 """
 
 from __future__ import annotations
@@ -11,24 +11,19 @@ import configparser
 import csv
 import difflib
 import io
-import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._atomic import write_atomic
-from .checks import TASK_FUNCTIONS, MalformedValues, decode_values, judge
+from .lessons import Lesson, judge
+from .plan import Plan
 from .run import RunResult
+from .status import decide
+from .values import MalformedValues, decode_values
 
-__all__ = [
-    "EXPECTED_POINTS", "HIDDEN_POINTS", "TASKS", "STATUSES", "Grade", "Reference",
-    "merge", "reference_from_run", "score", "summary_table", "write_reports",
-]
+__all__ = ["Grade", "Marking", "Reference", "reference_from_run", "score", "summary_table", "write_reports"]
 
-TASKS = (1, 2, 3, 4, 5)
-HIDDEN_POINTS = 2  # per task: the hidden check
-EXPECTED_POINTS = 1  # per task: its expected-result cells, counted only with the hidden check passed
-STATUSES = ("ok", "partial", "timeout", "crashed", "invalid-notebook", "grader-error", "sandbox-error")
 SANITIZE_FILE = Path(__file__).resolve().parent.parent / "nbval_sanitize.cfg"
 _TRUNCATE = 1500
 _FIGURE = re.compile(r"^\(?<(Figure|Axes|matplotlib\.)[^>]*>.*$")
@@ -51,6 +46,39 @@ class Grade:
         """Sum of the task points."""
         return sum(self.points.values())
 
+    @classmethod
+    def from_json(cls, raw: dict) -> Grade:
+        """What :func:`dataclasses.asdict` wrote (task numbers come back as ints)."""
+        return cls(**{**raw, "points": {int(k): v for k, v in raw["points"].items()}})
+
+
+@dataclass(frozen=True)
+class Marking:
+    """How a lesson's points are laid out: its tasks, and the points of each part."""
+
+    tasks: tuple[int, ...]
+    hidden: int
+    expected: int
+
+    @property
+    def per_task(self) -> int:
+        """The most points of one task."""
+        return self.hidden + self.expected
+
+    @property
+    def max(self) -> int:
+        """The most points a submission can get."""
+        return len(self.tasks) * self.per_task
+
+    @classmethod
+    def of(cls, lesson: Lesson) -> Marking:
+        """A lesson's marking."""
+        return cls(tuple(sorted(lesson.tasks)), lesson.hidden_points, lesson.expected_points)
+
+    def zeros(self) -> dict[int, int]:
+        """No point for any task."""
+        return {t: 0 for t in self.tasks}
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -59,13 +87,6 @@ class Reference:
     texts: dict[str, str]  # expected-result cell name -> sanitized text
     tasks: dict[str, int]  # expected-result cell name -> task
     values: dict[int, object]  # task -> decoded hidden-check values
-    inputs: dict[int, dict]  # task -> the probe's inputs
-    needs: dict[str, set[int]] = field(default_factory=dict)  # expected-result cell -> tasks it runs on
-
-
-def max_points() -> int:
-    """The most points a submission can get."""
-    return len(TASKS) * (HIDDEN_POINTS + EXPECTED_POINTS)
 
 
 def _sanitizers() -> list[tuple[re.Pattern, str]]:
@@ -85,6 +106,7 @@ def sanitize(text: str) -> str:
 
 
 def _cells(result: RunResult) -> tuple[list[dict], dict[int, dict]]:
+    """The grading copy's cells and the record of each cell that ran, by index."""
     copy = next((e["cells"] for e in result.events if e.get("event") == "copy"), [])
     records = {e["index"]: e for e in result.events if e.get("event") == "cell" and isinstance(e.get("index"), int)}
     return copy, records
@@ -101,12 +123,11 @@ def _values(record: dict | None):
         return "malformed"
 
 
-def reference_from_run(result: RunResult, inputs: dict[int, dict], *, needs: dict[str, set[int]]) -> Reference:
+def reference_from_run(result: RunResult, plan: Plan) -> Reference:
     """Collect the reference run's expected texts and hidden values; refuse a broken reference.
 
     :param result: The run of the solution's own grading copy.
-    :param inputs: The probes' inputs by task.
-    :param needs: For each expected-result cell, the tasks it runs on (``visible_dependencies``).
+    :param plan: The run's plan.
     :raises ValueError: The solution does not pass its own grading copy.
     """
     copy, records = _cells(result)
@@ -118,11 +139,12 @@ def reference_from_run(result: RunResult, inputs: dict[int, dict], *, needs: dic
     texts = {c["name"]: sanitize(records[i].get("text", "")) for i, c in enumerate(copy) if c["expected"]}
     tasks = {c["name"]: c["task"] for c in copy if c["expected"]}
     values = {c["task"]: _values(records[i]) for i, c in enumerate(copy) if c["role"] == "probe"}
+    checks = {check.task: check for check in plan.lesson.checks}
     for task, value in values.items():
-        verdict = judge(task, inputs[task], value, value)
+        verdict = judge(checks[task], plan.inputs[task], value, value)
         if verdict is not None:
             raise ValueError(f"the solution fails its own hidden check of task {task}: {verdict}")
-    return Reference(texts=texts, tasks=tasks, values=values, inputs=inputs, needs=needs)
+    return Reference(texts=texts, tasks=tasks, values=values)
 
 
 def _marked_diff(expected: str, got: str) -> str:
@@ -140,39 +162,34 @@ def _error_line(record: dict) -> str:
     return f"{error.get('ename', 'Error')}: {evalue[-1] if evalue else ''}".strip()
 
 
-def _blame(record: dict, task: int | None) -> str:
-    """Say when a cell failed because of another task (a NameError or a TODO of another task)."""
+def _blame(record: dict, task: int | None, lesson: Lesson) -> str:
+    """Say when a cell failed because of another task (a NameError or a stub of another task)."""
     error = record.get("error") or {}
-    text = f"{error.get('ename', '')}: {error.get('evalue', '')}"
-    todo = re.search(r"TODO: task (\d+)", text)
+    text = f"{error.get('ename', '')}: {error.get('evalue', '')}"[:4000]
+    todo = lesson.stub.search(text)
     if todo and int(todo.group(1)) != task:
         return f"This cell needs task {todo.group(1)}, which is not done yet."
     missing = re.search(r"name '(\w+)' is not defined", text)
     if missing:
-        owner = next((t for t, names in TASK_FUNCTIONS.items() if missing.group(1) in names), None)
+        owner = lesson.function_tasks().get(missing.group(1))
         if owner is not None and owner != task:
             return f"This cell needs `{missing.group(1)}` from task {owner}, which is missing."
     return ""
 
 
-def score(name: str, result: RunResult, reference: Reference, *, timeout_s: int, cell_timeout_s: int) -> Grade:
+def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, timeout_s: int,
+          cell_timeout_s: int) -> Grade:
     """Points and status of one run.
 
     :param name: Submission name.
     :param result: What the worker recorded.
     :param reference: The reference run's texts and values.
+    :param plan: The run's plan (the lesson, its checks' inputs, what each expected result needs).
     :param timeout_s: The notebook limit; ``cell_timeout_s``: the per-cell limit (for the notes).
     :returns: The grade.
     """
-    seconds = round(result.seconds, 1)
-    events = {e.get("event") for e in result.events}
-    if "invalid" in events:
-        note = next(e["note"] for e in result.events if e.get("event") == "invalid")
-        return Grade(name, "invalid-notebook", {t: 0 for t in TASKS}, note=note, seconds=seconds)
-    if "kernel-failed" in events:
-        note = next(e["note"] for e in result.events if e.get("event") == "kernel-failed")
-        return Grade(name, "sandbox-error", {t: 0 for t in TASKS}, note=f"the kernel did not start: {note}",
-                     seconds=seconds)
+    lesson, marking = plan.lesson, Marking.of(plan.lesson)
+    checks = {check.task: check for check in lesson.checks}
     copy, records = _cells(result)
     failures, errors, hidden_ok = [], [], {}
     for index, cell in enumerate(copy):
@@ -184,73 +201,56 @@ def score(name: str, result: RunResult, reference: Reference, *, timeout_s: int,
                        "display output after every cell?)") if got == "malformed" else None
             if record is not None and record["status"] == "timeout":
                 verdict = f"the check ran past the {cell_timeout_s} s limit and was interrupted"
-            verdict = verdict or judge(task, reference.inputs[task], got, reference.values[task])
+            verdict = verdict or judge(checks[task], plan.inputs[task], got, reference.values[task])
             hidden_ok[task] = verdict is None
             if verdict:
                 failures.append({"task": task, "kind": "hidden", "cell": cell["name"], "message": verdict})
         elif cell["role"] == "given" and cell["expected"]:
-            expected = reference.texts.get(cell["name"], "")
-            if record is None:
-                failures.append({"task": cell["task"], "kind": "expected", "cell": cell["name"], "message": "not run"})
-                continue
-            got = sanitize(record.get("text", ""))
-            if record["status"] == "ok" and got == expected:
-                continue
-            message = _blame(record, cell["task"]) if record["status"] == "error" else ""
-            if record["status"] == "error":
-                message = f"raised {_error_line(record)}. {message}".strip()
-            elif record["status"] != "ok":
-                message = {"timeout": "ran past its time limit", "dead": "the kernel died here"}[record["status"]]
-            failures.append({"task": cell["task"], "kind": "expected", "cell": cell["name"],
-                             "message": message or "the output differs", "diff": _marked_diff(expected, got)})
+            failure = _expected_failure(cell, record, reference, lesson)
+            if failure:
+                failures.append(failure)
         elif cell["role"] == "student" and record is not None and record["status"] == "error":
             errors.append({"cell": index + 1, "error": _cut(_error_line(record))})
     points = {}
-    for task in TASKS:
+    for task in marking.tasks:
         hidden = hidden_ok.get(task, False)
         visible = not any(f["task"] == task and f["kind"] == "expected" for f in failures)
-        needed = set().union(*(n for cell, n in reference.needs.items() if reference.tasks.get(cell) == task))
+        needed = set().union(*(n for cell, n in plan.needs.items() if reference.tasks.get(cell) == task))
         unverified = sorted(t for t in needed - {task} if not hidden_ok.get(t, False))
         if hidden and visible and unverified:  # printed output alone can be imitated
             visible = False
             failures.append({"task": task, "kind": "expected", "cell": "", "message": (
                 f"the expected-result point of task {task} needs the hidden checks of task(s) "
                 f"{', '.join(map(str, unverified))} to pass too, since its cells run on their functions")})
-        points[task] = HIDDEN_POINTS * hidden + EXPECTED_POINTS * (hidden and visible)
-    statuses = [r["status"] for r in records.values()]
-    if result.timed_out:
-        status, note = "timeout", f"the notebook ran past its {timeout_s} s limit and was stopped"
-    elif "dead" in statuses:
-        where = next(i for i, r in records.items() if r["status"] == "dead")
-        status = "crashed"
-        note = f"the kernel died in {_where(copy[where], where)}: it exited, or hit a resource limit"
-    elif "timeout" in statuses:
-        where = next(i for i, r in records.items() if r["status"] == "timeout")
-        status = "timeout"
-        note = f"{_where(copy[where], where)} ran past the {cell_timeout_s} s limit and was interrupted"
-    elif "done" not in events:
-        last = [line for line in result.log.splitlines() if line.strip()]
-        status = "grader-error"
-        note = f"the grader could not finish this notebook ({(last or ['no message'])[-1][:200]})"
-    elif failures or errors:
-        status, note = "partial", ""
-    else:
-        status, note = "ok", ""
-    return Grade(name, status, points, failures, note, seconds, errors)
+        points[task] = marking.hidden * hidden + marking.expected * (hidden and visible)
+    status, note = decide(result.events, timed_out=result.timed_out, exitcode=result.exitcode,
+                          passed=not (failures or errors), timeout_s=timeout_s, cell_timeout_s=cell_timeout_s)
+    if status in ("invalid-notebook", "sandbox-error"):
+        points, failures, errors = marking.zeros(), [], []
+    return Grade(name, status, points, failures, note, round(result.seconds, 1), errors)
 
 
-def _where(cell: dict, index: int) -> str:
-    if cell["role"] == "probe":
-        return f"the hidden check of task {cell['task']}"
-    if cell["role"] == "given":
-        return f"the given cell `{cell['name']}`"
-    return f"your cell number {index + 1} of the grading copy"
+def _expected_failure(cell: dict, record: dict | None, reference: Reference, lesson: Lesson) -> dict | None:
+    """What went wrong in one expected-result cell, or ``None`` when its text equals the reference's."""
+    expected = reference.texts.get(cell["name"], "")
+    if record is None:
+        return {"task": cell["task"], "kind": "expected", "cell": cell["name"], "message": "not run"}
+    got = sanitize(record.get("text", ""))
+    if record["status"] == "ok" and got == expected:
+        return None
+    message = ""
+    if record["status"] == "error":
+        message = f"raised {_error_line(record)}. {_blame(record, cell['task'], lesson)}".strip()
+    elif record["status"] != "ok":
+        message = {"timeout": "ran past its time limit", "dead": "the kernel died here"}[record["status"]]
+    return {"task": cell["task"], "kind": "expected", "cell": cell["name"],
+            "message": message or "the output differs", "diff": _marked_diff(expected, got)}
 
 
-def summary_table(grades: list[Grade]) -> str:
+def summary_table(grades: list[Grade], marking: Marking) -> str:
     """A plain-text table: one row per submission."""
-    head = ["submission", *[f"t{t}" for t in TASKS], "total", "status"]
-    rows = [[g.submission, *[str(g.points.get(t, 0)) for t in TASKS], f"{g.total}/{max_points()}", g.status]
+    head = ["submission", *[f"t{t}" for t in marking.tasks], "total", "status"]
+    rows = [[g.submission, *[str(g.points.get(t, 0)) for t in marking.tasks], f"{g.total}/{marking.max}", g.status]
             for g in grades]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
@@ -266,13 +266,13 @@ def _csv_cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv(grades: list[Grade]) -> str:
+def _csv(grades: list[Grade], marking: Marking) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["submission", *[f"task{t}" for t in TASKS], "total", "max", "status", "note"])
+    writer.writerow(["submission", *[f"task{t}" for t in marking.tasks], "total", "max", "status", "note"])
     for g in grades:
-        writer.writerow([_csv_cell(v) for v in
-                         (g.submission, *[g.points.get(t, 0) for t in TASKS], g.total, max_points(), g.status, g.note)])
+        writer.writerow([_csv_cell(v) for v in (g.submission, *[g.points.get(t, 0) for t in marking.tasks], g.total,
+                                                 marking.max, g.status, g.note)])
     return out.getvalue()
 
 
@@ -293,11 +293,11 @@ def _fenced(text: str) -> list[str]:
     return [fence + "text", text.rstrip(), fence]
 
 
-def _feedback(grade: Grade) -> str:
+def _feedback(grade: Grade, marking: Marking) -> str:
     lines = [f"# Feedback: {_md(grade.submission)}", "",
              f"Status: **{grade.status}**" + (f" ({_md(grade.note)})" if grade.note else ""), "",
-             f"Points: {grade.total} of {max_points()}", "", "| task | points |", "|---|---|"]
-    lines += [f"| {t} | {grade.points.get(t, 0)} of {HIDDEN_POINTS + EXPECTED_POINTS} |" for t in TASKS]
+             f"Points: {grade.total} of {marking.max}", "", "| task | points |", "|---|---|"]
+    lines += [f"| {t} | {grade.points.get(t, 0)} of {marking.per_task} |" for t in marking.tasks]
     hidden = [f for f in grade.failures if f["kind"] == "hidden"]
     if hidden:
         lines += ["", "## Hidden checks that failed", "",
@@ -318,47 +318,35 @@ def _feedback(grade: Grade) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_reports(grades: list[Grade], out: Path, *, meta: dict) -> None:
-    """Write ``grades.csv``, ``results.json`` (for merging) and one feedback file per student.
+def write_reports(grades: list[Grade], out: Path, *, marking: Marking) -> None:
+    """Write ``grades.csv`` and one feedback file per submission, replacing earlier ones.
+
+    The feedback folder is built beside the old one and swapped in, so that it never holds a file
+    of a submission that is not in ``grades.csv``.
 
     :param grades: The grades.
     :param out: Output folder.
-    :param meta: Run facts (seed, protections...).
+    :param marking: The lesson's marking.
     """
     out.mkdir(parents=True, exist_ok=True)
-    (out / "feedback").mkdir(exist_ok=True)
     ordered = sorted(grades, key=lambda g: g.submission)
+    fresh, stale = out / ".feedback.new", out / ".feedback.old"
+    for folder in (fresh, stale):
+        _remove_generated(folder)
+    fresh.mkdir()
     for g in ordered:
-        write_atomic(out / "feedback" / f"{g.submission}.md", _feedback(g))
-    write_atomic(out / "grades.csv", _csv(ordered))
-    write_atomic(out / "results.json", json.dumps({"meta": meta, "grades": [asdict(g) for g in ordered]}, indent=1))
+        write_atomic(fresh / f"{g.submission}.md", _feedback(g, marking))
+    if (out / "feedback").exists():
+        (out / "feedback").rename(stale)
+    fresh.rename(out / "feedback")
+    _remove_generated(stale)
+    write_atomic(out / "grades.csv", _csv(ordered, marking))
 
 
-def _load(path: Path) -> tuple[dict, list[Grade]]:
-    raw = json.loads((path / "results.json").read_text())
-    grades = [Grade(**{**g, "points": {int(k): v for k, v in g["points"].items()}}) for g in raw["grades"]]
-    return raw["meta"], grades
-
-
-def merge(parts: list[Path], out: Path) -> list[Grade]:
-    """Combine the output folders of several shards into one report.
-
-    :param parts: Output folders of ``bmnist-grade --shard K/N`` runs.
-    :param out: Where to write the merged report.
-    :returns: All grades.
-    :raises ValueError: The shards used different seeds or settings, or overlap.
-    """
-    metas, grades = [], []
-    for part in parts:
-        meta, part_grades = _load(part)
-        metas.append(meta)
-        grades += part_grades
-    keys = ("seed", "params", "solution")
-    if any(tuple(m.get(k) for k in keys) != tuple(metas[0].get(k) for k in keys) for m in metas):
-        raise ValueError("the shards were graded with different seeds, parameters or solutions; rerun with one --seed")
-    names = [g.submission for g in grades]
-    if len(names) != len(set(names)):
-        raise ValueError("a submission appears in more than one shard")
-    meta = {k: metas[0].get(k) for k in (*keys, "protections")}
-    write_reports(grades, out, meta=meta)
-    return sorted(grades, key=lambda g: g.submission)
+def _remove_generated(folder: Path) -> None:
+    """Remove a feedback folder the grader wrote (only its ``.md`` files, then the folder)."""
+    if not folder.is_dir():
+        return
+    for path in folder.glob("*.md"):
+        path.unlink()
+    folder.rmdir()

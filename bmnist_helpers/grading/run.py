@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data import default_cache_dir
 from .sandbox import KERNEL_NAME, Limits, SandboxConfig, write_kernel_spec
 
 __all__ = ["RunOptions", "RunResult", "run_job", "remove_tree", "write_private"]
@@ -36,8 +35,8 @@ class RunOptions:
     limits: Limits = field(default_factory=Limits)
     use_bwrap: bool = True
     jobs: int = 1
-    mnist_cache: Path | None = None
-    xla_flags: str = ""  # XLA_FLAGS of the kernels (bmnist_helpers.kernel.xla_flags(), checked once per run)
+    kernel_env: dict[str, str] = field(default_factory=dict)  # the lesson's, ``{home}`` for the kernel's home
+    readable: tuple[str, ...] = ()  # folders the kernel may read besides Python and the engine's package
 
 
 @dataclass
@@ -62,14 +61,11 @@ def _cap_memory(pid: int) -> None:
         pass  # the process may have exited already; the limits below still hold for the kernel
 
 
-def run_job(submission: Path | None, *, solution: Path, params: dict[str, str], seed: int, workdir: Path,
-            slot: int, options: RunOptions) -> RunResult:
+def run_job(submission: Path | None, *, plan: Path, workdir: Path, slot: int, options: RunOptions) -> RunResult:
     """Grade one notebook (or, with ``submission=None``, run the solution's reference copy).
 
     :param submission: A private copy of the submitted file.
-    :param solution: The executed solution notebook.
-    :param params: Overrides for its parameters cell.
-    :param seed: Seed of the hidden checks.
+    :param plan: The run's plan for workers (:meth:`.plan.Plan.for_workers`, as JSON).
     :param workdir: An empty private folder for this job; removed by the caller.
     :param slot: The parallel job slot.
     :param options: Limits and switches.
@@ -78,18 +74,13 @@ def run_job(submission: Path | None, *, solution: Path, params: dict[str, str], 
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o711)  # the sandbox uid may pass through to its home, but not list the folder
-    cache = Path(options.mnist_cache or default_cache_dir())
-    config = SandboxConfig(
-        home=str(home), limits=options.limits, slot=slot, jobs=options.jobs, use_bwrap=options.use_bwrap,
-        readable=[str(cache)] if cache.exists() else [],
-        env={"BMNIST_CACHE": str(cache), "BMNIST_MIRRORS": "file:///nonexistent", "MPLBACKEND": "agg",
-             "XLA_FLAGS": options.xla_flags},
-    )
+    config = SandboxConfig(home=str(home), limits=options.limits, slot=slot, jobs=options.jobs,
+                           use_bwrap=options.use_bwrap, readable=list(options.readable), env=dict(options.kernel_env))
     spec_dir = write_kernel_spec(workdir / "jupyter", config)
     results = workdir / "results.jsonl"
-    job = {"submission": None if submission is None else str(submission), "solution": str(solution),
-           "params": params, "seed": seed, "cell_timeout": options.cell_timeout_s, "kernel_name": KERNEL_NAME,
-           "ipc": str(home / "ipc"), "home": str(home), "results": str(results)}
+    job = {"submission": None if submission is None else str(submission), "plan": str(plan),
+           "cell_timeout": options.cell_timeout_s, "kernel_name": KERNEL_NAME, "ipc": str(home / "ipc"),
+           "home": str(home), "results": str(results), "grader_pid": os.getpid()}
     write_private(workdir / "job.json", json.dumps(job).encode())
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
     env.update({
@@ -97,7 +88,7 @@ def run_job(submission: Path | None, *, solution: Path, params: dict[str, str], 
         "JUPYTER_CONFIG_DIR": str(workdir / "config"), "JUPYTER_DATA_DIR": str(workdir / "data"),
         "JUPYTER_PLATFORM_DIRS": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONWARNINGS": "ignore",
     })
-    command = [sys.executable, "-m", "bmnist_helpers.grading.worker", str(workdir / "job.json")]
+    command = [sys.executable, "-m", f"{__package__}.worker", str(workdir / "job.json")]
     start = time.perf_counter()
     timed_out = False
     with open(workdir / "worker.log", "wb") as log:

@@ -3,7 +3,7 @@
 The grader (outside the sandbox) holds the notebook, the expected outputs and the hidden-check
 references. It starts the kernel through this module's launcher, named in a kernel spec::
 
-    python -m bmnist_helpers.grading.sandbox CONFIG.json CONNECTION_FILE
+    python -m <package>.sandbox CONFIG.json CONNECTION_FILE
 
 One launcher runs one *job* (one kernel, with everything it starts). The launcher stays the
 job's parent for its whole life and sets up, for the job only:
@@ -17,17 +17,18 @@ job's parent for its whole life and sets up, for the job only:
   together what one neighbour job gets. Without a cgroup, job slot *s* of :attr:`SandboxConfig.jobs`
   parallel jobs is pinned to its own CPUs with ``sched_setaffinity`` (inherited by children, but a
   process may widen its own affinity again, so this holds against careless code, not hostile code);
-* **bubblewrap** where installed: only Python, the kit's helper package, the MNIST cache and the
-  job's socket folder are visible (read-only, except the sockets); no network; a pid namespace
-  (all of the job dies with it); ``HOME``, the working directory and ``TMPDIR`` are ``/tmp``, a
-  tmpfs of :attr:`Limits.disk_mb` (a write past it is ``OSError: [Errno 28] No space left on
-  device`` in the student's own cell); every other file system in the sandbox is read-only.
+* **bubblewrap** where installed: only Python, the kit's helper package, the folders the lesson
+  names (a data cache, say) and the job's socket folder are visible (read-only, except the
+  sockets); no network; a pid namespace (all of the job dies with it); ``HOME``, the working
+  directory and ``TMPDIR`` are ``/tmp``, a tmpfs of :attr:`Limits.disk_mb` (a write past it is
+  ``OSError: [Errno 28] No space left on device`` in the student's own cell); every other file
+  system in the sandbox is read-only.
   When the grader runs as root, the kernel runs under a uid of its own, taken from a pool with a
   lock file per uid (``flock``), so that two concurrent grader processes never share one and
   ``RLIMIT_NPROC`` counts this job only.
 
 The kernel talks to the grader over Unix sockets in :attr:`SandboxConfig.home` (the job's socket
-folder, shared with the grader; ``BMNIST_GRADE_IPC`` points there). As root, that folder belongs
+folder, shared with the grader). As root, that folder belongs
 to the kernel's uid only until the kernel has bound its sockets, before any student code runs
 (the kernel waits on a handshake with the launcher); then it is root's again (0700), so that the
 kernel can write nothing there. The connection file (with the HMAC key) reaches the kernel as a
@@ -78,17 +79,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "KERNEL_NAME", "Limits", "SandboxConfig", "cgroups_available", "protections", "run_command", "write_kernel_spec",
+    "KERNEL_NAME", "PROCESS_LIMIT_MARK", "Limits", "SandboxConfig", "cgroups_available", "protections", "run_command",
+    "write_kernel_spec",
 ]
 
-KERNEL_NAME = "bmnist-sandbox"
+KERNEL_NAME = "grading-sandbox"
 SANDBOX_HOME = "/tmp"  # HOME, cwd and TMPDIR inside bubblewrap: the size-limited tmpfs
 _BASE_UID = 61000  # sandbox uids are taken from 61000 ... 61000 + _UID_COUNT - 1
 _UID_COUNT = 4000
-_LOCK_DIR = Path("/run/lock/bmnist-grade") if Path("/run/lock").is_dir() else Path("/var/lock/bmnist-grade")
+_LOCK_DIR = Path("/run/lock/grading-sandbox") if Path("/run/lock").is_dir() else Path("/var/lock/grading-sandbox")
 _CGROUP_FS = Path("/sys/fs/cgroup")
-_CGROUP_PARENT = "bmnist-grade"  # job cgroups are bmnist-grade/job-<launcher pid>-<random>
-_CONNECTION_INSIDE = "/run/bmnist/kernel.json"
+_CGROUP_PARENT = "grading-sandbox"  # job cgroups are grading-sandbox/job-<launcher pid>-<random>
+_CONNECTION_INSIDE = "/run/grading/kernel.json"
+_MODULE = f"{__package__}.sandbox"  # this module, as the launcher is started
+# Written into the job's folder when the job reached its process limit and was stopped for it.
+PROCESS_LIMIT_MARK = "process-limit-reached"
 _MINIMAL_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
@@ -126,7 +131,7 @@ class SandboxConfig:
     :param use_bwrap: Whether bubblewrap may be used.
     :param use_cgroups: Whether a cgroup per job may be used.
     :param readable: Extra folders the kernel may read.
-    :param env: Extra environment variables for the kernel.
+    :param env: Extra environment variables for the kernel; ``{home}`` in a value is the kernel's home.
     """
 
     home: str
@@ -266,6 +271,13 @@ class _JobCgroup:
         for path in self.dirs:
             _write(path / "cgroup.procs", str(os.getpid()))
 
+    def hit_process_limit(self) -> bool:
+        """Whether a fork or clone of the job failed at ``pids.max`` (the ``pids.events`` counter)."""
+        events = self.dirs[-1] / "pids.events"
+        with contextlib.suppress(OSError, ValueError):
+            return int(events.read_text().split()[1]) > 0
+        return False
+
     def _pids(self) -> set[int]:
         found: set[int] = set()
         for path in self.dirs:
@@ -370,14 +382,12 @@ def protections(*, use_bwrap: bool = True, use_cgroups: bool = True, jobs: int =
 
 
 def _readable_paths() -> list[str]:
-    """What a kernel must be able to read: Python, the venv, the kit's helper package."""
-    import bmnist_helpers
-
+    """What a kernel must be able to read: Python, the venv, the package this engine is part of."""
     paths = {
         sys.prefix,
         sys.base_prefix,
         sysconfig.get_paths()["purelib"],
-        str(Path(bmnist_helpers.__file__).resolve().parent),
+        str(Path(__file__).resolve().parents[1]),
     }
     return sorted(p for p in paths if Path(p).exists())
 
@@ -395,8 +405,8 @@ def write_kernel_spec(spec_dir: Path, config: SandboxConfig) -> Path:
     config_path = spec_dir / "sandbox.json"
     config_path.write_text(config.to_json())
     spec = {
-        "argv": [sys.executable, "-m", "bmnist_helpers.grading.sandbox", str(config_path), "{connection_file}"],
-        "display_name": "bmnist (grading sandbox)",
+        "argv": [sys.executable, "-m", _MODULE, str(config_path), "{connection_file}"],
+        "display_name": "grading sandbox",
         "language": "python",
         "interrupt_mode": "message",  # a signal would reach the launcher, not the kernel
     }
@@ -438,14 +448,8 @@ def _slot_cpus(slot: int, jobs: int) -> set[int]:
 
 def _kernel_env(config: SandboxConfig, home: str) -> dict[str, str]:
     env = {k: os.environ[k] for k in _MINIMAL_ENV if k in os.environ}
-    env.update({"HOME": home, "TMPDIR": home, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-                "PYTHONDONTWRITEBYTECODE": "1", "JAX_PLATFORMS": "cpu",
-                # A JAX compilation cache of the kernel's own, in its private HOME: a program compiled
-                # twice in one notebook is compiled once. No cache is shared between kernels, so none
-                # can plant a compiled program for another, and none holds the solution's programs.
-                "JAX_COMPILATION_CACHE_DIR": f"{home}/.jax-cache",
-                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05"})
-    env.update(config.env)
+    env.update({"HOME": home, "TMPDIR": home, "PYTHONDONTWRITEBYTECODE": "1"})
+    env.update({name: value.replace("{home}", home) for name, value in config.env.items()})
     return env
 
 
@@ -630,8 +634,7 @@ def launch(config: SandboxConfig, connection_file: str) -> int:
         if job.uid is not None:  # the kernel binds its sockets here, then the folder is root's again
             os.chown(home, job.uid, job.uid)
             os.chmod(home, 0o700)
-        command = [sys.executable, "-m", "bmnist_helpers.grading.sandbox", "--kernel", str(kernel_end.fileno()),
-                   connection]
+        command = [sys.executable, "-m", _MODULE, "--kernel", str(kernel_end.fileno()), connection]
         try:
             proc = job.start(command, data=data, pass_fds=(kernel_end.fileno(),))
         finally:
@@ -645,9 +648,27 @@ def launch(config: SandboxConfig, connection_file: str) -> int:
 
         _wait_for_gate(inside, proc, revoke)
         revoke()
-        status = proc.wait()
+        status = _wait_within_process_limit(job, proc, home)
         inside.close()
     return status
+
+
+def _wait_within_process_limit(job: _Job, proc: subprocess.Popen, home: Path) -> int:
+    """Wait for the kernel; stop the whole job as soon as it reaches its process limit.
+
+    A fork bomb that fills ``pids.max`` could leave its kernel alive but starved, or dead, as the
+    scheduler decides; stopping the job at the first refused fork makes the outcome the same on
+    every machine. The mark tells the worker why the kernel died. Without a cgroup there is no
+    counter: the kernel gets ``BlockingIOError`` and goes on.
+    """
+    while True:
+        try:
+            return proc.wait(0.2)
+        except subprocess.TimeoutExpired:
+            if job.cgroup is not None and job.cgroup.hit_process_limit():
+                with contextlib.suppress(OSError):
+                    (home / PROCESS_LIMIT_MARK).touch()
+                job.cgroup.destroy()
 
 
 def run_command(config: SandboxConfig, command: list[str], *, timeout_s: float | None = None) -> int:
@@ -693,7 +714,7 @@ def _exit_status(status: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Launcher entry point.
 
-    ``python -m bmnist_helpers.grading.sandbox CONFIG CONNECTION_FILE`` starts a kernel;
+    ``python -m <package>.sandbox CONFIG CONNECTION_FILE`` starts a kernel;
     ``... --command CONFIG -- COMMAND...`` runs a command under the same sandbox (see :func:`run_command`).
     """
     args = sys.argv[1:] if argv is None else argv
@@ -704,8 +725,8 @@ def main(argv: list[str] | None = None) -> None:
         _die_with_parent()
         _exit_status(run_command(SandboxConfig.from_json(Path(args[1]).read_text()), args[3:]))
     if len(args) != 2:
-        sys.exit("usage: python -m bmnist_helpers.grading.sandbox CONFIG.json CONNECTION_FILE\n"
-                 "       python -m bmnist_helpers.grading.sandbox --command CONFIG.json -- COMMAND...")
+        sys.exit(f"usage: python -m {_MODULE} CONFIG.json CONNECTION_FILE\n"
+                 f"       python -m {_MODULE} --command CONFIG.json -- COMMAND...")
     _exit_status(launch(SandboxConfig.from_json(Path(args[0]).read_text()), args[1]))
 
 

@@ -2,20 +2,25 @@
 
 ::
 
-    python -m bmnist_helpers.grading.worker JOB.json
+    python -m <package>.worker JOB.json
 
-It reads the submission, builds the grading copy, starts the sandboxed kernel and runs the copy
-cell by cell with nbclient. For every cell it appends one JSON line to the job's results file:
-how the cell ended (from the runner's own knowledge: its timer, the kernel's liveness, the
-execute reply), its text output, and, for hidden checks, the values the kernel sent. Nothing is
-judged here; the grader process reads the lines and decides. Reading and merging run here, under
-the job's memory and time limits, so that a monstrous notebook costs only its own job.
+It reads the submission, builds the grading copy from the run's plan (:mod:`.plan`), starts the
+sandboxed kernel and runs the copy cell by cell with nbclient. For every cell it appends one JSON
+line to the job's results file: how the cell ended (from the runner's own knowledge: its timer,
+the kernel's liveness, the execute reply), its text output, and, for hidden checks, the values the
+kernel sent. Nothing is judged here; the grader process reads the lines and decides. Reading and
+merging run here, under the job's memory and time limits, so that a monstrous notebook costs only
+its own job.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import secrets
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,29 +32,29 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402
 
-from .checks import VALUES_MIME  # noqa: E402
-from .notebook import InvalidNotebook, apply_params, build_grading_copy, read_submission  # noqa: E402
+from .notebook import InvalidNotebook, SolutionCell, build_grading_copy, read_submission  # noqa: E402
+from .sandbox import PROCESS_LIMIT_MARK  # noqa: E402
+from .values import VALUES_MIME  # noqa: E402
 
 __all__ = ["main"]
 
 _TEXT_LIMIT = 20_000  # characters of text kept per cell
 _VALUES_LIMIT = 32 * 1024 * 1024  # bytes of hidden-check values kept per cell
+_TIMEOUT_ENAME = "GraderCellTimeout"
 
 
 def _client_class():
     from nbclient import NotebookClient
 
     class Client(NotebookClient):
-        """nbclient that keeps bounded text and values per cell and remembers its own timeouts."""
+        """nbclient that keeps a bounded record of each cell's text and values instead of its outputs.
 
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.captured: dict = {}
-            self.timed_out = False
+        ``output`` and ``clear_output`` are replaced, not extended: the grader needs the text and the
+        values only, and keeping every output (a print flood, a huge image) would let one notebook
+        fill the worker's memory.
+        """
 
-        async def _async_handle_timeout(self, timeout, cell=None):
-            self.timed_out = True
-            return await super()._async_handle_timeout(timeout, cell)
+        captured: dict = {}
 
         def output(self, outs, msg, display_id, cell_index):
             kind, content = msg["msg_type"], msg["content"]
@@ -83,13 +88,14 @@ def _write(results, record: dict) -> None:
 def run_job(job: dict) -> None:
     """Build and run one grading copy; append one JSON line per event to ``job["results"]``.
 
-    :param job: ``submission`` (a file, or ``None`` for the reference run), ``solution``,
-        ``params``, ``seed``, ``cell_timeout``, ``kernel_name``, ``ipc`` (socket path prefix),
-        ``home`` (the kernel's working folder), ``results``.
+    :param job: ``submission`` (a file, or ``None`` for the reference run), ``plan`` (the file of
+        :meth:`.plan.Plan.for_workers`), ``cell_timeout``, ``kernel_name``, ``ipc`` (socket path
+        prefix), ``home`` (the kernel's working folder), ``results``.
     """
     fd = os.open(job["results"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # the grader's alone
     with os.fdopen(fd, "a", encoding="utf-8") as results:
-        solution = apply_params(nbformat.read(job["solution"], as_version=4), job["params"])
+        plan = json.loads(Path(job["plan"]).read_text())
+        solution = [SolutionCell(c["id"], c["source"], tuple(c["tags"])) for c in plan["cells"]]
         student = None
         if job["submission"] is not None:
             try:
@@ -97,7 +103,8 @@ def run_job(job: dict) -> None:
             except InvalidNotebook as exc:
                 _write(results, {"event": "invalid", "note": str(exc)})
                 return
-        copy = build_grading_copy(student, solution, seed=job["seed"])
+        copy = build_grading_copy(student, solution, [tuple(p) for p in plan["probes"]],
+                                  functions=plan["functions"], instructor=set(plan["instructor"]))
         _write(results, {"event": "copy", "cells": [
             {"role": c.role, "name": c.name, "task": c.task, "expected": c.expected} for c in copy]})
         nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": job["kernel_name"], "language": "python",
@@ -110,51 +117,65 @@ def _execute(nb, job: dict, results) -> None:
     from jupyter_client.manager import AsyncKernelManager
     from nbclient.exceptions import DeadKernelError
 
+    # A timeout is known from nbclient's own timer: an interrupted cell gets this reply, whose
+    # secret the kernel never sees, so no output of student code can pass for it.
+    token = secrets.token_hex(16)
+    replies: dict[int, dict] = {}
     # The async manager: nbclient's pollers (iopub, execute reply, kernel alive) must not block one another.
     km = AsyncKernelManager(kernel_name=job["kernel_name"], transport="ipc", ip=job["ipc"])
-    client = _client_class()(nb, km=km, timeout=job["cell_timeout"], interrupt_on_timeout=True, allow_errors=True,
-                             startup_timeout=60, resources={"metadata": {"path": job["home"]}}, record_timing=False,
-                             shutdown_kernel="immediate")  # everything is recorded; the sandbox cleans up
-    try:
-        setup = client.setup_kernel()
-        setup.__enter__()
-    except Exception as exc:  # noqa: BLE001 - any failure to start is the sandbox's
-        _write(results, {"event": "kernel-failed", "note": f"{type(exc).__name__}: {str(exc)[:300]}"})
-        return
-    try:
+    client = _client_class()(
+        nb, km=km, timeout=job["cell_timeout"], interrupt_on_timeout=True, allow_errors=True, startup_timeout=60,
+        error_on_timeout={"ename": _TIMEOUT_ENAME, "evalue": token, "traceback": []},
+        on_cell_executed=lambda cell, cell_index, execute_reply: replies.__setitem__(cell_index, execute_reply),
+        resources={"metadata": {"path": job["home"]}}, record_timing=False,
+        shutdown_kernel="immediate")  # everything is recorded; the sandbox cleans up
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(client.setup_kernel())
+        except Exception as exc:  # noqa: BLE001 - any failure to start is the sandbox's
+            _write(results, {"event": "kernel-failed", "note": f"{type(exc).__name__}: {str(exc)[:300]}"})
+            return
         for index, cell in enumerate(nb.cells):
-            client.captured, client.timed_out = {}, False
+            client.captured = {}
             status, start = "ok", time.perf_counter()
             try:
                 client.execute_cell(cell, index, store_history=False)
             except DeadKernelError:
                 status = "dead"
             cap = client.captured
-            if status == "ok" and client.timed_out:
+            content = (replies.get(index) or {}).get("content", {})
+            if status == "ok" and content.get("ename") == _TIMEOUT_ENAME and content.get("evalue") == token:
                 status = "timeout"
             elif status == "ok" and "error" in cap:
                 status = "error"
-            _write(results, {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
-                             "seconds": round(time.perf_counter() - start, 3),
-                             "error": cap.get("error"), "values": cap.get("values"),
-                             "values_count": cap.get("values_count", 0)})
+            record = {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
+                      "seconds": round(time.perf_counter() - start, 3), "error": cap.get("error"),
+                      "values": cap.get("values"), "values_count": cap.get("values_count", 0)}
+            if (Path(job["home"]) / PROCESS_LIMIT_MARK).exists():  # the sandbox stopped the job for it
+                record["limit"] = "processes"
+                status = "dead"
+            _write(results, record)
             if status == "dead":
                 return
         _write(results, {"event": "done"})
-    finally:
-        try:
-            setup.__exit__(None, None, None)
-        except Exception:  # noqa: BLE001, S110 - the kernel may be gone already
-            pass
+
+
+def _die_with_parent() -> None:
+    """Be killed when the grader process is gone, however it ended (``PR_SET_PDEATHSIG``)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m bmnist_helpers.grading.worker JOB.json``."""
+    """Entry point: ``python -m <package>.worker JOB.json``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m bmnist_helpers.grading.worker JOB.json", file=sys.stderr)
+        print(f"usage: python -m {__spec__.name if __spec__ else 'worker'} JOB.json", file=sys.stderr)
         return 2
+    _die_with_parent()
     job = json.loads(Path(args[0]).read_text())
+    if os.getppid() != job["grader_pid"]:  # the grader died before the line above took effect
+        return 3
     os.chdir(job["home"])
     run_job(job)
     return 0

@@ -1,0 +1,78 @@
+"""What the grader draws for each hidden check of the binary-MNIST lesson (grader side).
+
+Each function takes a numpy ``Generator`` seeded from ``(seed, task)`` by the engine and returns
+the check's inputs: numpy arrays, numbers and lists of them. Inputs follow the lesson's docstrings
+(images ``(n, 28, 28)``, parameters as a list of ``(weights (d_in, d_out), bias (d_out,))``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["LESSON_SIZES", "dataloader", "model", "objective", "training", "examples"]
+
+LESSON_SIZES = (28 * 28, 256, 64, 1)  # LAYER_SIZES of the lesson's parameters cell
+_F32 = np.float32
+
+
+def layers(rng: np.random.Generator, sizes: list[int]) -> list:
+    """Random ``[weights, bias]`` pairs, scaled so that every layer's outputs are of order one.
+
+    :param rng: The check's generator.
+    :param sizes: Layer widths, input first.
+    """
+    return [[rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(_F32), rng.normal(0, 0.3, b).astype(_F32)]
+            for a, b in zip(sizes[:-1], sizes[1:], strict=False)]
+
+
+def dataloader(rng: np.random.Generator) -> dict:
+    """Task 1: a small training set whose images carry their own position in the first pixel."""
+    n = int(rng.integers(40, 90))
+    batch_size = int(rng.integers(4, 12))
+    while n % batch_size == 0:
+        batch_size += 1
+    images = np.zeros((n, 28, 28), _F32)
+    images[:, 0, 0] = np.arange(n)
+    images[:, 0, 1:8] = rng.normal(size=(n, 7))
+    labels = (rng.random(n) < 0.5).astype(_F32)
+    return {"images": images, "labels": labels, "batch_size": batch_size,
+            "key_a": int(rng.integers(2**31)), "key_b": int(rng.integers(2**31))}
+
+
+def model(rng: np.random.Generator) -> dict:
+    """Task 2: a small network for the forward pass; the lesson's own sizes for the initialiser
+    (the notebook has compiled it for them, so the kernel's compilation cache serves the check)."""
+    sizes = [28 * 28, int(rng.integers(4, 20)), int(rng.integers(2, 10)), 1]
+    return {"params": layers(rng, sizes), "x": rng.normal(size=(6, sizes[0])).astype(_F32),
+            "init_sizes": list(LESSON_SIZES), "stddev": float(rng.uniform(0.05, 0.5)),
+            "key_a": int(rng.integers(2**31)), "key_b": int(rng.integers(2**31))}
+
+
+def objective(rng: np.random.Generator) -> dict:
+    """Task 3: parameters, a batch, a penalty weight, and parameters whose logits are +-10,000."""
+    sizes = [28 * 28, int(rng.integers(4, 20)), 1]
+    huge = [[np.zeros((sizes[0], sizes[1]), _F32), np.zeros(sizes[1], _F32)],
+            [np.zeros((sizes[1], 1), _F32), np.array([1e4], _F32)]]
+    return {"params": layers(rng, sizes), "x": rng.normal(size=(9, sizes[0])).astype(_F32),
+            "y": rng.integers(0, 2, 9).astype(_F32), "l2": float(rng.uniform(0.01, 1.0)),
+            "huge_up": huge, "huge_down": [huge[0], [huge[1][0], -huge[1][1]]]}
+
+
+def training(rng: np.random.Generator) -> dict:
+    """Task 4: parameters, nine batches, a test set and optimiser settings."""
+    sizes = [28 * 28, int(rng.integers(4, 12)), 1]
+    batches = [[rng.normal(size=(5, 28, 28)).astype(_F32), rng.integers(0, 2, 5).astype(_F32)] for _ in range(9)]
+    return {"params": layers(rng, sizes), "batches": batches,
+            "x_test": rng.normal(size=(40, 28, 28)).astype(_F32), "y_test": rng.integers(0, 2, 40).astype(_F32),
+            "learning_rate": float(rng.uniform(0.05, 0.2)), "weight_decay": float(rng.uniform(0.05, 0.5)),
+            "momentum": float(rng.uniform(0.3, 0.8)), "num_steps": 7, "eval_every": 3}
+
+
+def examples(rng: np.random.Generator) -> dict:
+    """Task 5: distinct probabilities for a test set with both classes."""
+    n = int(rng.integers(60, 200))
+    targets = rng.integers(0, 2, n).astype(_F32)
+    targets[:2] = [0, 1]
+    probabilities = (rng.permutation(n) + rng.uniform(0.1, 0.9, n)) / n
+    return {"probabilities": probabilities.astype(np.float64), "targets": targets,
+            "num_samples": int(rng.integers(3, 8))}

@@ -1,0 +1,198 @@
+"""What the engine needs to know of a lesson, and loading a lesson by name.
+
+The engine knows no task, no data set and no library of a lesson. A lesson is an importable
+package (or a package folder) whose ``LESSON`` attribute is a :class:`Lesson`: its executed
+solution notebook, its tasks and the functions each task defines, its points, its hidden checks,
+the parameters grading overrides, what its kernels need (environment, readable folders) and what
+must be ready before the first job starts (data in a cache, say).
+
+A hidden check (:class:`Check`) has three parts, as otter and nbgrader separate them:
+
+* ``draw(rng)``: the inputs, drawn in the grader from ``(seed, task)``;
+* ``probe``: ``"module:function"``, run in the student's kernel as ``function(inputs, namespace)``;
+  it calls the student's functions on the inputs and returns raw values (see :mod:`.probe`);
+* ``judge(inputs, got, ref)``: the verdict, in the grader, on the student's values ``got`` and the
+  solution's ``ref`` from the reference run; it raises :class:`CheckFailed` with a message for the
+  student, which never holds a reference value.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+__all__ = ["ENTRY_POINTS", "Check", "CheckFailed", "Lesson", "LessonError", "NotReady", "installed_lessons", "judge",
+           "load_lesson"]
+
+# Packages declare their lessons as entry points of this group (pyproject.toml):
+#   [project.entry-points."grading.lessons"]
+#   my-lesson = "my_package.my_lesson:LESSON"
+ENTRY_POINTS = "grading.lessons"
+
+
+class CheckFailed(Exception):
+    """A hidden check failed; the message is for the student."""
+
+
+class LessonError(ValueError):
+    """The lesson cannot be loaded or is not usable; the message names the fix."""
+
+
+class NotReady(RuntimeError):
+    """What a lesson needs before grading (data in a cache, say) is missing; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One task's hidden check: inputs drawn here, values computed in the kernel, verdict here.
+
+    :param task: The task it checks.
+    :param draw: ``draw(rng) -> inputs``: a dict of numpy arrays, numbers and lists of them.
+    :param probe: ``"module:function"`` of the kernel part, importable inside the sandbox.
+    :param judge: ``judge(inputs, got, ref)``; raises :class:`CheckFailed`.
+    """
+
+    task: int
+    draw: Callable
+    probe: str
+    judge: Callable
+
+
+def _nothing(log: Callable[[str], None]) -> None:
+    """A lesson that needs nothing prepared."""
+
+
+def _no_env() -> dict[str, str]:
+    return {}
+
+
+def _no_folders() -> list[Path]:
+    return []
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """Everything the engine needs of a lesson.
+
+    :param name: A short name, written into every results file (``--resume`` checks it).
+    :param solution: The executed solution notebook (its stored outputs are the expected results).
+    :param tasks: ``{task: (function names the student defines, ...)}``, in task order.
+    :param checks: One :class:`Check` per task.
+    :param hidden_points: Points for a task's hidden check.
+    :param expected_points: Points for a task's expected-result cells (counted only with the
+        hidden checks of every task those cells run on passed).
+    :param params: Values grading puts into the parameters cell (``NAME: Python literal``).
+    :param skip_tags: Cells with one of these tags are not part of a grading copy.
+    :param stub: A pattern that finds the stub of an unanswered task in an error message; group 1
+        is the task's number.
+    :param kernel_env: ``kernel_env() -> {NAME: value}`` for the kernels; ``{home}`` in a value is
+        the kernel's home folder. Called once per grading run, before any job starts.
+    :param readable: ``readable() -> [folder, ...]`` the kernels may read besides Python and the
+        lesson's own package.
+    :param prepare: ``prepare(log)`` before any job starts (fill a data cache); raises
+        :class:`NotReady` with the command that fixes it.
+    :param check_solution: ``check_solution(path)`` refuses a notebook that cannot serve as the
+        solution (raises :class:`ValueError`).
+    """
+
+    name: str
+    solution: Path
+    tasks: Mapping[int, tuple[str, ...]]
+    checks: tuple[Check, ...]
+    hidden_points: int = 2
+    expected_points: int = 1
+    params: Mapping[str, str] = field(default_factory=dict)
+    skip_tags: frozenset[str] = frozenset()
+    stub: re.Pattern = re.compile(r"TODO: task (\d+)")
+    kernel_env: Callable[[], dict[str, str]] = _no_env
+    readable: Callable[[], list[Path]] = _no_folders
+    prepare: Callable[[Callable[[str], None]], None] = _nothing
+    check_solution: Callable[[Path], None] | None = None
+    source_roots: tuple[Path, ...] = ()  # set by load_lesson: folders to put on the kernel's sys.path
+
+    @property
+    def max_points(self) -> int:
+        """The most points a submission can get."""
+        return len(self.tasks) * (self.hidden_points + self.expected_points)
+
+    def function_tasks(self) -> dict[str, int]:
+        """``{function name: task}`` for every function a task defines."""
+        return {name: task for task, names in self.tasks.items() for name in names}
+
+
+def judge(check: Check, inputs: dict, got, ref) -> str | None:
+    """The verdict on one hidden check.
+
+    :param check: The check.
+    :param inputs: What its ``draw`` gave.
+    :param got: The decoded values from the student's kernel (``None`` when none came).
+    :param ref: The decoded values from the reference run.
+    :returns: ``None`` when the task passes, else one message for the student.
+    """
+    if got is None:
+        return "the check sent back no values (the cell was not reached, or it failed)"
+    if not isinstance(got, dict):
+        return "the check sent back malformed values"
+    if set(got) == {"error"}:
+        return f"the check could not call your functions: {got['error']}"
+    try:
+        check.judge(inputs, got, ref)
+    except CheckFailed as fail:
+        return str(fail)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        return f"the check could not read the values ({type(exc).__name__})"
+    return None
+
+
+def installed_lessons() -> dict[str, str]:
+    """The lessons installed packages declare: ``{name: "module:attribute"}``."""
+    from importlib.metadata import entry_points
+
+    return {point.name: point.value for point in entry_points(group=ENTRY_POINTS)}
+
+
+def load_lesson(spec: str | None = None) -> Lesson:
+    """Load a lesson: an installed lesson's name, a module name (``pkg.lesson``), or the path of a
+    package folder; ``None``: the one lesson installed.
+
+    :param spec: What ``--lesson`` was given.
+    :returns: The module's ``LESSON``.
+    :raises LessonError: Nothing importable there, no :class:`Lesson` in it, or no single lesson
+        installed to take by default.
+    """
+    installed = installed_lessons()
+    if spec is None:
+        if len(installed) != 1:
+            raise LessonError(f"name the lesson with --lesson; installed: {', '.join(installed) or 'none'}")
+        spec = next(iter(installed))
+    attribute = "LESSON"
+    if spec in installed:
+        spec, _, attribute = installed[spec].partition(":")
+    path = Path(spec)
+    roots: tuple[Path, ...] = ()
+    if path.is_dir() and (path / "__init__.py").is_file():
+        root = path.resolve().parent
+        roots = (root,)
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        spec = path.resolve().name
+    elif not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", spec):
+        raise LessonError(f"--lesson {spec}: neither a package folder (with __init__.py) nor a module name")
+    try:
+        module = importlib.import_module(spec)
+    except ImportError as exc:
+        raise LessonError(f"--lesson {spec}: cannot import it ({exc}); give a module name that Python can "
+                          "import, or the path of the lesson's package folder") from exc
+    lesson = getattr(module, attribute or "LESSON", None)
+    if not isinstance(lesson, Lesson):
+        raise LessonError(f"--lesson {spec}: the module has no {attribute} = Lesson(...) (see the README, "
+                          "'Adding a lesson')")
+    tasks = sorted(lesson.tasks)
+    if sorted(c.task for c in lesson.checks) != tasks:
+        raise LessonError(f"--lesson {spec}: every task needs exactly one check (tasks {tasks})")
+    return replace(lesson, source_roots=roots) if roots else lesson

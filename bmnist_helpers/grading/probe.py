@@ -1,0 +1,72 @@
+"""The kernel's side of a hidden check: call the lesson's probe function, send back its values.
+
+A probe cell, written by :mod:`.plan`, holds one call::
+
+    __import__("<this module>", fromlist=["run"]).run("lesson.module:function", {inputs}, globals())
+
+:func:`run` decodes the inputs, calls the lesson's probe function with them and the notebook's
+namespace, and displays what it returns as one output of :data:`.values.VALUES_MIME`. The probe
+function only calls the student's functions (:func:`attempt` turns an exception into its message)
+and returns a dict of raw values, each entry sent on its own; every verdict is made in the grader process.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+
+from .values import VALUES_MIME, Raised, decode_input, encode_value
+
+__all__ = ["attempt", "run", "student"]
+
+
+def attempt(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or :class:`.values.Raised` with the message of what it raised.
+
+    :param fn: A student's function (or a closure that calls some).
+    """
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any error of the student's code is a value to report
+        return Raised(f"{type(exc).__name__}: {exc}")
+
+
+def student(namespace: Mapping, name: str):
+    """The notebook's ``name``; raises :class:`NameError` as Python would when it is missing.
+
+    :param namespace: The notebook's globals.
+    :param name: A function the student defines.
+    """
+    try:
+        return namespace[name]
+    except KeyError:
+        raise NameError(f"name {name!r} is not defined") from None
+
+
+def run(target: str, payload: Mapping, namespace: dict) -> None:
+    """Run one hidden check in the kernel and display its values.
+
+    :param target: ``"module:function"``: the lesson's probe function, called as
+        ``function(inputs, namespace)``; it returns a dict of values.
+    :param payload: The encoded inputs (:func:`.values.encode_input`).
+    :param namespace: The notebook's globals, where the student's functions are.
+    """
+    from IPython.display import display
+
+    module, _, name = target.partition(":")
+    probe = getattr(importlib.import_module(module), name)
+    inputs = {key: decode_input(value) for key, value in payload.items()}
+    values = attempt(probe, inputs, namespace)
+    if isinstance(values, dict):
+        sent = {"d": {str(key): _encoded(value) for key, value in values.items()}}
+    else:  # the probe itself raised (a function it needs is missing, say), or returned no dict
+        sent = _encoded(values if isinstance(values, Raised) else Raised("the probe returned no dict"))
+    display({VALUES_MIME: sent}, raw=True)
+
+
+def _encoded(value) -> dict:
+    """One entry of a probe's result, or the reason it cannot be sent (an entry of its own)."""
+    try:
+        return encode_value(value)
+    except (TypeError, ValueError) as exc:
+        return encode_value(Raised(f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,69 @@
+"""One function turns what a run did into its status and note.
+
+The facts come from the runner's own knowledge, never from text in the outputs: the grader's
+timer (``timed_out``), the worker's records of each cell (the cell timer, the kernel's liveness,
+the execute reply), the sandbox's mark of a job stopped at its process limit, and the worker's
+exit. The same facts give the same status on any machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["STATUSES", "decide"]
+
+STATUSES = {
+    "ok": "every check passed",
+    "partial": "some check failed, or a cell raised",
+    "timeout": "a cell ran past its limit and was interrupted, or the notebook ran past its limit",
+    "crashed": "the kernel died (it exited, or hit a resource limit)",
+    "invalid-notebook": "the file could not be read as a notebook",
+    "sandbox-error": "the kernel could not be started",
+    "grader-error": "the grader itself failed on this notebook",
+}
+
+
+def _where(cell: Mapping, index: int) -> str:
+    if cell["role"] == "probe":
+        return f"the hidden check of task {cell['task']}"
+    if cell["role"] == "given":
+        return f"the given cell `{cell['name']}`"
+    return f"your cell number {index + 1} of the grading copy"
+
+
+def decide(events: list[dict], *, timed_out: bool, exitcode: int | None, passed: bool,
+           timeout_s: int, cell_timeout_s: int) -> tuple[str, str]:
+    """The status of one job, and a note that says what happened.
+
+    :param events: The worker's records (``invalid``, ``kernel-failed``, ``copy``, ``cell``, ``done``).
+    :param timed_out: Whether the grader stopped the job at its notebook limit.
+    :param exitcode: The worker's exit status (``None`` when it was stopped).
+    :param passed: Whether every check passed and no student cell raised.
+    :param timeout_s: The notebook limit; ``cell_timeout_s``: the cell limit (for the notes).
+    :returns: ``(status, note)``, the status one of :data:`STATUSES`.
+    """
+    kinds = {e.get("event"): e for e in events}
+    if "invalid" in kinds:
+        return "invalid-notebook", str(kinds["invalid"].get("note", ""))
+    if "kernel-failed" in kinds:
+        return "sandbox-error", f"the kernel did not start: {kinds['kernel-failed'].get('note', '')}"
+    copy = kinds.get("copy", {}).get("cells", [])
+    cells = [e for e in events if e.get("event") == "cell" and isinstance(e.get("index"), int)
+             and 0 <= e["index"] < len(copy)]
+    if timed_out:
+        return "timeout", f"the notebook ran past its {timeout_s} s limit and was stopped"
+    limited = next((e for e in cells if e.get("limit") == "processes"), None)
+    if limited is not None:
+        return "crashed", (f"{_where(copy[limited['index']], limited['index'])} started more processes than the "
+                           "job's limit, and the job was stopped")
+    dead = next((e for e in cells if e["status"] == "dead"), None)
+    if dead is not None:
+        return "crashed", (f"the kernel died in {_where(copy[dead['index']], dead['index'])}: it exited, or hit a "
+                           "resource limit")
+    slow = next((e for e in cells if e["status"] == "timeout"), None)
+    if slow is not None:
+        return "timeout", (f"{_where(copy[slow['index']], slow['index'])} ran past the {cell_timeout_s} s limit and "
+                           "was interrupted")
+    if "done" not in kinds:  # the note is the grader's own words: the worker's log can hold student output
+        return "grader-error", f"the grader could not finish this notebook (its worker exited with status {exitcode})"
+    return ("ok", "") if passed else ("partial", "")

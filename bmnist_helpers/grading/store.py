@@ -1,0 +1,183 @@
+"""The results file of a grading run: one line per finished submission, appended as it finishes.
+
+``results.jsonl`` in ``--out`` starts with the run's identity (lesson, seed, parameters, the
+solution's digest) and marking; every later line is one submission's grade and the digest of the
+file that was graded. ``grades.csv`` and the feedback are rebuilt from it, so a run that is killed
+loses nothing finished, and ``--resume`` grades only what is missing. ``merge`` joins the results
+files of shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+from .report import Grade, Marking, write_reports
+
+__all__ = ["RESULTS", "OutputInUse", "ResultsFile", "digest", "merge", "open_results", "read_results"]
+
+RESULTS = "results.jsonl"
+_OUTPUTS = (RESULTS, "grades.csv", "feedback")
+
+
+class OutputInUse(ValueError):
+    """``--out`` holds another run's results; the message names ``--resume`` and ``--force``."""
+
+
+def digest(data: bytes | None) -> str:
+    """The SHA-256 of a submitted file (``""`` for one that could not be read)."""
+    return hashlib.sha256(data).hexdigest() if data is not None else ""
+
+
+def _lines(path: Path) -> Iterator[dict]:
+    """The complete lines of a results file (a line cut short by a kill is left out)."""
+    with open(path, "rb") as handle:
+        for line in handle:
+            if not line.endswith(b"\n"):
+                return
+            try:
+                yield json.loads(line)
+            except ValueError:
+                return
+
+
+def read_results(out: Path) -> tuple[dict, dict[str, tuple[str, Grade]]]:
+    """A results file's header and its grades by submission (a later line replaces an earlier one).
+
+    :param out: An output folder.
+    :returns: ``(meta, {submission: (digest, grade)})``.
+    :raises ValueError: No results file, or not one the grader wrote.
+    """
+    path = out / RESULTS
+    if not path.is_file():
+        raise ValueError(f"{out} holds no {RESULTS}: not the output folder of a grading run")
+    lines = _lines(path)
+    head = next(lines, None)
+    if not isinstance(head, dict) or "meta" not in head:
+        raise ValueError(f"{path} is not a results file of the grader")
+    grades = {}
+    for line in lines:
+        grade = Grade.from_json(line["grade"])
+        grades[grade.submission] = (line.get("digest", ""), grade)
+    return head["meta"], grades
+
+
+class ResultsFile:
+    """An open results file: what is done, and appending what finishes."""
+
+    def __init__(self, out: Path, meta: dict, done: dict[str, tuple[str, Grade]]) -> None:
+        self.out, self.meta, self.done = out, meta, done
+
+    def append(self, grade: Grade, file_digest: str) -> None:
+        """Add one finished submission, durably (written, flushed and synced before returning).
+
+        :param grade: Its grade.
+        :param file_digest: :func:`digest` of the file that was graded.
+        """
+        line = json.dumps({"digest": file_digest, "grade": asdict(grade)}, ensure_ascii=True) + "\n"
+        with open(self.out / RESULTS, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.done[grade.submission] = (file_digest, grade)
+
+    def rebuild(self, names: list[str] | None = None) -> list[Grade]:
+        """Write ``grades.csv`` and the feedback from the results file.
+
+        :param names: The submissions of this run (others in the file are left out); ``None``: all.
+        :returns: The grades written.
+        """
+        grades = [g for name, (_, g) in self.done.items() if names is None or name in names]
+        write_reports(grades, self.out, marking=Marking(**self.meta["marking"]))
+        return sorted(grades, key=lambda g: g.submission)
+
+
+def _truncate_partial_line(path: Path) -> None:
+    """Cut a last line that a kill left unfinished, so that the next append starts a line of its own."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def _set_aside(out: Path) -> Path:
+    """Move an earlier run's outputs into ``out/previous-N/`` (nothing of the user's is deleted)."""
+    number = 1
+    while (out / f"previous-{number}").exists():
+        number += 1
+    folder = out / f"previous-{number}"
+    folder.mkdir()
+    for name in _OUTPUTS:
+        if (out / name).exists():
+            (out / name).rename(folder / name)
+    return folder
+
+
+def open_results(out: Path, meta: dict, *, resume: bool, force: bool, log=print) -> ResultsFile:
+    """Open ``out`` for a run: new, resumed, or with an earlier run's outputs set aside.
+
+    :param out: The output folder (created when missing).
+    :param meta: This run's identity (:meth:`.plan.Plan.identity`), marking and protections.
+    :param resume: Keep the finished grades of an earlier run with the same identity.
+    :param force: Move an earlier run's outputs into ``previous-N/`` and start anew.
+    :raises OutputInUse: ``out`` holds another run's outputs and neither flag allows using it, or
+        ``resume`` finds a run with another identity.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    used = [name for name in _OUTPUTS if (out / name).exists()]
+    done: dict[str, tuple[str, Grade]] = {}
+    if used and resume:
+        if not (out / RESULTS).is_file():
+            raise OutputInUse(f"--resume: {out} holds {', '.join(used)} but no {RESULTS} to resume from; "
+                              "use another --out, or --force to set the old files aside")
+        _truncate_partial_line(out / RESULTS)
+        old, done = read_results(out)
+        keys = ("lesson", "seed", "params", "solution")
+        differs = [k for k in keys if old.get(k) != meta.get(k)]
+        if differs:
+            raise OutputInUse(f"--resume: {out} was graded with another {', '.join(differs)} "
+                              f"({', '.join(f'{k}={old.get(k)!r}' for k in differs)}); resume with the same values, "
+                              "or use --force to set that run aside and start anew")
+        log(f"resuming: {len(done)} submission(s) already graded in {out}")
+        return ResultsFile(out, old, done)
+    if used and not force:
+        raise OutputInUse(f"{out} already holds the results of a grading run ({', '.join(used)}); "
+                          "--resume grades only what is missing there, --force moves the old files into "
+                          f"{out}/previous-N/ and starts anew, or choose another --out")
+    if used:
+        log(f"earlier results set aside in {_set_aside(out)}")
+    path = out / RESULTS
+    with open(path, "x", encoding="utf-8") as handle:
+        handle.write(json.dumps({"meta": meta}) + "\n")
+    return ResultsFile(out, meta, done)
+
+
+def merge(parts: list[Path], out: Path) -> list[Grade]:
+    """Combine the output folders of several shards into one report.
+
+    :param parts: Output folders of ``--shard K/N`` runs.
+    :param out: Where to write the merged report (a new folder, or an empty one).
+    :returns: All grades.
+    :raises ValueError: The shards used different seeds or settings, or overlap.
+    """
+    metas, grades = [], []
+    for part in parts:
+        meta, part_grades = read_results(part)
+        metas.append(meta)
+        grades += [(d, g) for d, g in part_grades.values()]
+    keys = ("lesson", "seed", "params", "solution")
+    if any(tuple(m.get(k) for k in keys) != tuple(metas[0].get(k) for k in keys) for m in metas):
+        raise ValueError("the shards were graded with different seeds, parameters, lessons or solutions; "
+                         "rerun with one --seed")
+    names = [g.submission for _, g in grades]
+    if len(names) != len(set(names)):
+        raise ValueError("a submission appears in more than one shard")
+    meta = {k: metas[0].get(k) for k in (*keys, "marking", "protections")}
+    results = open_results(out, meta, resume=False, force=False)
+    for file_digest, grade in sorted(grades, key=lambda pair: pair[1].submission):
+        results.append(grade, file_digest)
+    return results.rebuild()

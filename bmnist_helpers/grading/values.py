@@ -1,0 +1,111 @@
+"""The values a hidden check sends from the kernel to the grader, and the inputs it is given.
+
+Inputs go into the kernel as literals in the probe cell (arrays compressed and base64-encoded);
+the kernel sends back raw values only: numbers and arrays, lists and dicts of them, and the error
+message of a call that raised. :func:`decode_values` refuses anything else, and anything larger than
+its budget, so that a notebook can send only numbers, never objects or code.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["VALUES_MIME", "MalformedValues", "Raised", "decode_input", "decode_values", "encode_input",
+           "encode_value"]
+
+VALUES_MIME = "application/x-grading-values+json"
+_MAX_DEPTH = 8
+_MAX_ELEMENTS = 2_000_000
+_ERROR_CHARS = 400
+
+
+class MalformedValues(ValueError):
+    """The kernel sent back something that is not a well-formed set of values."""
+
+
+@dataclass(frozen=True)
+class Raised:
+    """A call in the kernel that raised; ``message`` is ``"TypeError: ..."``."""
+
+    message: str
+
+
+def encode_input(value):
+    """An input as JSON: arrays compressed, lists element by element, numbers as they are.
+
+    :param value: A numpy array, a list of inputs, or a plain JSON value.
+    """
+    if isinstance(value, list):
+        return [encode_input(v) for v in value]
+    if isinstance(value, np.ndarray):
+        raw = zlib.compress(np.ascontiguousarray(value).tobytes(), 6)
+        return {"t": value.dtype.str, "s": list(value.shape), "b": base64.b64encode(raw).decode()}
+    return value
+
+
+def decode_input(value):
+    """What :func:`encode_input` wrote, back as numpy arrays (in the kernel).
+
+    :param value: One encoded input.
+    """
+    if isinstance(value, dict):
+        raw = zlib.decompress(base64.b64decode(value["b"]))
+        return np.frombuffer(raw, dtype=value["t"]).reshape(value["s"]).copy()
+    if isinstance(value, list):
+        return [decode_input(v) for v in value]
+    return value
+
+
+def encode_value(value, depth: int = 0):
+    """A value computed in the kernel as JSON: dicts, lists and tuples of numbers and arrays.
+
+    :param value: What a student's function returned (arrays of any library that numpy reads).
+    :raises TypeError: Something that is not numbers (strings, objects).
+    :raises ValueError: Nested too deeply.
+    """
+    if depth > _MAX_DEPTH - 2:
+        raise ValueError("nested too deeply")
+    if isinstance(value, Raised):
+        return {"e": value.message[:_ERROR_CHARS]}
+    if isinstance(value, dict):
+        return {"d": {str(k): encode_value(v, depth + 1) for k, v in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"l": [encode_value(v, depth + 1) for v in value]}
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"expected numbers, got {type(value).__name__}")
+    return {"t": array.dtype.str, "s": list(array.shape), "b": base64.b64encode(array.tobytes()).decode()}
+
+
+def decode_values(raw, *, depth: int = 0, budget: list[int] | None = None):
+    """Turn the JSON a probe sent into numpy arrays, lists and dicts; refuse anything else.
+
+    :param raw: The parsed JSON of one :data:`VALUES_MIME` output.
+    :returns: The values; a call that raised stays ``{"error": message}``.
+    :raises MalformedValues: Not the structure a probe sends, or too large.
+    """
+    budget = [_MAX_ELEMENTS] if budget is None else budget
+    if depth > _MAX_DEPTH or not isinstance(raw, dict):
+        raise MalformedValues("unexpected structure")
+    if set(raw) == {"e"}:
+        return {"error": str(raw["e"])[:_ERROR_CHARS]}
+    if set(raw) == {"d"} and isinstance(raw["d"], dict):
+        return {str(k): decode_values(v, depth=depth + 1, budget=budget) for k, v in raw["d"].items()}
+    if set(raw) == {"l"} and isinstance(raw["l"], list):
+        return [decode_values(v, depth=depth + 1, budget=budget) for v in raw["l"]]
+    if set(raw) == {"t", "s", "b"}:
+        try:
+            dtype = np.dtype(raw["t"])
+            shape = tuple(int(s) for s in raw["s"])
+            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            if dtype.kind not in "biuf" or min(shape, default=0) < 0 or count > budget[0]:
+                raise MalformedValues("array too large or not numeric")
+            budget[0] -= count
+            return np.frombuffer(base64.b64decode(raw["b"], validate=True), dtype=dtype).reshape(shape).copy()
+        except (TypeError, ValueError) as exc:
+            raise MalformedValues(f"bad array: {exc}") from None
+    raise MalformedValues("unexpected structure")

@@ -1,0 +1,222 @@
+"""The grading engine on its own: a toy lesson (tests/lessons/toy_lesson, numpy only) graded
+through the real command line in seconds: statuses, shards and merge, a killed run resumed, a
+mistyped folder, an output folder in use; and the engine's folder free of any lesson."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import glob
+import hashlib
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from bmnist_helpers.binary_mnist import TASK_FUNCTIONS
+from bmnist_helpers.grading import cli
+from tests.conftest import ROOT
+from tests.lessons import make_toy
+
+pytestmark = pytest.mark.grading
+
+ENGINE = ROOT / "bmnist_helpers" / "grading"
+TOY = ROOT / "tests" / "lessons" / "toy_lesson"
+SEED = 11
+COMMON = ["--lesson", str(TOY), "--seed", str(SEED), "--cell-timeout", "5", "--timeout", "60"]
+CLASS = make_toy.submissions()
+
+
+def _grade(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "bmnist-grade"), *args], capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+def _rows(folder: Path) -> dict[str, dict]:
+    return {r["submission"]: r for r in csv.DictReader(io.StringIO((folder / "grades.csv").read_text()))}
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _write_class(folder: Path, names=None) -> Path:
+    folder.mkdir()
+    for name in names or CLASS:
+        (folder / f"{name}.ipynb").write_text(CLASS[name][0])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def toy_class(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("toy")
+    klass = _write_class(root / "class")
+    out = root / "out"
+    done = _grade(str(klass), "--out", str(out), "--jobs", "2", *COMMON)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {"class": klass, "out": out, "log": done.stdout}
+
+
+# --- the engine knows no lesson ------------------------------------------------------------------
+
+
+def _words(tree: ast.AST) -> list[tuple[int, str]]:
+    """Names, attributes, imports and string constants of a module, docstrings left out."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant) and isinstance(node.body[0].value.value, str)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            found.append((node.lineno, node.id))
+        elif isinstance(node, ast.Attribute):
+            found.append((node.lineno, node.attr))
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.arg):
+            found.append((node.lineno, getattr(node, "name", None) or node.arg))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            found += [(node.lineno, f"{getattr(node, 'module', '') or ''} {a.name} {a.asname or ''}")
+                      for a in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            found.append((node.lineno, node.value))
+    return found
+
+
+def test_the_engine_folder_holds_no_lesson():
+    functions = sorted({f for names in TASK_FUNCTIONS.values() for f in names})
+    forbidden = re.compile(r"mnist|jax|optax|xla|\b(" + "|".join(functions) + r")\b", re.I)
+    assert Path(cli.__file__).parent == ENGINE  # the module behind the command is in this folder
+    hits = []
+    for path in sorted(ENGINE.glob("*.py")):
+        for line, word in _words(ast.parse(path.read_text())):
+            if forbidden.search(word):
+                hits.append(f"{path.name}:{line}: {word[:80]!r}")
+    assert not hits, "\n".join(hits)
+
+
+def test_the_scan_finds_lesson_words():
+    """The scan above can fail: it flags a name, an import and a string, and skips docstrings."""
+    code = 'def f():\n    """About MNIST."""\n    import jax\n    return loss_fn, "xla"\n'
+    words = [w for _, w in _words(ast.parse(code))]
+    assert any("jax" in w for w in words) and "loss_fn" in words and "xla" in words
+    assert not any("MNIST" in w for w in words)
+
+
+# --- grading the toy lesson ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CLASS))
+def test_each_toy_submission_gets_its_status_and_points(toy_class, name):
+    row = _rows(toy_class["out"])[name]
+    _, status, points = CLASS[name]
+    assert (row["status"], {t: int(row[f"task{t}"]) for t in points}) == (status, points), row["note"]
+
+
+def test_statuses_carry_the_graders_own_notes(toy_class):
+    rows = _rows(toy_class["out"])
+    assert "ran past the 5 s limit and was interrupted" in rows["loop"]["note"]
+    assert "the kernel died in your cell" in rows["exits"]["note"]
+    assert "not valid JSON" in rows["invalid"]["note"]
+    feedback = (toy_class["out"] / "feedback" / "untouched.md").read_text()
+    assert "needs task" not in feedback and "raised NotImplementedError: TODO: task 1" in feedback
+
+
+def test_shards_merge_to_the_same_report_as_one_run(toy_class, tmp_path):
+    shards = [tmp_path / f"shard-{k}" for k in (1, 2)]
+    procs = [subprocess.Popen([str(Path(sys.executable).parent / "bmnist-grade"), str(toy_class["class"]),
+                               "--out", str(out), "--shard", f"{k}/2", "--jobs", "1", *COMMON],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for k, out in enumerate(shards, 1)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n\n".join(logs)
+    assert sorted(sum(([*_rows(out)] for out in shards), [])) == sorted(CLASS)
+    merged = tmp_path / "merged"
+    done = _grade("merge", *map(str, shards), "--out", str(merged))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (merged / "grades.csv").read_text() == (toy_class["out"] / "grades.csv").read_text()
+    assert sorted(p.name for p in (merged / "feedback").iterdir()) == sorted(f"{n}.md" for n in CLASS)
+    assert _grade("merge", str(shards[0]), str(shards[0]), "--out", str(tmp_path / "twice")).returncode == 2
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_killed_run_resumes_to_the_grades_of_an_uninterrupted_one(toy_class, tmp_path):
+    out = tmp_path / "out"
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "grading-*")))
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "bmnist-grade"), str(toy_class["class"]),
+                             "--out", str(out), "--jobs", "1", *COMMON],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    temp = set(glob.glob(os.path.join(tempfile.gettempdir(), "grading-*"))) - before
+    proc.send_signal(signal.SIGKILL)  # as a Slurm time limit or the OOM killer would
+    proc.wait()
+    finished = len(results.read_text().splitlines()) - 1
+    assert 2 <= finished < len(CLASS)
+    assert len(temp) == 1
+    (folder,) = temp
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (os.path.exists(folder) or _processes_mentioning(folder)):
+        time.sleep(0.2)
+    assert not os.path.exists(folder) and not _processes_mentioning(folder)  # no job folder, no process left
+    assert not (out / "grades.csv").exists()
+
+    refused = _grade(str(toy_class["class"]), "--out", str(out), *COMMON)
+    assert refused.returncode == 2 and "--resume" in refused.stderr and "--force" in refused.stderr
+    resumed = _grade(str(toy_class["class"]), "--out", str(out), "--resume", *COMMON)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"grading {len(CLASS) - finished} notebook(s) of {len(CLASS)}" in resumed.stdout
+    assert (out / "grades.csv").read_text() == (toy_class["out"] / "grades.csv").read_text()
+    assert sorted(p.name for p in (out / "feedback").iterdir()) == sorted(f"{n}.md" for n in CLASS)
+    other_seed = _grade(str(toy_class["class"]), "--out", str(out), "--resume", *COMMON, "--seed", "12")
+    assert other_seed.returncode == 2 and "seed" in other_seed.stderr
+
+
+def test_a_mistyped_folder_after_a_graded_class_changes_nothing(toy_class, tmp_path):
+    before = _hashes(toy_class["out"])
+    done = _grade(str(tmp_path / "submisions"), "--out", str(toy_class["out"]), *COMMON)
+    assert done.returncode == 2 and "no notebook to grade" in done.stderr, done.stderr
+    assert _hashes(toy_class["out"]) == before
+
+
+def test_force_sets_the_earlier_results_aside(toy_class, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("results.jsonl", "grades.csv"):
+        (out / name).write_bytes((toy_class["out"] / name).read_bytes())
+    before = _hashes(out)
+    klass = _write_class(tmp_path / "class", ["full"])
+    done = _grade(str(klass), "--out", str(out), "--force", *COMMON)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [*_rows(out)] == ["full"]
+    assert {f"previous-1/{name}": digest for name, digest in before.items()} == {
+        name: digest for name, digest in _hashes(out).items() if name.startswith("previous-1/")}
+
+
+def test_help_reads_cleanly():
+    done = _grade("--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "(default: None)" not in text and ") (default:" not in text
+    assert "(default: 1/1)" in text and "(default: 600)" in text and "bmnist-grade merge" in text
+    assert text.startswith("usage: bmnist-grade ")
