@@ -28,7 +28,7 @@ from ..exercise import SOLUTION_IPYNB
 from ..kernel import xla_flags
 from ..lesson import check_solution
 from .checks import probes
-from .intake import Submission, collect
+from .intake import Submission, collect, student_record
 from .notebook import apply_params, visible_dependencies
 from .report import TASKS, Grade, Reference, merge, reference_from_run, score, summary_table, write_reports
 from .run import RunOptions, RunResult, remove_tree, run_job, write_private
@@ -114,7 +114,8 @@ def grade(
     check_solution(solution_path)  # an executed solution, before anything runs
     apply_params(nbformat.read(solution_path, as_version=4), params)  # refuses unknown names early
     active = protections(use_bwrap=bwrap, jobs=jobs)
-    meta = {"seed": seed, "params": params, "solution": str(solution_path), "protections": active}
+    meta = {"seed": seed, "params": params, "solution": str(solution_path), "protections": active,
+            "students": {sub.name: student_record(sub) for sub in chosen}}  # who each row is (issue 20)
     log(f"grading {len(chosen)} notebook(s), seed {seed}, {jobs} job(s); protections: "
         + ", ".join(f"{p}: {'yes' if on else 'NO'}" for p, on in active.items()))
     tmp = Path(tempfile.mkdtemp(prefix="bmnist-grade-"))  # mode 0700

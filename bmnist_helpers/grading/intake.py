@@ -45,7 +45,7 @@ from pathlib import Path
 from .archive import ArchiveError, read_zip
 from .platforms import GRADESCOPE_METADATA, Identity, identify, parse_gradescope_metadata
 
-__all__ = ["MAX_BYTES", "RESERVED_NAMES", "ArchiveError", "Submission", "collect", "safe_name"]
+__all__ = ["MAX_BYTES", "RESERVED_NAMES", "ArchiveError", "Submission", "collect", "safe_name", "student_record"]
 
 MAX_BYTES = 10 * 1024 * 1024
 RESERVED_NAMES = frozenset({"reference", "solution", "grades", "results", "feedback", "summary"})
@@ -418,3 +418,11 @@ def collect(paths: list[Path], *, max_bytes: int = MAX_BYTES, warn: Callable[[st
                        note=item.identity.note)
             for name, item in zip(names, notebooks, strict=True)]
     return _twice(rows)
+
+
+def student_record(sub: Submission) -> dict:
+    """Who a row is, as plain JSON for the report's meta (``student``, ``source``, ``platform``,
+    ``ids``, ``note``): what grades.csv and :func:`.gradebook.write_gradebooks` need, also after
+    ``merge``."""
+    return {"student": sub.student or sub.name, "source": sub.source, "platform": sub.platform, "ids": dict(sub.ids),
+            "note": sub.note}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .._atomic import write_atomic
 from .checks import TASK_FUNCTIONS, MalformedValues, decode_values, judge
+from .gradebook import GradebookRow, write_gradebooks
 from .run import RunResult
 
 __all__ = [
@@ -266,13 +267,16 @@ def _csv_cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv(grades: list[Grade]) -> str:
+def _csv(grades: list[Grade], students: dict[str, dict]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["submission", *[f"task{t}" for t in TASKS], "total", "max", "status", "note"])
+    writer.writerow(["submission", "student", "source", *[f"task{t}" for t in TASKS], "total", "max", "status", "note"])
     for g in grades:
-        writer.writerow([_csv_cell(v) for v in
-                         (g.submission, *[g.points.get(t, 0) for t in TASKS], g.total, max_points(), g.status, g.note)])
+        who = students.get(g.submission, {})
+        note = "; ".join(filter(None, [g.note, who.get("note")]))
+        writer.writerow([_csv_cell(v) for v in (g.submission, who.get("student", g.submission), who.get("source", ""),
+                                                *[g.points.get(t, 0) for t in TASKS], g.total, max_points(), g.status,
+                                                note)])
     return out.getvalue()
 
 
@@ -330,7 +334,12 @@ def write_reports(grades: list[Grade], out: Path, *, meta: dict) -> None:
     ordered = sorted(grades, key=lambda g: g.submission)
     for g in ordered:
         write_atomic(out / "feedback" / f"{g.submission}.md", _feedback(g))
-    write_atomic(out / "grades.csv", _csv(ordered))
+    students = meta.get("students") or {}
+    write_atomic(out / "grades.csv", _csv(ordered, students))
+    write_gradebooks([GradebookRow(g.submission, total=g.total, max_points=max_points(), status=g.status,
+                                   feedback=out / "feedback" / f"{g.submission}.md",
+                                   **{"student": g.submission, **students.get(g.submission, {})})
+                      for g in ordered], out)
     write_atomic(out / "results.json", json.dumps({"meta": meta, "grades": [asdict(g) for g in ordered]}, indent=1))
 
 
@@ -360,5 +369,6 @@ def merge(parts: list[Path], out: Path) -> list[Grade]:
     if len(names) != len(set(names)):
         raise ValueError("a submission appears in more than one shard")
     meta = {k: metas[0].get(k) for k in (*keys, "protections")}
+    meta["students"] = {name: who for m in metas for name, who in (m.get("students") or {}).items()}
     write_reports(grades, out, meta=meta)
     return sorted(grades, key=lambda g: g.submission)
