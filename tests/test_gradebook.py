@@ -8,8 +8,14 @@ import json
 import zipfile
 
 from bmnist_helpers.grading.gradebook import (
-    CANVAS_COLUMNS, CANVAS_FEEDBACK, CANVAS_GRADEBOOK, MOODLE_COLUMNS, MOODLE_FEEDBACK, MOODLE_WORKSHEET,
-    GradebookRow, write_gradebooks,
+    CANVAS_COLUMNS,
+    CANVAS_FEEDBACK,
+    CANVAS_GRADEBOOK,
+    MOODLE_COLUMNS,
+    MOODLE_FEEDBACK,
+    MOODLE_WORKSHEET,
+    GradebookRow,
+    write_gradebooks,
 )
 from bmnist_helpers.grading.intake import collect, student_record
 from bmnist_helpers.grading.report import Grade, merge, write_reports
@@ -46,7 +52,8 @@ def test_moodle_worksheet_and_feedback_zip_read_back(tmp_path):
         # The feedback file sits in the folder the download gave that submission.
         assert names == sorted(f"{r.source.split('/')[0]}/feedback.md" for r in rows)
         for row in rows:
-            assert zf.read(f"{row.source.split('/')[0]}/feedback.md") == (out / "feedback" / f"{row.name}.md").read_bytes()
+            folder = row.source.split("/")[0]
+            assert zf.read(f"{folder}/feedback.md") == (out / "feedback" / f"{row.name}.md").read_bytes()
     assert not (out / CANVAS_GRADEBOOK).exists()
     grades_csv = list(csv.DictReader(io.StringIO((out / "grades.csv").read_text())))
     assert {(r["submission"], r["student"], r["source"]) for r in grades_csv} == {(r.name, r.student, r.source)
