@@ -5,6 +5,7 @@
     bmnist-grade SUBMISSION_OR_DIR... --out DIR [--jobs N] [--timeout S] [--cell-timeout S]
                  [--memory MB] [--seed S] [--param NAME=VALUE ...] [--shard K/N]
     bmnist-grade merge SHARD_DIR... --out DIR
+    bmnist-grade similarity SUBMISSION_OR_DIR... --out DIR [--threshold T]
 """
 
 from __future__ import annotations
@@ -239,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _exit_on_term)
     if argv[:1] == ["merge"]:
         return _merge_main(argv[1:])
+    if argv[:1] == ["similarity"]:  # issue 20: a report, never a grade
+        from .similarity import main as similarity_main
+
+        return similarity_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="bmnist-grade", description=__doc__.split("\n")[0].strip("`: ") + ".",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
