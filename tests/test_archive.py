@@ -112,3 +112,13 @@ def test_a_clean_zip_reads_notebooks_and_skips_mac_folders(tmp_path):
     found = archive.read_zip(export, wanted=lambda n: n.endswith(".ipynb"), max_bytes=10**7,
                              skip=lambda part: part == "__MACOSX")
     assert found == [(GOOD, NOTEBOOK, None)]
+
+
+def test_a_zip_named_twice_is_read_once(tmp_path):
+    from bmnist_helpers.grading.intake import collect
+
+    export = _zip(tmp_path / "export.zip", [(GOOD, NOTEBOOK)])
+    warnings: list[str] = []
+    rows = collect([export, export], warn=warnings.append)
+    assert [r.name for r in rows] == ["Student_One_10001"]
+    assert warnings == [f"warning: {export}: named twice; graded once"]

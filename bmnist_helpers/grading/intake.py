@@ -10,6 +10,14 @@ solution notebook with all its figures; a larger notebook is almost all stored o
 grader discards anyway; the cap keeps reading and parsing a hostile file to well under a second
 and a few hundred MB of memory). A file above the cap is refused from its size without being read.
 
+**Exports.** A named ``.zip`` is read as a folder would be, after :func:`.archive.read_zip` has
+checked every entry (no ``..`` or absolute paths, links, nested archives or zip bombs: any of
+these refuses the whole archive with :class:`ArchiveError`, before anything is graded). Each
+notebook's path inside the export gives the student behind it where a platform's layout is
+recognised (:func:`.platforms.identify`: Moodle, Canvas, Gradescope, nbgrader); such rows are
+named after the student first, and a student with several files gets one row per file, each with
+a note.
+
 Folders are searched recursively (LMS exports put each student in a folder of their own);
 ``.ipynb`` is matched case-insensitively; hidden folders (``.ipynb_checkpoints``, ``.git``) and
 ``__MACOSX`` are skipped; symbolic links to folders are not followed (a warning says so).
@@ -18,8 +26,10 @@ Folders are searched recursively (LMS exports put each student in a folder of th
 systems), the same in every shard (it depends only on the paths given, in their order, and the
 files found), safe as a file name and in CSV or Markdown (letters of any script, digits, ``_``,
 ``-`` and ``.``, never starting with ``-``, ``.`` or ``_``, at most 100 bytes of UTF-8), and never
-one of :data:`RESERVED_NAMES`. A name is the file's stem; where two files share it, it is
-qualified with their folders (``late__alice``), and as a last resort numbered (``alice-2``).
+one of :data:`RESERVED_NAMES`. A name is the student's (platform rows, named first) or the
+file's stem; where two files share it, it is qualified with their folders (``late__alice``), and
+as a last resort numbered (``alice--2``). A piece taken from a file or folder name never contains
+``__`` or ``--``, so no file name can spell another row's qualified or numbered name.
 
 **Problems.** A path that exists but cannot be graded (a link, a FIFO, too large, unreadable, not
 ``.ipynb`` when named directly) becomes a row with ``data=None`` and a one-line ``problem``, so
@@ -400,6 +410,13 @@ def collect(paths: list[Path], *, max_bytes: int = MAX_BYTES, warn: Callable[[st
     seen: set[tuple[int, int]] = set()
     for path in map(Path, paths):
         is_folder = os.path.isdir(path) and not (path.is_symlink() and path.name.lower().endswith(_SUFFIX))
+        if path.name.lower().endswith(".zip") and not is_folder:  # its entries have no identity of their own
+            identity = _identity(path)
+            if identity is not None and identity in seen:
+                warn(f"warning: {path}: named twice; graded once")
+                continue
+            if identity is not None:
+                seen.add(identity)
         items = (_from_folder if is_folder else _from_file)(path, max_bytes=max_bytes, warn=warn)
         for item in items:
             identity = _identity(item.path)
