@@ -176,3 +176,14 @@ def test_nbgrader_student_with_two_notebooks_gets_two_rows(tmp_path):
 
 def test_gradescope_folder_without_metadata_is_a_folder():
     assert identify(("export", "submission_5", "x.ipynb")).platform == ""
+
+
+def test_folders_inside_a_submission_cannot_claim_another_student(tmp_path):
+    """Moodle keeps a student's own subfolders: a subfolder named like another student's is still hers."""
+    files = {"Ann Lee_7_assignsubmission_file_/Bob Ray_8_assignsubmission_file_/binary_mnist.ipynb": FULL,
+             "Ann Lee_7_assignsubmission_file_/submitted/bob/ps1/x.ipynb": WRONG}
+    rows, _ = _collect(write_export(tmp_path / "export", files, as_zip=True))
+    assert {(r.student, r.ids["participant"]) for r in rows} == {("Ann Lee", "7")}
+    course = {"submitted/ann/ps1/submitted/bob/ps1/binary_mnist.ipynb": FULL}
+    (row,), _ = _collect(write_export(tmp_path / "course", course, as_zip=False))
+    assert row.student == "ann"

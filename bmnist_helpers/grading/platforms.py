@@ -17,6 +17,10 @@ knows these layouts (sources in the README, section *Intake from a platform*):
   ``:email:``).
 * **nbgrader**: ``submitted/STUDENT/ASSIGNMENT/notebook.ipynb`` (the course directory's layout).
 
+Where marks of several layouts are on one path, the outermost wins: Moodle and Gradescope keep a
+student's own subfolders, so a subfolder named like another student's folder is still the
+student's own.
+
 A name that looks like a platform's (``_assignsubmission_``, ``_LATE_``, ``submission_N``) but does
 not parse gets no identity and a note; the grader then names the row as it does any file.
 """
@@ -87,14 +91,14 @@ def parse_gradescope_metadata(text: str) -> dict[str, dict[str, str]]:
     return found
 
 
-def _moodle(parts: tuple[str, ...]) -> Identity | None:
+def _moodle(parts: tuple[str, ...]) -> tuple[int, Identity] | None:
     *folders, file_name = parts
-    for folder in reversed(folders):  # the submission's own folder, possibly with subfolders below it
+    for depth, folder in enumerate(folders):  # the outermost: Moodle's; folders below it are the student's
         match = _MOODLE_FOLDER.match(folder)
         if match:
-            return _moodle_identity(match)
+            return depth, _moodle_identity(match)
     match = _MOODLE_FILE.match(file_name)
-    return _moodle_identity(match) if match else None
+    return (len(folders), _moodle_identity(match)) if match else None
 
 
 def _moodle_identity(match: re.Match) -> Identity:
@@ -102,18 +106,18 @@ def _moodle_identity(match: re.Match) -> Identity:
     return Identity("moodle", name, f"{name}_{number}", {"participant": number, "full_name": name})
 
 
-def _canvas(file_name: str) -> Identity | None:
-    match = _CANVAS_FILE.match(file_name)
+def _canvas(parts: tuple[str, ...]) -> tuple[int, Identity] | None:
+    match = _CANVAS_FILE.match(parts[-1])
     if not match:
         return None
     ids = {"login": match["login"], "user_id": match["uid"], "attachment_id": match["aid"],
            "late": "1" if match["late"] else "0"}
-    return Identity("canvas", match["login"], f"{match['login']}_{match['uid']}", ids)
+    return len(parts) - 1, Identity("canvas", match["login"], f"{match['login']}_{match['uid']}", ids)
 
 
-def _gradescope(parts: tuple[str, ...], metadata: dict[tuple[str, ...], dict]) -> Identity | None:
+def _gradescope(parts: tuple[str, ...], metadata: dict[tuple[str, ...], dict]) -> tuple[int, Identity] | None:
     *folders, _ = parts
-    for depth in range(len(folders) - 1, -1, -1):
+    for depth in range(len(folders)):  # the outermost, beside the metadata; deeper ones are the student's
         match = _GRADESCOPE_FOLDER.match(folders[depth])
         if not match:
             continue
@@ -122,23 +126,22 @@ def _gradescope(parts: tuple[str, ...], metadata: dict[tuple[str, ...], dict]) -
             continue  # without the metadata beside it, a folder named submission_N is nobody in particular
         record = table.get(folders[depth])
         if record is None:
-            return Identity(note=f"{folders[depth]} is not in the {GRADESCOPE_METADATA} beside it; named as a folder")
+            return depth, Identity(note=f"{folders[depth]} is not in the {GRADESCOPE_METADATA} beside it; "
+                                   "named as a folder")
         ids = {"submission_id": match["id"], "sid": record["sid"], "email": record["email"]}
         student = record["name"] or record["sid"] or folders[depth]
         note = f"a group submission; also by {record['others']}" if record["others"] else None
         label = f"{student}_{record['sid']}" if record["sid"] else f"{student}_{match['id']}"
-        return Identity("gradescope", student, label, ids, note)
+        return depth, Identity("gradescope", student, label, ids, note)
     return None
 
 
-def _nbgrader(parts: tuple[str, ...]) -> Identity | None:
+def _nbgrader(parts: tuple[str, ...]) -> tuple[int, Identity] | None:
     *folders, _ = parts
-    for index in range(len(folders) - 2, -1, -1):
+    for index in range(len(folders) - 2):  # the outermost: the course directory's own
         if folders[index] == "submitted":
-            student, assignment = folders[index + 1], folders[index + 2] if index + 2 < len(folders) else ""
-            if not assignment:
-                return None
-            return Identity("nbgrader", student, student, {"student_id": student, "assignment_id": assignment})
+            student, assignment = folders[index + 1], folders[index + 2]
+            return index, Identity("nbgrader", student, student, {"student_id": student, "assignment_id": assignment})
     return None
 
 
@@ -161,9 +164,10 @@ def identify(parts: tuple[str, ...], *, metadata: dict[tuple[str, ...], dict] | 
     :returns: The identity; ``Identity()`` (no platform) when no layout matched, with a ``note``
         when the name looked like a platform's but did not parse.
     """
-    for found in (_gradescope(parts, metadata or {}), _nbgrader(parts), _moodle(parts), _canvas(parts[-1])):
-        if found is not None:
-            return found
+    found = [f for f in (_gradescope(parts, metadata or {}), _nbgrader(parts), _moodle(parts), _canvas(parts))
+             if f is not None]
+    if found:  # the layout whose mark is outermost: marks below it are in the student's own folders
+        return min(found, key=lambda f: f[0])[1]
     platform = _looks_like(parts)
     if platform:
         return Identity(note=f"the name looks like a {platform} export's but does not parse; named as a file")
