@@ -52,7 +52,8 @@ def _style(index: int) -> dict[int, str]:
 def test_a_copy_with_renamed_variables_is_flagged_and_independent_answers_are_not():
     scaffold = scaffold_lines(EXERCISE_IPYNB, task_functions=TASK_FUNCTIONS)
     notebooks = {f"student-{i}": _notebook(_style(i)) for i in range(4)}  # independent correct answers
-    notebooks["copier"] = _notebook({task: _rename(source) for task, source in _style(0).items()})
+    notebooks["copier"] = _notebook({task: "%matplotlib inline\n" * (task == 1) + _rename(source)
+                                     for task, source in _style(0).items()})  # a magic does not hide a cell
     codes = {name: answer_code(data, task_functions=TASK_FUNCTIONS, scaffold=scaffold)
              for name, data in notebooks.items()}
     assert all(codes.values())

@@ -75,12 +75,14 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
 
 def _answer_cells(sources: Iterable[str], names: set[str]) -> list[str]:
     """The answer cells among ``sources``, parsed and written back out without docstrings or comments."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
     cells = []
     for source in sources:
         try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            continue  # magics or broken code: no answer the grader could run either
+            tree = ast.parse(TransformerManager().transform_cell(source))  # magics become calls
+        except (SyntaxError, ValueError, RecursionError, MemoryError, IndexError):
+            continue  # broken code: no answer the grader could run either
         if _defines(tree, names):
             cells.append(ast.unparse(_without_docstrings(tree)))
     return cells
