@@ -75,7 +75,7 @@ def test_reserved_and_odd_names_become_safe_and_distinct(tmp_path):
     assert names["-rf.ipynb"] == "rf"
     assert names["=1+2.ipynb"] == "1_2"
     assert names["CON.ipynb"] == "subs__CON"
-    assert {names[n] for n in ("...ipynb", "..ipynb", ".ipynb")} == {"notebook", "subs__notebook", "notebook-2"}
+    assert {names[n] for n in ("...ipynb", "..ipynb", ".ipynb")} == {"notebook", "subs__notebook", "notebook--2"}
 
 
 def test_a_long_name_is_shortened(tmp_path):
@@ -182,7 +182,9 @@ def test_nested_folders_uppercase_suffix_and_checkpoints(tmp_path):
     _write(root / "notes.txt", b"not a notebook")
     rows, warnings = _collect(root)
     assert warnings == []
-    assert [(row.name, row.data) for row in rows] == [("binary_mnist", b"a"), ("Notebook", b"b")]
+    # Moodle folders: each row is named after its student, never a bare file name.
+    assert [(row.name, row.student, row.data) for row in rows] == [
+        ("Alice_Smith_123", "Alice Smith", b"a"), ("Bob_Jones_456", "Bob Jones", b"b")]
 
 
 def test_empty_folders_and_missing_paths_warn_and_intake_goes_on(tmp_path):

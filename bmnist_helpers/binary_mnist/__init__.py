@@ -84,6 +84,7 @@ def _prepare(log: Callable[[str], None]) -> None:
 LESSON = Lesson(
     name="binary-mnist",
     solution=lesson_path("solution"),
+    exercise=lesson_path("exercise"),
     tasks=TASK_FUNCTIONS,
     checks=_CHECKS,
     params=GRADING_PARAMS,

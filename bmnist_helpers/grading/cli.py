@@ -5,6 +5,7 @@
     PROG SUBMISSION_OR_DIR... --out DIR [--lesson LESSON] [--jobs N] [--timeout S] [--cell-timeout S]
          [--memory MB] [--seed S] [--param NAME=VALUE ...] [--shard K/N] [--resume | --force]
     PROG merge SHARD_DIR... --out DIR
+    PROG similarity SUBMISSION_OR_DIR_OR_ZIP... --out DIR [--lesson LESSON] [--threshold T]
 
 ``PROG`` is the name the command was installed under. The engine knows no lesson: ``--lesson``
 names one (a module or a package folder with a ``LESSON``; see :mod:`.lessons`), by default the
@@ -29,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .intake import Submission, collect
+from .intake import Submission, collect, student_record
 from .lessons import Lesson, LessonError, NotReady, installed_lessons, load_lesson
 from .plan import Plan, build_plan
 from .report import Grade, Marking, Reference, reference_from_run, score, summary_table
@@ -185,7 +186,7 @@ def grade(
         remove_tree(tmp)
         reaper.stdin.close()
         reaper.wait()
-    grades = results.rebuild([s.name for s in chosen])
+    grades = results.rebuild([s.name for s in chosen], log=log)
     log(summary_table(grades, Marking.of(lesson)))
     return grades
 
@@ -211,7 +212,7 @@ def _grade_all(todo: list[Submission], run: _Run, results: ResultsFile, *, jobs:
         # Scoring waits for the reference run, which runs beside the first submissions.
         graded = ran if isinstance(ran, Grade) else _score_one(sub, ran, reference.result(), run)
         with lock:
-            results.append(graded, digest(sub.data))
+            results.append(graded, digest(sub.data), student_record(sub))
         log(f"  {graded.submission}: {graded.status}, {graded.total} points, {graded.seconds:.1f} s")
 
     # Threads beyond the job slots only wait for the reference run, never for a slot it holds.
@@ -283,8 +284,9 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
     """Defaults shown once, and only where there is one to show."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False, [], argparse.SUPPRESS) or action.required or "default" in (action.help or ""):
-            return action.help or ""
+        help_text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or action.required or "default" in help_text:
+            return help_text
         return super()._get_help_string(action)
 
 
@@ -317,7 +319,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Grade a class of notebooks against a lesson's executed solution, each in a fresh sandboxed "
                     "kernel. Results are appended to OUT/results.jsonl as each notebook finishes; grades.csv and "
                     "OUT/feedback/ are written from it.",
-        epilog=f"Shards (--shard K/N with one --seed) are joined with: {prog} merge SHARD_DIR... --out DIR",
+        epilog=f"Shards (--shard K/N with one --seed) are joined with: {prog} merge SHARD_DIR... --out DIR. "
+               f"Similar answers across a class are listed by: {prog} similarity SUBMISSIONS... --out DIR",
     )
     parser.add_argument("submissions", nargs="+", type=Path, help="notebooks or folders of notebooks")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.jsonl, grades.csv and feedback/")
@@ -355,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _exit_on_term)
     if argv[:1] == ["merge"]:
         return _merge_main(argv[1:])
+    if argv[:1] == ["similarity"]:  # a report for the instructor, never a grade
+        from .similarity import main as similarity_main
+
+        return similarity_main(argv[1:], prog=f"{_prog()} similarity")
     parser = _parser()
     args = parser.parse_args(argv)
     if args.shard != (1, 1) and args.seed is None and not args.resume:

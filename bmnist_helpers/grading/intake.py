@@ -10,6 +10,14 @@ solution notebook with all its figures; a larger notebook is almost all stored o
 grader discards anyway; the cap keeps reading and parsing a hostile file to well under a second
 and a few hundred MB of memory). A file above the cap is refused from its size without being read.
 
+**Exports.** A named ``.zip`` is read as a folder would be, after :func:`.archive.read_zip` has
+checked every entry (no ``..`` or absolute paths, links, nested archives or zip bombs: any of
+these refuses the whole archive with :class:`ArchiveError`, before anything is graded). Each
+notebook's path inside the export gives the student behind it where a platform's layout is
+recognised (:func:`.platforms.identify`: Moodle, Canvas, Gradescope, nbgrader); such rows are
+named after the student first, and a student with several files gets one row per file, each with
+a note.
+
 Folders are searched recursively (LMS exports put each student in a folder of their own);
 ``.ipynb`` is matched case-insensitively; hidden folders (``.ipynb_checkpoints``, ``.git``) and
 ``__MACOSX`` are skipped; symbolic links to folders are not followed (a warning says so).
@@ -18,8 +26,10 @@ Folders are searched recursively (LMS exports put each student in a folder of th
 systems), the same in every shard (it depends only on the paths given, in their order, and the
 files found), safe as a file name and in CSV or Markdown (letters of any script, digits, ``_``,
 ``-`` and ``.``, never starting with ``-``, ``.`` or ``_``, at most 100 bytes of UTF-8), and never
-one of :data:`RESERVED_NAMES`. A name is the file's stem; where two files share it, it is
-qualified with their folders (``late__alice``), and as a last resort numbered (``alice-2``).
+one of :data:`RESERVED_NAMES`. A name is the student's (platform rows, named first) or the
+file's stem; where two files share it, it is qualified with their folders (``late__alice``), and
+as a last resort numbered (``alice--2``). A piece taken from a file or folder name never contains
+``__`` or ``--``, so no file name can spell another row's qualified or numbered name.
 
 **Problems.** A path that exists but cannot be graded (a link, a FIFO, too large, unreadable, not
 ``.ipynb`` when named directly) becomes a row with ``data=None`` and a one-line ``problem``, so
@@ -37,11 +47,15 @@ import os
 import re
 import stat
 import unicodedata
+from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-__all__ = ["MAX_BYTES", "RESERVED_NAMES", "Submission", "collect", "safe_name"]
+from .archive import ArchiveError, read_zip
+from .platforms import GRADESCOPE_METADATA, Identity, identify, parse_gradescope_metadata
+
+__all__ = ["MAX_BYTES", "RESERVED_NAMES", "ArchiveError", "Submission", "collect", "safe_name", "student_record"]
 
 MAX_BYTES = 10 * 1024 * 1024
 RESERVED_NAMES = frozenset({"reference", "solution", "grades", "results", "feedback", "summary"})
@@ -63,12 +77,24 @@ class Submission:
     :param path: Where it was found (for messages).
     :param data: The file's bytes, or ``None`` when it could not be read.
     :param problem: One-line reason for the instructor when ``data`` is ``None``.
+    :param student: Who submitted it, as the platform names them (:mod:`.platforms`); the row
+        name where no platform layout matched.
+    :param source: The file's path inside the export (the named folder or zip), with ``/``.
+    :param platform: ``moodle``, ``canvas``, ``gradescope``, ``nbgrader`` or ``""``.
+    :param ids: The platform's identifiers of the student (for the gradebooks, :mod:`.gradebook`).
+    :param note: What the instructor should know about this row's identity (a second submission
+        of the same student, a platform-like name that did not parse), or ``None``.
     """
 
     name: str
     path: Path
     data: bytes | None = field(repr=False)
     problem: str | None = None
+    student: str = ""
+    source: str = ""
+    platform: str = ""
+    ids: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,9 @@ class _Found:
     parts: tuple[str, ...]  # folders (from the named folder down) and the file name, for the name
     data: bytes | None
     problem: str | None
+    source: str = ""  # the path inside the export
+    identity: Identity = field(default_factory=Identity)
+    metadata: bool = False  # a Gradescope submission_metadata.yml, not a submission
 
 
 def _clip(text: str, max_bytes: int) -> str:
@@ -107,25 +136,83 @@ def _taken(name: str, used: set[str]) -> bool:
     return not name or key in used or key in RESERVED_NAMES or key.split(".")[0] in _WINDOWS_DEVICES
 
 
+_RUNS = re.compile(r"__+|--+")
+
+
+def _piece(text: str) -> str:
+    """One folder's or file's part of a name: safe, and never containing ``__`` or ``--``.
+
+    Qualified names join pieces with ``__`` and numbered ones end in ``--N``, so no file name can
+    spell another row's qualified or numbered name.
+    """
+    return _RUNS.sub(lambda run: run.group(0)[0], safe_name(text, max_bytes=60)).rstrip("-")
+
+
+def _numbered(base: str, used: set[str]) -> str:
+    number = 2
+    while True:
+        name = f"{_clip(base, _MAX_NAME_BYTES - 8)}--{number}"
+        if not _taken(name, used):
+            return name
+        number += 1
+
+
+def _platform_names(found: list[_Found], used: set[str]) -> dict[int, str]:
+    """Rows with a platform identity are named after the student, before any file is named.
+
+    Where several rows share a candidate, none of them gets it: all go on to the next (the
+    student and the file, then the student and the path), so no row is picked silently.
+    """
+    candidates = {}
+    for index, item in enumerate(found):
+        if not item.identity.label:
+            continue
+        label = _piece(item.identity.label) or "student"
+        inner = [_piece(p) for p in item.source.split("/")]
+        inner[-1] = _piece(_stem(item.source.split("/")[-1])) or "notebook"
+        options = [label, safe_name(_SEPARATOR.join([label, inner[-1]])),
+                   safe_name(_SEPARATOR.join([label, *[p for p in inner if p]]))]
+        candidates[index] = list(dict.fromkeys(options))
+    names: dict[int, str] = {}
+    level = dict.fromkeys(candidates, 0)
+    while len(names) < len(candidates):
+        groups: dict[str, list[int]] = defaultdict(list)
+        for index in candidates.keys() - names.keys():
+            if level[index] < len(candidates[index]):
+                groups[candidates[index][level[index]].casefold()].append(index)
+            else:
+                names[index] = _numbered(candidates[index][0], used)
+                used.add(names[index].casefold())
+        for _, members in sorted(groups.items()):
+            name = candidates[members[0]][level[members[0]]]
+            if len(members) == 1 and not _taken(name, used):
+                names[members[0]] = name
+                used.add(name.casefold())
+            else:
+                for index in members:
+                    level[index] += 1
+    return names
+
+
 def _names(found: list[_Found]) -> list[str]:
-    """Unique names, first come first served in the (deterministic) order of ``found``."""
+    """Unique names: platform identities first, then files first come first served in the
+    (deterministic) order of ``found``."""
     used: set[str] = set()
+    named = _platform_names(found, used)
     names = []
-    for item in found:
+    for index, item in enumerate(found):
+        if index in named:
+            names.append(named[index])
+            continue
         *folders, file_name = item.parts
-        pieces = [safe_name(_stem(file_name), max_bytes=60) or "notebook"]
+        pieces = [_piece(_stem(file_name)) or "notebook"]
         candidates = [pieces[0]]
         for folder in reversed(folders):
-            piece = safe_name(folder, max_bytes=60)
+            piece = _piece(folder)
             if piece:
                 pieces.insert(0, piece)
                 candidates.append(safe_name(_SEPARATOR.join(pieces)))
-        name = next((c for c in candidates if not _taken(c, used)), None)
-        number = 2
-        while name is None:
-            numbered = f"{_clip(candidates[0], _MAX_NAME_BYTES - 8)}-{number}"
-            name = numbered if not _taken(numbered, used) else None
-            number += 1
+        name = next((c for c in candidates if not _taken(c, used)), None) or _numbered(candidates[0], used)
         used.add(name.casefold())
         names.append(name)
     return names
@@ -186,7 +273,8 @@ def _read(name: str, *, dir_fd: int | None, max_bytes: int) -> tuple[bytes | Non
 def _walk(
     dir_fd: int, path: Path, parts: tuple[str, ...], depth: int, *, max_bytes: int, warn: Callable[[str], None]
 ) -> Iterator[_Found]:
-    """Every notebook under an open folder, depth first, in name order, links never followed."""
+    """Every notebook (and Gradescope metadata file) under an open folder, depth first, in name
+    order, links never followed."""
     with os.scandir(dir_fd) as scan:
         entries = sorted(scan, key=lambda entry: entry.name)
     for entry in entries:
@@ -206,11 +294,14 @@ def _walk(
                 yield from _walk(child, here, (*parts, entry.name), depth + 1, max_bytes=max_bytes, warn=warn)
             finally:
                 os.close(child)
-        elif entry.name.lower().endswith(_SUFFIX):
+        elif entry.name.lower().endswith(_SUFFIX) or entry.name == GRADESCOPE_METADATA:
             data, problem = _read(entry.name, dir_fd=dir_fd, max_bytes=max_bytes)
-            yield _Found(here, (*parts, entry.name), data, problem)
+            yield _Found(here, (*parts, entry.name), data, problem, metadata=entry.name == GRADESCOPE_METADATA)
         elif entry.is_symlink() and Path(here).is_dir():
             warn(f"warning: {here}: a symbolic link to a folder; not followed")
+        elif entry.name.lower().endswith(".zip"):
+            warn(f"warning: {here}: a zip file inside a folder is not opened; name it on the command line "
+                 "(bmnist-grade EXPORT.zip ...) or unpack it")
 
 
 def _from_folder(path: Path, *, max_bytes: int, warn: Callable[[str], None]) -> list[_Found]:
@@ -224,22 +315,78 @@ def _from_folder(path: Path, *, max_bytes: int, warn: Callable[[str], None]) -> 
         found = list(_walk(fd, path, (folder,) if folder else (), 0, max_bytes=max_bytes, warn=warn))
     finally:
         os.close(fd)
-    if not found:
+    found = [replace(item, source="/".join(item.parts[1:] if folder else item.parts)) for item in found]
+    if all(item.metadata for item in found):
         warn(f"warning: {path}: no .ipynb files in this folder; nothing graded from it")
+    return found
+
+
+def _from_zip(path: Path, *, max_bytes: int, warn: Callable[[str], None]) -> list[_Found]:
+    wanted = lambda member: member.lower().endswith(_SUFFIX) or member.rsplit("/", 1)[-1] == GRADESCOPE_METADATA  # noqa: E731
+    members = read_zip(path, wanted=wanted, max_bytes=max_bytes, skip=lambda part: part.startswith(".")
+                       or part in _SKIPPED_DIRS)
+    root = path.name[: -len(".zip")]
+    found = [_Found(path / member, (root, *member.split("/")), data, problem, source=member,
+                    metadata=member.rsplit("/", 1)[-1] == GRADESCOPE_METADATA)
+             for member, data, problem in members]
+    if all(item.metadata for item in found):
+        warn(f"warning: {path}: no .ipynb files in this zip; nothing graded from it")
     return found
 
 
 def _from_file(path: Path, *, max_bytes: int, warn: Callable[[str], None]) -> list[_Found]:
     parts = (path.absolute().parent.name, path.name)
+    if path.name.lower().endswith(".zip") and os.path.lexists(path):
+        return _from_zip(path, max_bytes=max_bytes, warn=warn)
     if not path.name.lower().endswith(_SUFFIX):
         if not os.path.lexists(path):
             warn(f"warning: {path} does not exist; nothing graded from it")
             return []
-        return [_Found(path, parts, None, "is not a Jupyter notebook (.ipynb); save the notebook as .ipynb")]
+        return [_Found(path, parts, None, "is not a Jupyter notebook (.ipynb); save the notebook as .ipynb",
+                       source=path.name)]
     if not os.path.lexists(path):
-        return [_Found(path, parts, None, "does not exist")]
+        return [_Found(path, parts, None, "does not exist", source=path.name)]
     data, problem = _read(str(path), dir_fd=None, max_bytes=max_bytes)
-    return [_Found(path, parts, data, problem)]
+    return [_Found(path, parts, data, problem, source=path.name)]
+
+
+def _metadata(items: list[_Found], warn: Callable[[str], None]) -> dict[tuple[str, ...], dict]:
+    """Gradescope's submitters, by the folder that holds each ``submission_metadata.yml``."""
+    tables = {}
+    for item in items:
+        if item.data is None:
+            warn(f"warning: {item.path}: {item.problem}; its submissions are named by their folders")
+            continue
+        try:
+            tables[item.parts[:-1]] = parse_gradescope_metadata(item.data.decode("utf-8", errors="replace"))
+        except ValueError as exc:
+            warn(f"warning: {item.path}: {exc}; its submissions are named by their folders")
+    return tables
+
+
+def _platform_key(sub: Submission) -> tuple[str, str] | None:
+    for key in ("participant", "user_id", "sid", "student_id", "submission_id"):
+        if sub.ids.get(key):
+            return sub.platform, sub.ids[key]
+    return None
+
+
+def _twice(rows: list[Submission]) -> list[Submission]:
+    """A note on every row of a student who has more than one: each is graded, none is picked."""
+    by_student: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        key = _platform_key(row)
+        if key is not None:
+            by_student[key].append(index)
+    rows = list(rows)
+    for indexes in by_student.values():
+        if len(indexes) > 1:
+            names = ", ".join(rows[i].name for i in indexes)
+            for i in indexes:
+                note = (f"{rows[i].student} has {len(indexes)} submissions in this export ({names}); each is "
+                        "graded, none was picked")
+                rows[i] = replace(rows[i], note="; ".join(filter(None, [rows[i].note, note])))
+    return rows
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -263,6 +410,13 @@ def collect(paths: list[Path], *, max_bytes: int = MAX_BYTES, warn: Callable[[st
     seen: set[tuple[int, int]] = set()
     for path in map(Path, paths):
         is_folder = os.path.isdir(path) and not (path.is_symlink() and path.name.lower().endswith(_SUFFIX))
+        if path.name.lower().endswith(".zip") and not is_folder:  # its entries have no identity of their own
+            identity = _identity(path)
+            if identity is not None and identity in seen:
+                warn(f"warning: {path}: named twice; graded once")
+                continue
+            if identity is not None:
+                seen.add(identity)
         items = (_from_folder if is_folder else _from_file)(path, max_bytes=max_bytes, warn=warn)
         for item in items:
             identity = _identity(item.path)
@@ -272,5 +426,20 @@ def collect(paths: list[Path], *, max_bytes: int = MAX_BYTES, warn: Callable[[st
             if identity is not None:
                 seen.add(identity)
             found.append(item)
-    names = _names(found)
-    return [Submission(name, item.path, item.data, item.problem) for name, item in zip(names, found, strict=True)]
+    notebooks = [item for item in found if not item.metadata]
+    tables = _metadata([item for item in found if item.metadata], warn)
+    notebooks = [replace(item, identity=identify(item.parts, metadata=tables)) for item in notebooks]
+    names = _names(notebooks)
+    rows = [Submission(name, item.path, item.data, item.problem, student=item.identity.student or name,
+                       source=item.source, platform=item.identity.platform, ids=dict(item.identity.ids),
+                       note=item.identity.note)
+            for name, item in zip(names, notebooks, strict=True)]
+    return _twice(rows)
+
+
+def student_record(sub: Submission) -> dict:
+    """Who a row is, as plain JSON for the report's meta (``student``, ``source``, ``platform``,
+    ``ids``, ``note``): what grades.csv and :func:`.gradebook.write_gradebooks` need, also after
+    ``merge``."""
+    return {"student": sub.student or sub.name, "source": sub.source, "platform": sub.platform, "ids": dict(sub.ids),
+            "note": sub.note}

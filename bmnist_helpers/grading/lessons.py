@@ -81,6 +81,8 @@ class Lesson:
 
     :param name: A short name, written into every results file (``--resume`` checks it).
     :param solution: The executed solution notebook (its stored outputs are the expected results).
+    :param exercise: The exercise notebook students start from (its answer cells are the given
+        scaffolding, left out of the similarity report).
     :param tasks: ``{task: (function names the student defines, ...)}``, in task order.
     :param checks: One :class:`Check` per task.
     :param hidden_points: Points for a task's hidden check.
@@ -104,6 +106,7 @@ class Lesson:
     solution: Path
     tasks: Mapping[int, tuple[str, ...]]
     checks: tuple[Check, ...]
+    exercise: Path | None = None
     hidden_points: int = 2
     expected_points: int = 1
     params: Mapping[str, str] = field(default_factory=dict)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._atomic import write_atomic
+from .gradebook import GradebookRow, write_gradebooks
 from .lessons import Lesson, judge
 from .plan import Plan
 from .run import RunResult
@@ -266,13 +267,17 @@ def _csv_cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv(grades: list[Grade], marking: Marking) -> str:
+def _csv(grades: list[Grade], marking: Marking, students: dict[str, dict]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["submission", *[f"task{t}" for t in marking.tasks], "total", "max", "status", "note"])
+    writer.writerow(["submission", "student", "source", *[f"task{t}" for t in marking.tasks], "total", "max",
+                     "status", "note"])
     for g in grades:
-        writer.writerow([_csv_cell(v) for v in (g.submission, *[g.points.get(t, 0) for t in marking.tasks], g.total,
-                                                 marking.max, g.status, g.note)])
+        who = students.get(g.submission, {})
+        note = "; ".join(filter(None, [g.note, who.get("note")]))
+        writer.writerow([_csv_cell(v) for v in (g.submission, who.get("student", g.submission), who.get("source", ""),
+                                                 *[g.points.get(t, 0) for t in marking.tasks], g.total, marking.max,
+                                                 g.status, note)])
     return out.getvalue()
 
 
@@ -318,8 +323,10 @@ def _feedback(grade: Grade, marking: Marking) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_reports(grades: list[Grade], out: Path, *, marking: Marking) -> None:
-    """Write ``grades.csv`` and one feedback file per submission, replacing earlier ones.
+def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students: dict[str, dict],
+                  assignment: str) -> list[str]:
+    """Write ``grades.csv``, one feedback file per submission and the platforms' gradebook files,
+    replacing earlier ones.
 
     The feedback folder is built beside the old one and swapped in, so that it never holds a file
     of a submission that is not in ``grades.csv``.
@@ -327,6 +334,9 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking) -> None:
     :param grades: The grades.
     :param out: Output folder.
     :param marking: The lesson's marking.
+    :param students: ``{submission: intake.student_record(...)}``: who each row is.
+    :param assignment: The assignment's name in the platforms' gradebooks.
+    :returns: Warnings about rows left out of a gradebook.
     """
     out.mkdir(parents=True, exist_ok=True)
     ordered = sorted(grades, key=lambda g: g.submission)
@@ -340,7 +350,11 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking) -> None:
         (out / "feedback").rename(stale)
     fresh.rename(out / "feedback")
     _remove_generated(stale)
-    write_atomic(out / "grades.csv", _csv(ordered, marking))
+    write_atomic(out / "grades.csv", _csv(ordered, marking, students))
+    rows = [GradebookRow(g.submission, total=g.total, max_points=marking.max, status=g.status,
+                         feedback=out / "feedback" / f"{g.submission}.md",
+                         **{"student": g.submission, **students.get(g.submission, {})}) for g in ordered]
+    return write_gradebooks(rows, out, assignment=assignment)[1]
 
 
 def _remove_generated(folder: Path) -> None:

@@ -45,11 +45,12 @@ def _lines(path: Path) -> Iterator[dict]:
                 return
 
 
-def read_results(out: Path) -> tuple[dict, dict[str, tuple[str, Grade]]]:
-    """A results file's header and its grades by submission (a later line replaces an earlier one).
+def read_results(out: Path) -> tuple[dict, dict[str, tuple[str, Grade]], dict[str, dict]]:
+    """A results file's header, its grades and its students by submission (a later line replaces an
+    earlier one).
 
     :param out: An output folder.
-    :returns: ``(meta, {submission: (digest, grade)})``.
+    :returns: ``(meta, {submission: (digest, grade)}, {submission: student record})``.
     :raises ValueError: No results file, or not one the grader wrote.
     """
     path = out / RESULTS
@@ -59,40 +60,46 @@ def read_results(out: Path) -> tuple[dict, dict[str, tuple[str, Grade]]]:
     head = next(lines, None)
     if not isinstance(head, dict) or "meta" not in head:
         raise ValueError(f"{path} is not a results file of the grader")
-    grades = {}
+    grades, students = {}, {}
     for line in lines:
         grade = Grade.from_json(line["grade"])
         grades[grade.submission] = (line.get("digest", ""), grade)
-    return head["meta"], grades
+        students[grade.submission] = line.get("student") or {}
+    return head["meta"], grades, students
 
 
 class ResultsFile:
     """An open results file: what is done, and appending what finishes."""
 
-    def __init__(self, out: Path, meta: dict, done: dict[str, tuple[str, Grade]]) -> None:
-        self.out, self.meta, self.done = out, meta, done
+    def __init__(self, out: Path, meta: dict, done: dict[str, tuple[str, Grade]], students: dict[str, dict]) -> None:
+        self.out, self.meta, self.done, self.students = out, meta, done, students
 
-    def append(self, grade: Grade, file_digest: str) -> None:
+    def append(self, grade: Grade, file_digest: str, student: dict) -> None:
         """Add one finished submission, durably (written, flushed and synced before returning).
 
         :param grade: Its grade.
         :param file_digest: :func:`digest` of the file that was graded.
+        :param student: Who it is (:func:`.intake.student_record`).
         """
-        line = json.dumps({"digest": file_digest, "grade": asdict(grade)}, ensure_ascii=True) + "\n"
+        line = json.dumps({"digest": file_digest, "student": student, "grade": asdict(grade)}, ensure_ascii=True)
+        line += "\n"
         with open(self.out / RESULTS, "a", encoding="utf-8") as handle:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
         self.done[grade.submission] = (file_digest, grade)
+        self.students[grade.submission] = student
 
-    def rebuild(self, names: list[str] | None = None) -> list[Grade]:
-        """Write ``grades.csv`` and the feedback from the results file.
+    def rebuild(self, names: list[str] | None = None, *, log=print) -> list[Grade]:
+        """Write ``grades.csv``, the feedback and the gradebooks from the results file.
 
         :param names: The submissions of this run (others in the file are left out); ``None``: all.
         :returns: The grades written.
         """
         grades = [g for name, (_, g) in self.done.items() if names is None or name in names]
-        write_reports(grades, self.out, marking=Marking(**self.meta["marking"]))
+        for warning in write_reports(grades, self.out, marking=Marking(**self.meta["marking"]),
+                                     students=self.students, assignment=str(self.meta.get("lesson", "assignment"))):
+            log(warning)
         return sorted(grades, key=lambda g: g.submission)
 
 
@@ -135,7 +142,7 @@ def open_results(out: Path, meta: dict, *, resume: bool, force: bool, log=print)
             raise OutputInUse(f"--resume: {out} holds {', '.join(used)} but no {RESULTS} to resume from; "
                               "use another --out, or --force to set the old files aside")
         _truncate_partial_line(out / RESULTS)
-        old, done = read_results(out)
+        old, done, students = read_results(out)
         keys = ("lesson", "seed", "params", "solution")
         differs = [k for k in keys if old.get(k) != meta.get(k)]
         if differs:
@@ -143,7 +150,7 @@ def open_results(out: Path, meta: dict, *, resume: bool, force: bool, log=print)
                               f"({', '.join(f'{k}={old.get(k)!r}' for k in differs)}); resume with the same values, "
                               "or use --force to set that run aside and start anew")
         log(f"resuming: {len(done)} submission(s) already graded in {out}")
-        return ResultsFile(out, old, done)
+        return ResultsFile(out, old, done, students)
     if used and not force:
         raise OutputInUse(f"{out} already holds the results of a grading run ({', '.join(used)}); "
                           "--resume grades only what is missing there, --force moves the old files into "
@@ -153,7 +160,7 @@ def open_results(out: Path, meta: dict, *, resume: bool, force: bool, log=print)
     path = out / RESULTS
     with open(path, "x", encoding="utf-8") as handle:
         handle.write(json.dumps({"meta": meta}) + "\n")
-    return ResultsFile(out, meta, done)
+    return ResultsFile(out, meta, done, {})
 
 
 def merge(parts: list[Path], out: Path) -> list[Grade]:
@@ -166,18 +173,18 @@ def merge(parts: list[Path], out: Path) -> list[Grade]:
     """
     metas, grades = [], []
     for part in parts:
-        meta, part_grades = read_results(part)
+        meta, part_grades, students = read_results(part)
         metas.append(meta)
-        grades += [(d, g) for d, g in part_grades.values()]
+        grades += [(d, g, students.get(name, {})) for name, (d, g) in part_grades.items()]
     keys = ("lesson", "seed", "params", "solution")
     if any(tuple(m.get(k) for k in keys) != tuple(metas[0].get(k) for k in keys) for m in metas):
         raise ValueError("the shards were graded with different seeds, parameters, lessons or solutions; "
                          "rerun with one --seed")
-    names = [g.submission for _, g in grades]
+    names = [g.submission for _, g, _ in grades]
     if len(names) != len(set(names)):
         raise ValueError("a submission appears in more than one shard")
     meta = {k: metas[0].get(k) for k in (*keys, "marking", "protections")}
     results = open_results(out, meta, resume=False, force=False)
-    for file_digest, grade in sorted(grades, key=lambda pair: pair[1].submission):
-        results.append(grade, file_digest)
+    for file_digest, grade, student in sorted(grades, key=lambda row: row[1].submission):
+        results.append(grade, file_digest, student)
     return results.rebuild()

@@ -1,0 +1,175 @@
+"""Grades and feedback back to the platform the submissions came from.
+
+:func:`write_gradebooks` takes plain rows (:class:`GradebookRow`: who, the platform's
+identifiers, the points, the feedback file) and writes, beside ``grades.csv``, for each platform
+that has rows:
+
+* **Moodle**: ``moodle-grading-worksheet.csv``, the assignment's *offline grading worksheet*
+  (*Upload grading worksheet*; columns as Moodle's *Download grading worksheet* writes them, the
+  import matching rows on ``Identifier`` = ``Participant N``), and ``moodle-feedback-files.zip``
+  for *Upload multiple feedback files in a zip*: each file in its submission's folder, named as
+  the download names it (``Full Name_N_assignsubmission_file_/feedback.md``).
+* **Canvas**: ``canvas-gradebook.csv`` for the gradebook's *Import*: ``Student``, ``ID`` (the
+  Canvas user id, which the import matches on), ``SIS User ID``, ``SIS Login ID``, ``Section``,
+  then one assignment column ``NAME (ASSIGNMENT_ID)`` (without an id Canvas creates the
+  assignment), and the ``Points Possible`` row; and ``canvas-feedback-files.zip`` for the
+  assignment's *Re-upload Submissions*, each file named with its submission's download prefix
+  (``login_USERID_ATTACHMENTID_``) so that Canvas matches it to the student.
+
+A student with more than one graded row is left out of the platform files (never one picked
+silently) and named in the returned warnings; grades.csv still has every row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._atomic import write_atomic
+
+__all__ = [
+    "CANVAS_COLUMNS", "CANVAS_FEEDBACK", "CANVAS_GRADEBOOK", "MOODLE_COLUMNS", "MOODLE_FEEDBACK", "MOODLE_WORKSHEET",
+    "GradebookRow", "write_gradebooks",
+]
+
+MOODLE_WORKSHEET = "moodle-grading-worksheet.csv"
+MOODLE_FEEDBACK = "moodle-feedback-files.zip"
+CANVAS_GRADEBOOK = "canvas-gradebook.csv"
+CANVAS_FEEDBACK = "canvas-feedback-files.zip"
+MOODLE_COLUMNS = ("Identifier", "Full name", "Email address", "Status", "Grade", "Maximum Grade",
+                  "Grade can be changed", "Last modified (submission)", "Last modified (grade)", "Feedback comments")
+CANVAS_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
+_KEYS = {"moodle": "participant", "canvas": "user_id"}
+
+
+@dataclass(frozen=True)
+class GradebookRow:
+    """One graded submission, as the platform files need it.
+
+    :param name: The row's name in grades.csv.
+    :param student: Who submitted it (:attr:`.intake.Submission.student`).
+    :param platform: :attr:`.intake.Submission.platform`.
+    :param ids: :attr:`.intake.Submission.ids`.
+    :param total: Points.
+    :param max_points: Most points.
+    :param status: The grading status (``ok``, ``partial``, ...).
+    :param feedback: The feedback file of this row, or ``None``.
+    :param source: The file's path inside the export (:attr:`.intake.Submission.source`).
+    :param note: :attr:`.intake.Submission.note`.
+    """
+
+    name: str
+    student: str
+    platform: str
+    ids: dict[str, str] = field(default_factory=dict)
+    total: float = 0
+    max_points: float = 0
+    status: str = ""
+    feedback: Path | None = None
+    source: str = ""
+    note: str | None = None
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _csv_cell(value) -> str:
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _csv(rows: list[list]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerows([[_csv_cell(v) for v in row] for row in rows])
+    return out.getvalue()
+
+
+def _comment(row: GradebookRow) -> str:
+    return (f"{_number(row.total)} of {_number(row.max_points)} points ({row.status}); the feedback file "
+            "says what each check found")
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in sorted(files.items()):
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _feedback(row: GradebookRow) -> bytes | None:
+    return row.feedback.read_bytes() if row.feedback is not None and row.feedback.is_file() else None
+
+
+def _moodle(rows: list[GradebookRow], out: Path) -> list[Path]:
+    table = [list(MOODLE_COLUMNS)]
+    files = {}
+    for row in sorted(rows, key=lambda r: int(r.ids["participant"])):
+        number = row.ids["participant"]
+        table.append([f"Participant {number}", row.ids.get("full_name", row.student), "", "Submitted for grading",
+                      _number(row.total), _number(row.max_points), "Yes", "-", "-", _comment(row)])
+        data = _feedback(row)
+        if data is not None:
+            folder = f"{row.ids.get('full_name', row.student)}_{number}_assignsubmission_file_"
+            files[f"{folder}/feedback.md"] = data
+    write_atomic(out / MOODLE_WORKSHEET, _csv(table))
+    written = [out / MOODLE_WORKSHEET]
+    if files:
+        write_atomic(out / MOODLE_FEEDBACK, _zip(files))
+        written.append(out / MOODLE_FEEDBACK)
+    return written
+
+
+def _canvas(rows: list[GradebookRow], out: Path, *, assignment: str, assignment_id: str | None) -> list[Path]:
+    column = f"{assignment} ({assignment_id})" if assignment_id else assignment
+    table = [[*CANVAS_COLUMNS, column], ["    Points Possible", "", "", "", "", _number(rows[0].max_points)]]
+    files = {}
+    for row in sorted(rows, key=lambda r: int(r.ids["user_id"])):
+        table.append([row.ids.get("login", row.student), row.ids["user_id"], "", "", "", _number(row.total)])
+        data = _feedback(row)
+        if data is not None:
+            late = "_LATE" if row.ids.get("late") == "1" else ""
+            prefix = f"{row.ids.get('login', 'student')}{late}_{row.ids['user_id']}_{row.ids.get('attachment_id', '0')}"
+            files[f"{prefix}_feedback.md"] = data
+    write_atomic(out / CANVAS_GRADEBOOK, _csv(table))
+    written = [out / CANVAS_GRADEBOOK]
+    if files:
+        write_atomic(out / CANVAS_FEEDBACK, _zip(files))
+        written.append(out / CANVAS_FEEDBACK)
+    return written
+
+
+def write_gradebooks(
+    rows: list[GradebookRow], out: Path, *, assignment: str = "assignment", canvas_assignment_id: str | None = None
+) -> tuple[list[Path], list[str]]:
+    """Write the platforms' grade-import and feedback files for the rows that came from them.
+
+    :param rows: Every graded row; rows of other platforms, or of none, are left out.
+    :param out: The report folder (beside grades.csv).
+    :param assignment: The assignment's name in Canvas's gradebook column.
+    :param canvas_assignment_id: The Canvas assignment id, so that the import fills that assignment.
+    :returns: The files written, and one warning per student left out.
+    """
+    written: list[Path] = []
+    warnings: list[str] = []
+    for platform, key in _KEYS.items():
+        mine = [r for r in rows if r.platform == platform and r.ids.get(key, "").isdigit()]
+        counts = Counter(r.ids[key] for r in mine)
+        for number in sorted(n for n, c in counts.items() if c > 1):
+            names = ", ".join(sorted(r.name for r in mine if r.ids[key] == number))
+            warnings.append(f"warning: {platform} {key} {number} has {counts[number]} graded rows ({names}); left out "
+                            f"of the {platform} files: enter that student's grade by hand")
+        mine = [r for r in mine if counts[r.ids[key]] == 1]
+        if not mine:
+            continue
+        if platform == "moodle":
+            written += _moodle(mine, out)
+        else:
+            written += _canvas(mine, out, assignment=assignment, assignment_id=canvas_assignment_id)
+    return written, warnings

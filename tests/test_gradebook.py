@@ -1,0 +1,117 @@
+"""Grades and feedback back to the platform (issue 20): the files read back with their documented columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+
+from bmnist_helpers.grading.gradebook import (
+    CANVAS_COLUMNS,
+    CANVAS_FEEDBACK,
+    CANVAS_GRADEBOOK,
+    MOODLE_COLUMNS,
+    MOODLE_FEEDBACK,
+    MOODLE_WORKSHEET,
+    GradebookRow,
+    write_gradebooks,
+)
+from bmnist_helpers.grading.intake import collect, student_record
+from bmnist_helpers.grading.report import Grade, Marking, write_reports
+from bmnist_helpers.grading.store import merge, open_results, read_results
+from tests.test_platforms import EXPORTS, write_export
+
+MARKING = Marking(tasks=(1, 2, 3, 4, 5), hidden=2, expected=1)
+
+
+def _write(grades, out, students) -> None:
+    write_reports(grades, out, marking=MARKING, students=students, assignment="binary_mnist")
+
+
+def _table(path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+
+
+def _class(tmp_path, platform: str, points: list[int]):
+    """A platform's export as intake reads it, and a grade for each of its rows."""
+    rows = collect([write_export(tmp_path / platform, EXPORTS[platform], as_zip=True)], warn=print)
+    grades = [Grade(r.name, "ok" if p == 15 else "partial", dict(zip((1, 2, 3, 4, 5), [p // 5] * 5, strict=True)))
+              for r, p in zip(sorted(rows, key=lambda r: r.name), points, strict=True)]
+    return rows, grades
+
+
+def test_moodle_worksheet_and_feedback_zip_read_back(tmp_path):
+    rows, grades = _class(tmp_path, "moodle", [15, 10, 5])
+    out = tmp_path / "grades"
+    _write(grades, out, {r.name: student_record(r) for r in rows})
+    table = _table(out / MOODLE_WORKSHEET)
+    assert tuple(table[0]) == MOODLE_COLUMNS
+    by_id = {line[0]: dict(zip(MOODLE_COLUMNS, line, strict=True)) for line in table[1:]}
+    totals = {g.submission: g.total for g in grades}
+    assert set(by_id) == {"Participant 10001", "Participant 10002", "Participant 10003"}
+    for row in rows:
+        line = by_id[f"Participant {row.ids['participant']}"]
+        assert line["Full name"] == row.student
+        assert float(line["Grade"]) == totals[row.name] and line["Maximum Grade"] == "15"
+    with zipfile.ZipFile(out / MOODLE_FEEDBACK) as zf:
+        names = sorted(zf.namelist())
+        # The feedback file sits in the folder the download gave that submission.
+        assert names == sorted(f"{r.source.split('/')[0]}/feedback.md" for r in rows)
+        for row in rows:
+            folder = row.source.split("/")[0]
+            assert zf.read(f"{folder}/feedback.md") == (out / "feedback" / f"{row.name}.md").read_bytes()
+    assert not (out / CANVAS_GRADEBOOK).exists()
+    grades_csv = list(csv.DictReader(io.StringIO((out / "grades.csv").read_text())))
+    assert {(r["submission"], r["student"], r["source"]) for r in grades_csv} == {(r.name, r.student, r.source)
+                                                                                 for r in rows}
+
+
+def test_canvas_gradebook_and_feedback_zip_read_back(tmp_path):
+    rows, grades = _class(tmp_path, "canvas", [15, 5])
+    out = tmp_path / "grades"
+    _write(grades, out, {r.name: student_record(r) for r in rows})
+    table = _table(out / CANVAS_GRADEBOOK)
+    assert tuple(table[0][:5]) == CANVAS_COLUMNS and table[0][5] == "binary_mnist"
+    assert table[1][0].strip() == "Points Possible" and table[1][5] == "15"
+    by_id = {line[1]: line for line in table[2:]}
+    totals = {g.submission: g.total for g in grades}
+    assert {row.ids["user_id"]: float(by_id[row.ids["user_id"]][5]) for row in rows} == {
+        row.ids["user_id"]: totals[row.name] for row in rows}
+    with zipfile.ZipFile(out / CANVAS_FEEDBACK) as zf:
+        # Named with the download's prefix (login, LATE, user id, attachment id), as Canvas matches them.
+        assert sorted(zf.namelist()) == ["jonesbob_124_457_feedback.md", "smithalice_LATE_123_456_feedback.md"]
+
+
+def test_canvas_assignment_id_in_the_column_header(tmp_path):
+    row = GradebookRow("a", "smithalice", "canvas", {"user_id": "123", "login": "smithalice"}, 12, 15, "partial")
+    written, warnings = write_gradebooks([row], tmp_path, assignment="Binary MNIST", canvas_assignment_id="98765")
+    assert written == [tmp_path / CANVAS_GRADEBOOK] and warnings == []
+    assert _table(tmp_path / CANVAS_GRADEBOOK)[0][5] == "Binary MNIST (98765)"
+
+
+def test_a_student_with_two_rows_is_left_out_and_named(tmp_path):
+    rows = [GradebookRow("a", "Ann", "moodle", {"participant": "7", "full_name": "Ann"}, 15, 15, "ok"),
+            GradebookRow("b", "Ann", "moodle", {"participant": "7", "full_name": "Ann"}, 3, 15, "partial"),
+            GradebookRow("c", "Bo", "moodle", {"participant": "8", "full_name": "Bo"}, 9, 15, "partial"),
+            GradebookRow("d", "d", "", {}, 1, 15, "partial")]
+    written, warnings = write_gradebooks(rows, tmp_path)
+    assert written == [tmp_path / MOODLE_WORKSHEET]
+    assert [line[0] for line in _table(tmp_path / MOODLE_WORKSHEET)[1:]] == ["Participant 8"]
+    assert warnings == ["warning: moodle participant 7 has 2 graded rows (a, b); left out of the moodle files: "
+                        "enter that student's grade by hand"]
+
+
+def test_merge_keeps_who_each_row_is(tmp_path):
+    rows, grades = _class(tmp_path, "moodle", [15, 10, 5])
+    students = {r.name: student_record(r) for r in rows}
+    parts = []
+    meta = {"lesson": "binary_mnist", "seed": 1, "marking": {"tasks": [1, 2, 3, 4, 5], "hidden": 2, "expected": 1}}
+    for k, grade in enumerate(grades):
+        part = tmp_path / f"shard-{k}"
+        open_results(part, meta, resume=False, force=False).append(grade, "", students[grade.submission])
+        parts.append(part)
+    _write(grades, tmp_path / "single", students)
+    merge(parts, tmp_path / "merged")
+    for name in ("grades.csv", MOODLE_WORKSHEET):
+        assert (tmp_path / "merged" / name).read_text() == (tmp_path / "single" / name).read_text()
+    assert read_results(tmp_path / "merged")[2] == students
