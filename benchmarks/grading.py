@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nbtime import execute  # noqa: E402
 
 from bmnist_helpers.exercise import ROOT, load_solution  # noqa: E402
+from bmnist_helpers.binary_mnist import LESSON  # noqa: E402
 from bmnist_helpers.grading import cli  # noqa: E402
 
 SUBMISSION = ROOT / "tests" / "fixtures" / "submissions" / "full-marks.ipynb"
@@ -72,7 +73,7 @@ def main() -> None:
         # network namespace and tmpfs; the cgroups stay)
         bare_kernels = graded_class(folder, Path(tmp) / "out-open", jobs=jobs_list[-1], use_bwrap=False)
 
-    grading = " ".join(f"{k}={v}" for k, v in cli.GRADING_PARAMS.items())
+    grading = " ".join(f"{k}={v}" for k, v in LESSON.params.items())
     print(f"grading a class of {args.class_size} full-marks notebooks (bmnist-grade's defaults: {grading}; "
           f"{cores} cores; measured side by side in this run)")
     print(f"bare solution run (the lesson's parameters, fresh kernel, no sandbox, no compilation cache): {bare:.1f} s")

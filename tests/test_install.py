@@ -102,7 +102,7 @@ def test_kernel_command_registers_the_notebooks_kernel_with_its_cache(tmp_path):
 def test_xla_flags_this_jaxlib_refuses_are_left_out(monkeypatch):
     # XLA aborts at start-up on a flag it does not know (a jax upgrade may drop one), so the kernel
     # gets only flags a child process started with.
-    from bmnist_helpers.grading.cli import GRADING_COMPILE_FLAGS
+    from bmnist_helpers.binary_mnist import GRADING_COMPILE_FLAGS
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/nonexistent")
     kernel.xla_flags.cache_clear()
@@ -300,8 +300,8 @@ def test_installed_route(built, tmp_path):
     for name, points in (("full-marks", 15), ("untouched", 0)):
         assert sum(expected[name]["points"].values()) == points
         assert int(rows[name]["total"]) == points, rows[name]
-    meta = json.loads((home / "grades" / "results.json").read_text())
-    assert Path(meta["meta"]["solution"]).is_relative_to(venv), "graded against the package's own solution"
+    meta = json.loads((home / "grades" / "results.jsonl").read_text().splitlines()[0])
+    assert Path(meta["meta"]["solution_file"]).is_relative_to(venv), "graded against the package's own solution"
 
 
 @pytest.mark.install

@@ -164,7 +164,8 @@ def grade(
     options = _options(lesson, jobs=jobs, timeout_s=timeout_s, cell_timeout_s=cell_timeout_s, memory_mb=memory_mb,
                        bwrap=bwrap)
     active = protections(use_bwrap=bwrap, jobs=jobs)
-    meta = {**plan.identity(), "marking": asdict(Marking.of(lesson)), "protections": active}
+    meta = {**plan.identity(), "solution_file": str(plan.solution_path), "marking": asdict(Marking.of(lesson)),
+            "protections": active}
     k, n = shard
     chosen = found[k - 1 :: n]
     results = open_results(Path(out), meta, resume=resume, force=force, log=log)

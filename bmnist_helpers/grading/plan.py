@@ -36,6 +36,7 @@ class Plan:
     :param inputs: ``{task: inputs}`` of each hidden check (grader side only).
     :param needs: ``{expected-result cell id: {task, ...}}`` it runs on.
     :param solution_digest: SHA-256 of the solution file (``--resume`` checks it).
+    :param solution_path: Where the solution was read from.
     """
 
     lesson: Lesson
@@ -47,6 +48,7 @@ class Plan:
     inputs: Mapping[int, dict]
     needs: Mapping[str, frozenset[int]]
     solution_digest: str
+    solution_path: Path
 
     def for_workers(self) -> dict:
         """The part a worker needs, as JSON: cells, probe cells and the task functions."""
@@ -99,4 +101,5 @@ def build_plan(lesson: Lesson, *, seed: int, params: Mapping[str, str], solution
     needs = {name: frozenset(tasks) for name, tasks in visible_dependencies(graded, functions).items()}
     return Plan(lesson=lesson, seed=int(seed), params=params, cells=tuple(graded),
                 instructor=frozenset(normalised_code(c.source) for c in every if not c.answer), probes=probes,
-                inputs=inputs, needs=needs, solution_digest=hashlib.sha256(data).hexdigest())
+                inputs=inputs, needs=needs, solution_digest=hashlib.sha256(data).hexdigest(),
+                solution_path=path.resolve())

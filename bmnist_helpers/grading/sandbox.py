@@ -417,13 +417,16 @@ def write_kernel_spec(spec_dir: Path, config: SandboxConfig) -> Path:
 # --- the job -------------------------------------------------------------------------------------
 
 
-def _set_limits(limits: Limits) -> None:
+def _set_limits(limits: Limits, *, cgroup: bool) -> None:
+    """The job's resource limits. With a cgroup, ``pids.max`` is the process limit and
+    ``RLIMIT_NPROC`` only a backstop above it, so that a fork bomb meets the cgroup's limit first
+    (the one that is counted, see :func:`_wait_within_process_limit`)."""
     mb = 1024 * 1024
     for name, value in (
         (resource.RLIMIT_AS, limits.memory_mb * mb),
         (resource.RLIMIT_CPU, limits.cpu_s),
         (resource.RLIMIT_FSIZE, limits.file_mb * mb),
-        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_NPROC, 2 * limits.processes if cgroup else limits.processes),
         (resource.RLIMIT_CORE, 0),
     ):
         hard = resource.getrlimit(name)[1]
@@ -569,7 +572,7 @@ class _Job:
                 self.cgroup.join()
             if cpus is not None:
                 os.sched_setaffinity(0, cpus)
-            _set_limits(self.config.limits)
+            _set_limits(self.config.limits, cgroup=self.cgroup is not None)
 
         fds = list(pass_fds)
         data_fd = None
