@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _nbtime import execute  # noqa: E402
 
-from bmnist_helpers.exercise import ROOT, load_solution  # noqa: E402
 from bmnist_helpers.binary_mnist import LESSON  # noqa: E402
+from bmnist_helpers.exercise import ROOT, load_solution  # noqa: E402
 from bmnist_helpers.grading import cli  # noqa: E402
 
 SUBMISSION = ROOT / "tests" / "fixtures" / "submissions" / "full-marks.ipynb"
