@@ -123,7 +123,9 @@ def test_each_toy_submission_gets_its_status_and_points(toy_class, name):
 def test_statuses_carry_the_graders_own_notes(toy_class):
     rows = _rows(toy_class["out"])
     assert "ran past the 5 s limit and was interrupted" in rows["loop"]["note"]
-    assert "the kernel died in your cell" in rows["exits"]["note"]
+    assert "your cell number 5 of the grading copy ended the kernel (it exited with status 1)" in rows["exits"]["note"]
+    assert "ran again in a fresh kernel without it" in rows["exits"]["note"]
+    assert "gave up" in rows["kills-every-kernel"]["note"]
     assert "not valid JSON" in rows["invalid"]["note"]
     feedback = (toy_class["out"] / "feedback" / "untouched.md").read_text()
     assert "needs task" not in feedback and "raised NotImplementedError: TODO: task 1" in feedback

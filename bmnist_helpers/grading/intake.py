@@ -5,10 +5,12 @@ of :class:`Submission` rows. It reads only **regular files**: never through a sy
 link to ``/dev/zero`` or to the instructor's solution is reported, not followed), never a FIFO,
 socket or device (their names are reported; they are never opened, and a file is opened with
 ``O_NOFOLLOW | O_NONBLOCK`` and checked again with ``fstat``, so a swap between listing and opening
-cannot make it block), and never more than ``max_bytes`` (:data:`MAX_BYTES`, 10 MiB: 25 times the
-solution notebook with all its figures; a larger notebook is almost all stored outputs, which the
-grader discards anyway; the cap keeps reading and parsing a hostile file to well under a second
-and a few hundred MB of memory). A file above the cap is refused from its size without being read.
+cannot make it block), and never more than ``max_bytes`` (:data:`MAX_BYTES`, 128 MiB). What is
+kept of a file is its code: a large file is stripped of its saved outputs, which the grader never
+uses, in a child process under memory and time limits (:func:`.strip.code_only`), so that a notebook
+that printed a large array grades like any other and a hostile file costs the grader little. A
+file above the cap is refused from its size without being read; the code the grader runs is
+capped in :func:`.notebook.read_submission`.
 
 **Exports.** A named ``.zip`` is read as a folder would be, after :func:`.archive.read_zip` has
 checked every entry (no ``..`` or absolute paths, links, nested archives or zip bombs: any of
@@ -54,10 +56,11 @@ from pathlib import Path
 
 from .archive import ArchiveError, read_zip
 from .platforms import GRADESCOPE_METADATA, Identity, identify, parse_gradescope_metadata
+from .strip import code_only
 
 __all__ = ["MAX_BYTES", "RESERVED_NAMES", "ArchiveError", "Submission", "collect", "safe_name", "student_record"]
 
-MAX_BYTES = 10 * 1024 * 1024
+MAX_BYTES = 128 * 1024 * 1024
 RESERVED_NAMES = frozenset({"reference", "solution", "grades", "results", "feedback", "summary"})
 _WINDOWS_DEVICES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
                               *(f"lpt{i}" for i in range(10))})
@@ -301,7 +304,7 @@ def _walk(
             warn(f"warning: {here}: a symbolic link to a folder; not followed")
         elif entry.name.lower().endswith(".zip"):
             warn(f"warning: {here}: a zip file inside a folder is not opened; name it on the command line "
-                 "(bmnist-grade EXPORT.zip ...) or unpack it")
+                 "(give EXPORT.zip itself as a submission path) or unpack it")
 
 
 def _from_folder(path: Path, *, max_bytes: int, warn: Callable[[str], None]) -> list[_Found]:
@@ -430,8 +433,9 @@ def collect(paths: list[Path], *, max_bytes: int = MAX_BYTES, warn: Callable[[st
     tables = _metadata([item for item in found if item.metadata], warn)
     notebooks = [replace(item, identity=identify(item.parts, metadata=tables)) for item in notebooks]
     names = _names(notebooks)
-    rows = [Submission(name, item.path, item.data, item.problem, student=item.identity.student or name,
-                       source=item.source, platform=item.identity.platform, ids=dict(item.identity.ids),
+    rows = [Submission(name, item.path, None if item.data is None else code_only(item.data), item.problem,
+                       student=item.identity.student or name, source=item.source,
+                       platform=item.identity.platform, ids=dict(item.identity.ids),
                        note=item.identity.note)
             for name, item in zip(names, notebooks, strict=True)]
     return _twice(rows)

@@ -30,12 +30,14 @@ import nbformat
 
 from .tags import EXPECTED_TAG, PARAMETERS_TAG, cell_tags, task_of_tags
 
-__all__ = ["Cell", "InvalidNotebook", "SolutionCell", "apply_params", "build_grading_copy", "read_submission",
-           "solution_cells", "student_cells", "visible_dependencies"]
+__all__ = ["MAX_CODE_CELLS", "MAX_CODE_CHARS", "Cell", "InvalidNotebook", "SolutionCell", "apply_params",
+           "build_grading_copy", "dependencies", "read_submission", "solution_cells", "student_cells"]
 
 _NBVAL_MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION", "NBVAL_SKIP",
                   "PYTEST_VALIDATE_IGNORE_OUTPUT"}
 _PARSE_LIMIT = 1_000_000  # characters: longer cells are kept as they are, not parsed
+MAX_CODE_CELLS = 2_000  # code cells the grader runs (the exercise has about 40)
+MAX_CODE_CHARS = 5_000_000  # characters of code the grader runs (the exercise has about 25,000)
 
 
 class InvalidNotebook(ValueError):
@@ -86,10 +88,13 @@ def read_submission(data: bytes) -> list[tuple[str, str | None, list[str]]]:
     cells = raw.get("cells")
     if not isinstance(cells, list):
         raise InvalidNotebook("the notebook has no list of cells; save it again from Jupyter")
-    found = []
+    found, size = [], 0
     for cell in cells:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
+        if len(found) >= MAX_CODE_CELLS:
+            raise InvalidNotebook(f"the notebook has more than {MAX_CODE_CELLS} code cells; the grader runs at most "
+                                  "that many: merge or delete scratch cells and submit again")
         source = cell.get("source", "")
         if isinstance(source, list) and all(isinstance(s, str) for s in source):
             source = "".join(source)
@@ -99,6 +104,10 @@ def read_submission(data: bytes) -> list[tuple[str, str | None, list[str]]]:
         metadata = cell.get("metadata")
         tags = metadata.get("tags") if isinstance(metadata, dict) else None
         tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+        size += len(source)
+        if size > MAX_CODE_CHARS:
+            raise InvalidNotebook(f"the notebook's code is longer than {MAX_CODE_CHARS // 10**6} million characters; "
+                                  "the grader runs at most that much: delete large pasted data and submit again")
         found.append((_strip_markers(source), cell_id if isinstance(cell_id, str) else None, tags))
     return found
 
@@ -279,16 +288,18 @@ def build_grading_copy(cells: list[tuple[str, str | None, list[str]]] | None, so
     return copy
 
 
-def visible_dependencies(solution: list[SolutionCell], functions: Mapping[str, int]) -> dict[str, set[int]]:
-    """The tasks whose functions each expected-result cell runs on, read from the solution's code.
+def dependencies(solution: list[SolutionCell], functions: Mapping[str, int]) -> tuple[dict, dict]:
+    """The tasks whose functions each name and each expected-result cell run on, read from the
+    solution's code.
 
     A name depends on the tasks of the names its cell uses (a helper that calls a task's function,
     a variable computed by a cell that called one, ...), in cell order. An expected result can be
-    imitated by printing, so its point counts only when the hidden checks of all these tasks pass.
+    imitated by printing, so its point counts only when the hidden checks of all these tasks pass;
+    and a cell that fails for want of a name (``params``) is blamed on the tasks that name needs.
 
     :param solution: The solution cells of the grading copy.
     :param functions: ``{function name: task}`` of the lesson.
-    :returns: ``{expected-result cell id: {task, ...}}``.
+    :returns: ``({name: {task, ...}}, {expected-result cell id: {task, ...}})``.
     """
     needs: dict[str, set[int]] = {name: {task} for name, task in functions.items()}
     found = {}
@@ -302,7 +313,7 @@ def visible_dependencies(solution: list[SolutionCell], functions: Mapping[str, i
                 needs[target] = needs.get(target, set()) | tasks if target in functions else tasks
         if cell.expected:
             found[cell.id] = tasks
-    return found
+    return needs, found
 
 
 def _assigned(node: ast.stmt) -> set[str]:

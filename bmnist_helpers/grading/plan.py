@@ -17,7 +17,7 @@ import nbformat
 import numpy as np
 
 from .lessons import Lesson
-from .notebook import SolutionCell, apply_params, normalised_code, solution_cells, visible_dependencies
+from .notebook import SolutionCell, apply_params, dependencies, normalised_code, solution_cells
 from .values import encode_input
 
 __all__ = ["Plan", "build_plan", "probe_source"]
@@ -35,6 +35,7 @@ class Plan:
     :param probes: ``(task, source)`` of each probe cell.
     :param inputs: ``{task: inputs}`` of each hidden check (grader side only).
     :param needs: ``{expected-result cell id: {task, ...}}`` it runs on.
+    :param name_tasks: ``{name: {task, ...}}``: the tasks each name the solution's cells define needs.
     :param solution_digest: SHA-256 of the solution file (``--resume`` checks it).
     :param solution_path: Where the solution was read from.
     """
@@ -47,6 +48,7 @@ class Plan:
     probes: tuple[tuple[int, str], ...]
     inputs: Mapping[int, dict]
     needs: Mapping[str, frozenset[int]]
+    name_tasks: Mapping[str, frozenset[int]]
     solution_digest: str
     solution_path: Path
 
@@ -98,8 +100,9 @@ def build_plan(lesson: Lesson, *, seed: int, params: Mapping[str, str], solution
     inputs = {check.task: check.draw(np.random.default_rng([int(seed), check.task])) for check in lesson.checks}
     probes = tuple((check.task, probe_source(check.task, check.probe, inputs[check.task]))
                    for check in sorted(lesson.checks, key=lambda c: c.task))
-    needs = {name: frozenset(tasks) for name, tasks in visible_dependencies(graded, functions).items()}
+    by_name, by_cell = dependencies(graded, functions)
+    needs = {name: frozenset(tasks) for name, tasks in by_cell.items()}
     return Plan(lesson=lesson, seed=int(seed), params=params, cells=tuple(graded),
                 instructor=frozenset(normalised_code(c.source) for c in every if not c.answer), probes=probes,
-                inputs=inputs, needs=needs, solution_digest=hashlib.sha256(data).hexdigest(),
-                solution_path=path.resolve())
+                inputs=inputs, needs=needs, name_tasks={name: frozenset(tasks) for name, tasks in by_name.items()},
+                solution_digest=hashlib.sha256(data).hexdigest(), solution_path=path.resolve())

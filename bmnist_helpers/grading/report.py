@@ -163,18 +163,23 @@ def _error_line(record: dict) -> str:
     return f"{error.get('ename', 'Error')}: {evalue[-1] if evalue else ''}".strip()
 
 
-def _blame(record: dict, task: int | None, lesson: Lesson) -> str:
-    """Say when a cell failed because of another task (a NameError or a stub of another task)."""
+def _blame(record: dict, task: int | None, plan: Plan, hidden_ok: dict[int, bool]) -> str:
+    """Say when a cell failed because of another task: a stub of another task raised, or a name
+    is missing that an earlier cell makes from tasks whose checks failed."""
     error = record.get("error") or {}
     text = f"{error.get('ename', '')}: {error.get('evalue', '')}"[:4000]
-    todo = lesson.stub.search(text)
+    todo = plan.lesson.stub.search(text)
     if todo and int(todo.group(1)) != task:
         return f"This cell needs task {todo.group(1)}, which is not done yet."
     missing = re.search(r"name '(\w+)' is not defined", text)
     if missing:
-        owner = lesson.function_tasks().get(missing.group(1))
+        name = missing.group(1)
+        owner = plan.lesson.function_tasks().get(name)
         if owner is not None and owner != task:
-            return f"This cell needs `{missing.group(1)}` from task {owner}, which is missing."
+            return f"This cell needs `{name}` from task {owner}, which is missing."
+        failed = sorted(t for t in plan.name_tasks.get(name, ()) if t != task and not hidden_ok.get(t, False))
+        if owner is None and failed:
+            return f"This cell needs task {', '.join(map(str, failed))}, which is not done yet."
     return ""
 
 
@@ -193,7 +198,7 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
     checks = {check.task: check for check in lesson.checks}
     copy, records = _cells(result)
     failures, errors, hidden_ok = [], [], {}
-    for index, cell in enumerate(copy):
+    for index, cell in enumerate(copy):  # the hidden checks first: the other cells' notes refer to them
         record = records.get(index)
         if cell["role"] == "probe":
             task = cell["task"]
@@ -206,8 +211,10 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
             hidden_ok[task] = verdict is None
             if verdict:
                 failures.append({"task": task, "kind": "hidden", "cell": cell["name"], "message": verdict})
-        elif cell["role"] == "given" and cell["expected"]:
-            failure = _expected_failure(cell, record, reference, lesson)
+    for index, cell in enumerate(copy):
+        record = records.get(index)
+        if cell["role"] == "given" and cell["expected"]:
+            failure = _expected_failure(cell, record, reference, plan, hidden_ok)
             if failure:
                 failures.append(failure)
         elif cell["role"] == "student" and record is not None and record["status"] == "error":
@@ -224,14 +231,18 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
                 f"the expected-result point of task {task} needs the hidden checks of task(s) "
                 f"{', '.join(map(str, unverified))} to pass too, since its cells run on their functions")})
         points[task] = marking.hidden * hidden + marking.expected * (hidden and visible)
-    status, note = decide(result.events, timed_out=result.timed_out, exitcode=result.exitcode,
-                          passed=not (failures or errors), timeout_s=timeout_s, cell_timeout_s=cell_timeout_s)
+    stubs = [lesson.stub.search(f["message"]) for f in failures if f["kind"] == "hidden"]
+    untouched = {int(m.group(1)) for m in stubs if m} >= set(marking.tasks)
+    status, note = decide(result.events, timed_out=result.timed_out, exitcode=result.exitcode, passed=not failures,
+                          attempted=not untouched, own_errors=len(errors), timeout_s=timeout_s,
+                          cell_timeout_s=cell_timeout_s)
     if status in ("invalid-notebook", "sandbox-error"):
         points, failures, errors = marking.zeros(), [], []
     return Grade(name, status, points, failures, note, round(result.seconds, 1), errors)
 
 
-def _expected_failure(cell: dict, record: dict | None, reference: Reference, lesson: Lesson) -> dict | None:
+def _expected_failure(cell: dict, record: dict | None, reference: Reference, plan: Plan,
+                      hidden_ok: dict[int, bool]) -> dict | None:
     """What went wrong in one expected-result cell, or ``None`` when its text equals the reference's."""
     expected = reference.texts.get(cell["name"], "")
     if record is None:
@@ -241,7 +252,7 @@ def _expected_failure(cell: dict, record: dict | None, reference: Reference, les
         return None
     message = ""
     if record["status"] == "error":
-        message = f"raised {_error_line(record)}. {_blame(record, cell['task'], lesson)}".strip()
+        message = f"raised {_error_line(record)}. {_blame(record, cell['task'], plan, hidden_ok)}".strip()
     elif record["status"] != "ok":
         message = {"timeout": "ran past its time limit", "dead": "the kernel died here"}[record["status"]]
     return {"task": cell["task"], "kind": "expected", "cell": cell["name"],
@@ -281,14 +292,18 @@ def _csv(grades: list[Grade], marking: Marking, students: dict[str, dict]) -> st
     return out.getvalue()
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
-_HTML = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_MD_ALWAYS = re.compile(r"([\\`*|~])")  # markup wherever it stands
+_MD_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")  # emphasis; not inside a word (loss_fn)
+_MD_LINK = re.compile(r"\]([(\[:])")  # a link or reference needs ']' right before '(', '[' or ':'
+_MD_HTML = re.compile(r"<(?=[A-Za-z/!?])|&(?=#?\w+;)")  # a tag, a comment or an entity; '< 5' or 'a & b' stay
 
 
 def _md(text: str) -> str:
-    """Student-controlled text for the middle of a Markdown line: one line, no markup, no HTML."""
-    text = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
-    return re.sub(r"[<>&]", lambda m: _HTML[m.group(0)], text)
+    """Student-controlled text for the middle of a Markdown line: one line, no markup, no HTML,
+    escaped only where a character would act, so that the raw file reads well too."""
+    text = _MD_ALWAYS.sub(r"\\\1", " ".join(str(text).split()))
+    text = _MD_UNDERSCORE.sub(r"\\_", _MD_LINK.sub(r"]\\\1", text))
+    return _MD_HTML.sub(lambda m: {"<": "&lt;", "&": "&amp;"}[m.group(0)], text)
 
 
 def _fenced(text: str) -> list[str]:

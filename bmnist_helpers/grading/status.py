@@ -13,10 +13,11 @@ from collections.abc import Mapping
 __all__ = ["STATUSES", "decide"]
 
 STATUSES = {
-    "ok": "every check passed",
-    "partial": "some check failed, or a cell raised",
+    "ok": "every check passed (a cell of the student's own that raised is named in the note)",
+    "partial": "some check failed",
+    "not-attempted": "no task was answered: every task is still its stub",
     "timeout": "a cell ran past its limit and was interrupted, or the notebook ran past its limit",
-    "crashed": "the kernel died (it exited, or hit a resource limit)",
+    "crashed": "a cell ended the kernel (it exited, crashed or hit a resource limit); the copy ran again without it",
     "invalid-notebook": "the file could not be read as a notebook",
     "sandbox-error": "the kernel could not be started",
     "grader-error": "the grader itself failed on this notebook",
@@ -31,14 +32,17 @@ def _where(cell: Mapping, index: int) -> str:
     return f"your cell number {index + 1} of the grading copy"
 
 
-def decide(events: list[dict], *, timed_out: bool, exitcode: int | None, passed: bool,
-           timeout_s: int, cell_timeout_s: int) -> tuple[str, str]:
+def decide(events: list[dict], *, timed_out: bool, exitcode: int | None, passed: bool, attempted: bool,
+           own_errors: int, timeout_s: int, cell_timeout_s: int) -> tuple[str, str]:
     """The status of one job, and a note that says what happened.
 
-    :param events: The worker's records (``invalid``, ``kernel-failed``, ``copy``, ``cell``, ``done``).
+    :param events: The worker's records (``invalid``, ``kernel-failed``, ``copy``, ``cell``,
+        ``restart``, ``gave-up``, ``done``); a later record of a cell replaces an earlier one.
     :param timed_out: Whether the grader stopped the job at its notebook limit.
     :param exitcode: The worker's exit status (``None`` when it was stopped).
-    :param passed: Whether every check passed and no student cell raised.
+    :param passed: Whether every check passed.
+    :param attempted: Whether any task was answered (not every task still its stub).
+    :param own_errors: How many of the student's own cells (not answers' checks) raised.
     :param timeout_s: The notebook limit; ``cell_timeout_s``: the cell limit (for the notes).
     :returns: ``(status, note)``, the status one of :data:`STATUSES`.
     """
@@ -48,22 +52,24 @@ def decide(events: list[dict], *, timed_out: bool, exitcode: int | None, passed:
     if "kernel-failed" in kinds:
         return "sandbox-error", f"the kernel did not start: {kinds['kernel-failed'].get('note', '')}"
     copy = kinds.get("copy", {}).get("cells", [])
-    cells = [e for e in events if e.get("event") == "cell" and isinstance(e.get("index"), int)
-             and 0 <= e["index"] < len(copy)]
+    latest = {e["index"]: e for e in events if e.get("event") == "cell" and isinstance(e.get("index"), int)
+              and 0 <= e["index"] < len(copy)}
     if timed_out:
         return "timeout", f"the notebook ran past its {timeout_s} s limit and was stopped"
-    limited = next((e for e in cells if e.get("limit") == "processes"), None)
-    if limited is not None:
-        return "crashed", (f"{_where(copy[limited['index']], limited['index'])} started more processes than the "
-                           "job's limit, and the job was stopped")
-    dead = next((e for e in cells if e["status"] == "dead"), None)
-    if dead is not None:
-        return "crashed", (f"the kernel died in {_where(copy[dead['index']], dead['index'])}: it exited, or hit a "
-                           "resource limit")
-    slow = next((e for e in cells if e["status"] == "timeout"), None)
+    fatal = [e for _, e in sorted(latest.items()) if e["status"] == "dead"]
+    if fatal:
+        notes = [f"{_where(copy[e['index']], e['index'])} ended the kernel "
+                 f"({str(e.get('how') or 'it died')[:120]})" for e in fatal[:3]]
+        again = ("the grader gave up after that many kernels" if "gave-up" in kinds
+                 else "the rest of the notebook ran again in a fresh kernel without it")
+        return "crashed", "; ".join(notes) + f"; {again}"
+    slow = next((e for _, e in sorted(latest.items()) if e["status"] == "timeout"), None)
     if slow is not None:
         return "timeout", (f"{_where(copy[slow['index']], slow['index'])} ran past the {cell_timeout_s} s limit and "
                            "was interrupted")
     if "done" not in kinds:  # the note is the grader's own words: the worker's log can hold student output
         return "grader-error", f"the grader could not finish this notebook (its worker exited with status {exitcode})"
-    return ("ok", "") if passed else ("partial", "")
+    if not attempted:
+        return "not-attempted", "no task was answered: every task's function is still the exercise's stub"
+    own = f"{own_errors} of your own cells raised an error (see the feedback)" if own_errors else ""
+    return ("ok", own) if passed else ("partial", own)

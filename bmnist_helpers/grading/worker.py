@@ -41,6 +41,7 @@ __all__ = ["main"]
 _TEXT_LIMIT = 20_000  # characters of text kept per cell
 _VALUES_LIMIT = 32 * 1024 * 1024  # bytes of hidden-check values kept per cell
 _TIMEOUT_ENAME = "GraderCellTimeout"
+_MAX_KERNELS = 4  # kernels per notebook: the first, and one more after each cell that ended one
 
 
 def _client_class():
@@ -113,7 +114,46 @@ def run_job(job: dict) -> None:
         _execute(nb, job, results)
 
 
+def _exit_of(km) -> str:
+    """How the kernel ended, in the grader's words (its launcher's exit status)."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    code = None
+    for _ in range(20):
+        code = process.poll() if process is not None else None
+        if code is not None:
+            break
+        time.sleep(0.05)
+    if code is None:
+        return "it stopped answering"
+    if code > 128:
+        name = {9: "SIGKILL (the memory limit, or a kill)", 11: "SIGSEGV (a crash)", 6: "SIGABRT"}.get(code - 128)
+        return f"it was killed by signal {code - 128}" + (f", {name}" if name else "")
+    return f"it exited with status {code}"
+
+
 def _execute(nb, job: dict, results) -> None:
+    """Run the copy; where a cell ends the kernel, run the copy again in a fresh kernel without it.
+
+    Every cell's record is written as it ends; a later attempt's record of a cell replaces an
+    earlier one. A cell that ended a kernel keeps its ``dead`` record and is left out of every
+    later attempt, so it costs only what depends on it. At most :data:`_MAX_KERNELS` kernels.
+    """
+    fatal: set[int] = set()
+    for _attempt in range(_MAX_KERNELS):
+        outcome = _attempt_copy(nb, job, results, skip=fatal)
+        if outcome is None or outcome == "failed":
+            return
+        fatal.add(outcome[0])
+        _write(results, {"event": "restart", "after": outcome[0], "how": outcome[1]})
+    _write(results, {"event": "gave-up", "kernels": _MAX_KERNELS})
+
+
+def _attempt_copy(nb, job: dict, results, *, skip: set[int]) -> tuple[int, str] | str | None:
+    """One kernel's run of the copy, leaving out ``skip``.
+
+    :returns: ``None`` when every cell ran, ``(index, how)`` of the cell that ended the kernel, or
+        ``"failed"`` when no kernel could be started.
+    """
     from jupyter_client.manager import AsyncKernelManager
     from nbclient.exceptions import DeadKernelError
 
@@ -129,13 +169,16 @@ def _execute(nb, job: dict, results) -> None:
         on_cell_executed=lambda cell, cell_index, execute_reply: replies.__setitem__(cell_index, execute_reply),
         resources={"metadata": {"path": job["home"]}}, record_timing=False,
         shutdown_kernel="immediate")  # everything is recorded; the sandbox cleans up
+    mark = Path(job["home"]) / PROCESS_LIMIT_MARK
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(client.setup_kernel())
         except Exception as exc:  # noqa: BLE001 - any failure to start is the sandbox's
             _write(results, {"event": "kernel-failed", "note": f"{type(exc).__name__}: {str(exc)[:300]}"})
-            return
+            return "failed"
         for index, cell in enumerate(nb.cells):
+            if index in skip:
+                continue
             client.captured = {}
             status, start = "ok", time.perf_counter()
             try:
@@ -151,13 +194,20 @@ def _execute(nb, job: dict, results) -> None:
             record = {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
                       "seconds": round(time.perf_counter() - start, 3), "error": cap.get("error"),
                       "values": cap.get("values"), "values_count": cap.get("values_count", 0)}
-            if (Path(job["home"]) / PROCESS_LIMIT_MARK).exists():  # the sandbox stopped the job for it
-                record["limit"] = "processes"
-                status = "dead"
+            how = ""
+            if mark.exists():  # the sandbox stopped the job at its process limit
+                mark.unlink()
+                record["limit"], status = "processes", "dead"
+                how = "it started more processes than the job's limit, and the job was stopped"
+            elif status == "dead":
+                how = _exit_of(km)
+            if how:
+                record["how"] = how
             _write(results, record)
             if status == "dead":
-                return
+                return index, how
         _write(results, {"event": "done"})
+    return None
 
 
 def _die_with_parent() -> None:

@@ -45,12 +45,17 @@ def submissions() -> dict[str, tuple[str, str, dict[int, int]]]:
     return {
         "full": (notebook(), "ok", full),
         "untouched": (notebook(_STUB.format(name="mean", task=1), _STUB.format(name="standardise", task=2)),
-                      "partial", {1: 0, 2: 0}),
+                      "not-attempted", {1: 0, 2: 0}),
         "wrong-2": (notebook(standardise=_STANDARDISE.replace(" / np.sqrt(mean(centred**2))", "")),
                     "partial", {1: 3, 2: 0}),
         "wrong-mean": (notebook(mean="def mean(xs):\n    return max(xs)"), "partial", {1: 0, 2: 0}),
         "loop": (notebook(extra={"answer-1": "while True:\n    pass"}), "timeout", full),
-        "exits": (notebook(extra={"answer-2": "import os\nos._exit(1)"}), "crashed", {1: 0, 2: 0}),
+        # a cell that ends the kernel costs only what depends on it: the copy runs again without it
+        "exits": (notebook(extra={"answer-2": "import os\nos._exit(1)"}), "crashed", full),
+        "answer-exits": (notebook(standardise=_STANDARDISE + "\n\n\nimport os\nos._exit(1)"), "crashed",
+                         {1: 3, 2: 0}),
+        "kills-every-kernel": (notebook(mean="def mean(xs):\n    import os\n    os._exit(1)"), "crashed",
+                               {1: 0, 2: 0}),
         "invalid": ("{not json", "invalid-notebook", {1: 0, 2: 0}),
     }
 
