@@ -241,8 +241,9 @@ def test_wheel_carries_the_lesson_and_builds_quietly(built):
     assert "bmnist_helpers/grading/cli.py" in names and "bmnist_helpers/nbval_sanitize.cfg" in names
     assert not any(n.startswith(("tests/", "solutions/", "notebooks/")) for n in names)
     assert "License-Expression: MIT" in meta
-    assert "Requires-Dist: jupyterlab; extra == \"lab\"" in meta
-    assert "Requires-Dist: nbclient; extra == \"instructor\"" in meta
+    assert "Requires-Dist: jupyterlab>=4.0; extra == \"lab\"" in meta
+    assert "Requires-Dist: nbclient>=0.9; extra == \"instructor\"" in meta
+    assert "Requires-Dist: numpy>=1.24.1\n" in meta, "the supported range is in the wheel's metadata"
 
 
 _RUN_CELLS = """
