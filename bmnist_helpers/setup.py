@@ -37,6 +37,7 @@ __all__ = [
     "constraints_text",
     "ensure_kit",
     "installed_distributions",
+    "installed_versions",
     "kit_requirements",
     "parse_requirement",
     "pip_command",
@@ -168,6 +169,18 @@ def installed_distributions() -> dict[str, str]:
     return found
 
 
+def installed_versions(names: Collection[str]) -> dict[str, str]:
+    """Canonical name -> version of those of ``names`` that are installed (a quick look-up each,
+    where :func:`installed_distributions` reads every distribution's metadata)."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
 def plan_setup(requirements: Sequence[Requirement], installed: Mapping[str, str],
                imported: Collection[str]) -> Plan:
     """Decide what the setup does; a pure function of what is installed and imported.
@@ -259,12 +272,13 @@ def ensure_kit(kit: str | None = None, *, run: Callable[..., subprocess.Complete
         changed an installed package; each message says what to run and to restart the runtime.
     """
     _kit_note(kit)
-    before = installed_distributions()
-    plan = plan_setup(kit_requirements(), before, set(sys.modules))
+    requirements = kit_requirements()
+    plan = plan_setup(requirements, installed_versions([r.name for r in requirements]), set(sys.modules))
     if plan.outside:
         raise SetupError(_outside_message(plan))
     if not plan.install:
         return plan
+    before = installed_distributions()
     names = ", ".join(r.name for r in plan.install)
     print(f"bmnist-kit: installing what this runtime lacks, {names} (pip install {_quoted(plan.install)}); "
           "nothing already installed is changed")

@@ -68,6 +68,8 @@ class FakeRuntime:
         self.installed, self.after, self.calls, self.constraints = dict(installed), after, [], None
         self.returncode, self.stderr = returncode, stderr
         monkeypatch.setattr(setup, "installed_distributions", lambda: dict(self.installed))
+        monkeypatch.setattr(setup, "installed_versions",
+                            lambda names: {n: self.installed[n] for n in names if n in self.installed})
         monkeypatch.setattr(setup, "kit_requirements", lambda: REQS)
         for name in IMPORTED:
             monkeypatch.setitem(sys.modules, name, sys.modules.get(name, object()))
@@ -157,8 +159,10 @@ def test_the_setup_command(monkeypatch, capsys):
 
 
 def test_this_checkouts_environment_is_inside_the_range():
-    plan = setup.plan_setup(setup.kit_requirements(), setup.installed_distributions(), set(sys.modules))
-    assert plan.nothing_to_do, plan
+    requirements = setup.kit_requirements()
+    quick = setup.installed_versions([r.name for r in requirements] + ["no-such-distribution"])
+    assert quick == {r.name: setup.installed_distributions()[r.name] for r in requirements}
+    assert setup.plan_setup(requirements, quick, set(sys.modules)).nothing_to_do
 
 
 def _setup_cell() -> str:
