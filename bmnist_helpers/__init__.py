@@ -2,8 +2,9 @@
 
 Modules: ``data`` (download, cache, two-digit subset), ``plotting`` (the lesson's figures),
 ``widgets`` (threshold and seed explorers), ``lesson`` (the lesson's notebooks wherever the kit
-is installed; ``python -m bmnist_helpers lesson DIR``), ``kernel`` (the ``bmnist`` Jupyter
-kernel), ``exercise`` (exercise generator), ``grading`` (``bmnist-grade``). None of them contains
+is installed; ``python -m bmnist_helpers lesson DIR``), ``setup`` (the notebook's setup cell:
+add what a runtime lacks, replace nothing; ``python -m bmnist_helpers setup``), ``kernel`` (the
+``bmnist`` Jupyter kernel), ``exercise`` (exercise generator), ``grading`` (``bmnist-grade``). None of them contains
 the answers to the lesson's tasks.
 """
 

@@ -4,6 +4,7 @@
 
     python -m bmnist_helpers lesson DIR [--solution] [--force]   # write the lesson's notebook
     python -m bmnist_helpers kernel [--sys-prefix | --user]      # register the bmnist kernel
+    python -m bmnist_helpers setup                               # add the kit's missing dependencies, replace nothing
     python -m bmnist_helpers --version
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__, kernel, lesson
+from . import __version__, kernel, lesson, setup
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, module, text in (
         ("lesson", lesson, "write the exercise (or, with --solution, the solution) notebook into a folder"),
         ("kernel", kernel, "register the bmnist Jupyter kernel with its JAX compilation cache"),
+        ("setup", setup, "install the kit's dependencies this Python lacks; never replace an installed package"),
     ):
         sub = commands.add_parser(name, help=text, description=text)
         module.configure_parser(sub)

@@ -43,24 +43,21 @@
 # parameters cell.
 
 # %% tags=["setup"]
-# Setup. Where the kit is missing (Colab), install the release that made this notebook's stored
-# outputs, with the exact versions they were made with: the kit alone first, then its dependencies
-# under the constraints file it carries. Offline, set BMNIST_WHEELHOUSE to a folder of wheels.
-# More: https://github.com/bmnist-kit/bmnist-kit#installing-without-the-repository
-import importlib.util
-import os
-import subprocess
-import sys
-
+# Setup. ensure_kit checks that this kernel has the kit and what it needs, adds only what is
+# missing (it says what), and never replaces a package the runtime already has. Where the kit
+# itself is missing (Colab), pip installs it alone first. More, and what to do when it stops:
+# https://github.com/bmnist-kit/bmnist-kit#runtimes-that-come-with-their-own-packages
 KIT = "bmnist-kit==0.1.0"
-if importlib.util.find_spec("bmnist_helpers") is None:
-    wheelhouse = os.environ.get("BMNIST_WHEELHOUSE")
-    pip = [sys.executable, "-m", "pip", "install", "-q", *(["--no-index", "--find-links", wheelhouse] if wheelhouse else [])]
-    subprocess.run([*pip, "--no-deps", KIT], check=True)
+try:
+    from bmnist_helpers.setup import ensure_kit
+except ModuleNotFoundError:
+    import importlib, os, subprocess, sys
+    print(f"installing {KIT} alone: pip install --no-deps {KIT}")
+    wheels = ["--find-links", os.environ["BMNIST_WHEELHOUSE"]] if os.environ.get("BMNIST_WHEELHOUSE") else []
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *wheels, KIT], check=True)
     importlib.invalidate_caches()
-    from bmnist_helpers.lesson import lesson_file
-
-    subprocess.run([*pip, "--constraint", str(lesson_file("constraints")), KIT], check=True)
+    from bmnist_helpers.setup import ensure_kit
+ensure_kit(KIT)
 
 import functools  # noqa: F401 - not used by the solution, but handy for yours (functools.partial)
 import itertools

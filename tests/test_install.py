@@ -7,9 +7,14 @@ then installed into fresh venvs (no system site-packages; PyPI and the warm pip 
 * installed: ``pip install -c constraints.txt "bmnist_kit-*.whl[instructor]"``; from an empty folder
   outside the checkout, write the lesson, register the kernel with Binder's ``postBuild``, run the
   exercise's setup, parameters and data cells in that kernel, and grade two fixture submissions;
-* Colab-like: a venv with only what Colab preinstalls (jax, numpy, matplotlib, ipywidgets, and the
-  ipykernel that runs the notebook), a wheelhouse made by ``pip download``, and the solution
-  notebook run to the end with ``BMNIST_WHEELHOUSE`` set: its setup cell installs the kit.
+* floor: every dependency at the lower bound ``pyproject.toml`` declares (wheels only, the kit
+  from the built wheel), and the solution notebook run in that venv's kernel;
+* Colab-like: Colab's versions (``COLAB``), with numpy, IPython, ipywidgets and matplotlib.pyplot
+  imported by the kernel before the first cell; the setup cell installs the kit from a find-links
+  folder holding the wheel (``BMNIST_WHEELHOUSE``) and the rest from the package index.
+
+In floor and Colab-like: the expected-result outputs equal the stored ones, the explorers build
+their widgets, and no package installed before the setup cell has another version after it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +35,7 @@ import nbformat
 import pytest
 
 import bmnist_helpers
-from bmnist_helpers import kernel, lesson
+from bmnist_helpers import kernel, lesson, setup
 from bmnist_helpers.__main__ import main as kit_main
 from bmnist_helpers.grading import cli
 from tests.conftest import ROOT, local_mirror
@@ -37,7 +43,6 @@ from tests.conftest import ROOT, local_mirror
 VERSION = bmnist_helpers.__version__
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
 QUICK = ["--param", "NUM_STEPS=600", "--param", "TARGET_ACCURACY=0.95"]
-COLAB_PREINSTALLED = ["jax", "jaxlib", "numpy", "matplotlib", "ipywidgets", "ipykernel"]
 # Byte-compiling every installed file (jax, scipy, matplotlib...) costs more than compiling, on
 # import, the modules a test uses.
 PIP_QUICK = ["-q", "--no-compile"]
@@ -236,8 +241,9 @@ def test_wheel_carries_the_lesson_and_builds_quietly(built):
     assert "bmnist_helpers/grading/cli.py" in names and "bmnist_helpers/nbval_sanitize.cfg" in names
     assert not any(n.startswith(("tests/", "solutions/", "notebooks/")) for n in names)
     assert "License-Expression: MIT" in meta
-    assert "Requires-Dist: jupyterlab; extra == \"lab\"" in meta
-    assert "Requires-Dist: nbclient; extra == \"instructor\"" in meta
+    assert "Requires-Dist: jupyterlab>=4.0; extra == \"lab\"" in meta
+    assert "Requires-Dist: nbclient>=0.9; extra == \"instructor\"" in meta
+    assert "Requires-Dist: numpy>=1.24.1\n" in meta, "the supported range is in the wheel's metadata"
 
 
 _RUN_CELLS = """
@@ -304,35 +310,61 @@ def test_installed_route(built, tmp_path):
     assert Path(meta["meta"]["solution_file"]).is_relative_to(venv), "graded against the package's own solution"
 
 
-@pytest.mark.install
-def test_colab_like_route(built, tmp_path, monkeypatch):
-    """Colab's preinstalled packages only; the notebook's setup cell installs the kit from a wheelhouse."""
-    env = _env(tmp_path)
-    venv = _venv(tmp_path / "colab", env)
-    env = _env(tmp_path, venv)
-    py = venv / "bin" / "python"
-    constraints = ROOT / "constraints.txt"
-    _run([py, "-m", "pip", "install", *PIP_QUICK, "-c", constraints, *COLAB_PREINSTALLED], env=env)
-    assert _run([py, "-c", "import bmnist_helpers"], env=env, cwd=tmp_path, check=False).returncode != 0
-    # What the README tells an offline classroom to do (with the local wheel, as it is not yet released).
-    wheelhouse = tmp_path / "wheelhouse"
-    _run([py, "-m", "pip", "download", "-q", "-c", constraints, "--find-links", built.wheel.parent, "-d", wheelhouse,
-          f"bmnist-kit=={VERSION}"], env=env)
+# --- runtimes that come with their own packages --------------------------------------------------
 
+# Colab's preinstalled versions (issue 21); its kernel imports these modules before the first cell.
+COLAB = ["numpy==2.0.2", "ipython==7.34.0", "ipykernel==6.17.1", "ipywidgets==7.7.1", "matplotlib==3.10.0",
+         "jax==0.7.2", "jaxlib==0.7.2", "pillow==11.1.0", "tqdm==4.67.1", "platformdirs==4.3.6"]
+PREIMPORTED = ("numpy", "IPython", "ipywidgets", "matplotlib.pyplot")
+_STARTUP = f"""import sys
+import {", ".join(PREIMPORTED)}
+PREIMPORTED = {{m: sys.modules[m].__version__ for m in {PREIMPORTED[:3]!r}}}
+"""
+_REPORT = """import json, sys
+print(json.dumps({"preimported": globals().get("PREIMPORTED"),
+                  "now": {m: sys.modules[m].__version__ for m in ("numpy", "IPython", "ipywidgets")}}))
+"""
+
+
+def floor_requirements() -> list[str]:
+    """The floor of the supported range, from pyproject.toml: every dependency of the base install
+    and of the instructor extra (the grader, and the kernel: ipykernel, ipython) at its lower bound."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floors = []
+    for requirement in project["dependencies"] + project["optional-dependencies"]["instructor"]:
+        name, lower = re.fullmatch(r"([\w.-]+)>=([\w.]+)", requirement.split(";")[0].strip()).groups()
+        floors.append(f"{name}=={lower}")
+    return floors
+
+
+def _versions(py: Path, env: dict[str, str]) -> dict[str, str]:
+    listed = json.loads(_run([py, "-m", "pip", "list", "--format=json"], env=env).stdout)
+    return {setup.canonical(d["name"]): d["version"] for d in listed}
+
+
+def _run_lesson(py: Path, env: dict[str, str], tmp_path: Path, monkeypatch, *, wheelhouse: Path):
+    """Run the solution notebook (quick parameters) in a kernel of ``py``, started as a managed
+    runtime starts one: with numpy, IPython, ipywidgets and matplotlib.pyplot already imported.
+
+    :returns: The executed notebook, the stored solution, and the report of the last cell.
+    """
     solution = nbformat.read(ROOT / "solutions" / "binary_mnist.ipynb", as_version=4)
-    exercise = nbformat.read(ROOT / "notebooks" / "binary_mnist.ipynb", as_version=4)
-    setup = [c.source for nb in (solution, exercise) for c in nb.cells if "setup" in c.metadata.get("tags", [])]
-    assert len(setup) == 2 and setup[0] == setup[1], "the exercise's setup cell is the solution's"
-
-    stored = {c.id: _stream(c) for c in solution.cells if "expected-result" in c.metadata.get("tags", [])}
-    params = next(c for c in solution.cells if "parameters" in c.metadata.get("tags", []))
+    ran = nbformat.read(ROOT / "solutions" / "binary_mnist.ipynb", as_version=4)
+    params = next(c for c in ran.cells if "parameters" in c.metadata.get("tags", []))
     params.source += "\nNUM_STEPS = 600\nTARGET_ACCURACY = 0.95  # quick, as bmnist-grade's tests"
+    ran.cells.append(nbformat.v4.new_code_cell(_REPORT))
 
+    startup = tmp_path / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-runtime.py").write_text(_STARTUP)
     spec = tmp_path / "jupyter-path" / "kernels" / "bmnist"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(py), "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "colab",
-        "language": "python", "env": {"BMNIST_WHEELHOUSE": str(wheelhouse), "PATH": env["PATH"]},
+        "argv": [str(py), "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "runtime",
+        "language": "python", "env": {"BMNIST_WHEELHOUSE": str(wheelhouse), "PATH": env["PATH"],
+                                      "IPYTHONDIR": str(tmp_path / "ipython")},
     }))
     for key in ("PYTHONPATH", "VIRTUAL_ENV"):
         monkeypatch.delenv(key, raising=False)
@@ -341,12 +373,86 @@ def test_colab_like_route(built, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
     where = {"metadata": {"path": str(tmp_path)}}  # the working folder: outside the checkout
-    client = NotebookClient(solution, kernel_name="bmnist", timeout=900, resources=where)
-    client.execute()
-    ran = {c.id: _stream(c) for c in solution.cells if c.id in stored}
-    assert ran == stored, "the expected results print the same on the Colab-like route"
-    shown = _run([py, "-m", "pip", "show", "bmnist-kit"], env=env).stdout
-    assert f"Version: {VERSION}" in shown and str(venv) in shown
-    frozen = _run([py, "-m", "pip", "freeze"], env=env).stdout.split()
-    pins = [p for p in constraints.read_text().split() if p.lower().startswith(("jax==", "optax==", "tueplots=="))]
-    assert set(pins) <= set(frozen), "the setup cell installs under the kit's constraints"
+    NotebookClient(ran, kernel_name="bmnist", timeout=900, resources=where).execute()
+    return ran, solution, json.loads(_stream(ran.cells[-1]))
+
+
+def _assert_the_lesson_ran_as_stored(ran, solution) -> None:
+    """Expected results print what they printed for the solution; the explorers build their widgets."""
+    stored = {c.id: _stream(c) for c in solution.cells if "expected-result" in c.metadata.get("tags", [])}
+    assert len(stored) >= 5
+    assert {c.id: _stream(c) for c in ran.cells if c.id in stored} == stored
+    widget = "application/vnd.jupyter.widget-view+json"
+    explorers = [c.id for c in solution.cells if "explore" in c.metadata.get("tags", [])
+                 and any(widget in o.get("data", {}) for o in c.outputs)]
+    assert explorers, "the solution's explorers show widgets"
+    for cell in ran.cells:
+        if cell.id in explorers:
+            assert any(widget in o.get("data", {}) for o in cell.outputs), f"{cell.id} built no widget"
+
+
+def _setup_output(ran) -> str:
+    cell = next(c for c in ran.cells if "setup" in c.metadata.get("tags", []))
+    assert not [o for o in cell.outputs if o.output_type == "error" or o.get("name") == "stderr"], cell.outputs
+    return _stream(cell)
+
+
+@pytest.mark.install
+def test_colab_like_route(built, tmp_path, monkeypatch):
+    """Colab's versions, imported before the first cell; the setup cell adds the kit and what is
+    missing from a find-links folder and the package index, and replaces nothing."""
+    env = _env(tmp_path)
+    venv = _venv(tmp_path / "colab", env)
+    env = _env(tmp_path, venv)
+    py = venv / "bin" / "python"
+    _run([py, "-m", "pip", "install", *PIP_QUICK, *COLAB], env=env)
+    before = _versions(py, env)
+    assert "bmnist-kit" not in before and "optax" not in before and "tueplots" not in before
+
+    ran, solution, report = _run_lesson(py, env, tmp_path, monkeypatch, wheelhouse=built.wheel.parent)
+    assert report["preimported"] == report["now"] == {"numpy": "2.0.2", "IPython": "7.34.0", "ipywidgets": "7.7.1"}
+    _assert_the_lesson_ran_as_stored(ran, solution)
+    after = _versions(py, env)
+    replaced = {name: (v, after.get(name)) for name, v in before.items() if after.get(name) != v}
+    assert not replaced, f"the setup cell replaced packages the runtime had: {replaced}"
+    assert after["bmnist-kit"] == VERSION and {"optax", "tueplots"} <= set(after)
+    said = _setup_output(ran)
+    assert f"pip install --no-deps bmnist-kit=={VERSION}" in said and "tueplots, optax" in said
+    assert len(said.strip().splitlines()) == 2, said
+
+
+@pytest.mark.install
+def test_floor_route(built, tmp_path, monkeypatch):
+    """Every dependency at the lower bound pyproject.toml declares: the lesson runs as stored, the
+    setup cell, which finds everything inside the range, says and changes nothing, and the grader
+    gives the fixtures their marks."""
+    env = _env(tmp_path)
+    venv = _venv(tmp_path / "floor", env)
+    env = _env(tmp_path, venv)
+    py = venv / "bin" / "python"
+    floors = floor_requirements()
+    (tmp_path / "floor.txt").write_text("\n".join(floors) + "\n")
+    # wheels only: a floor that a fresh machine would have to compile is not a floor this test can hold
+    _run([py, "-m", "pip", "install", *PIP_QUICK, "--only-binary", ":all:", "-c", tmp_path / "floor.txt",
+          f"{built.wheel}[instructor]"], env=env)
+    before = _versions(py, env)
+    for pin in floors:
+        name, version = pin.split("==")
+        have = before[setup.canonical(name)]
+        assert setup.satisfies(have, [("==", version)]), f"{name} {have} is not {pin}"
+
+    ran, solution, _ = _run_lesson(py, env, tmp_path, monkeypatch, wheelhouse=built.wheel.parent)
+    _assert_the_lesson_ran_as_stored(ran, solution)
+    assert _versions(py, env) == before, "the setup cell changed the environment"
+    assert _setup_output(ran) == ""
+
+    # the grader at the floor: the packaged solution, two fixture submissions
+    home = tmp_path / "grading"
+    home.mkdir()
+    _run([py, "-m", "bmnist_helpers", "lesson", ".", "--solution"], env=env, cwd=home)
+    for name in ("full-marks", "untouched"):
+        shutil.copy(FIXTURES / f"{name}.ipynb", home / f"{name}.ipynb")
+    _run([venv / "bin" / "bmnist-grade", "full-marks.ipynb", "untouched.ipynb", "--out", "grades", "--seed", "20231107",
+          "--jobs", "2", *QUICK], env=env, cwd=home)
+    rows = {r["submission"]: r for r in csv.DictReader(io.StringIO((home / "grades" / "grades.csv").read_text()))}
+    assert (int(rows["full-marks"]["total"]), int(rows["untouched"]["total"])) == (15, 0), rows

@@ -67,6 +67,14 @@ def test_base_install_is_what_a_students_kernel_needs():
         assert student_never_uses not in base
 
 
+def test_every_dependency_has_a_lower_bound():
+    """The supported range starts somewhere (tests/test_install.py::test_floor_route runs its floor)."""
+    requirements = PROJECT["dependencies"] + PROJECT["optional-dependencies"]["instructor"] + \
+        PROJECT["optional-dependencies"]["lab"]
+    unbounded = [r for r in requirements if ">=" not in r]
+    assert not unbounded, f"no lower bound: {unbounded}"
+
+
 def _distribution_of() -> dict[str, set[str]]:
     """Import name -> distribution names, from the dev environment's installed packages."""
     return {k: {_name(d) for d in v} for k, v in importlib.metadata.packages_distributions().items()}
