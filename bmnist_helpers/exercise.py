@@ -26,6 +26,7 @@ from pathlib import Path
 import nbformat
 
 from ._atomic import write_atomic
+from .grading.tags import EXPECTED_TAG, cell_tags, task_of
 from .lesson import CHECKOUT, in_checkout, lesson_path
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
-EXPECTED_TAG = "expected-result"
 SOLUTION_ONLY_TAG = "solution-only"
 # The .py sources exist only in a checkout; the notebooks are the checkout's, or, in an installed
 # wheel, the package's copies (bmnist_helpers.lesson finds them).
@@ -60,26 +60,6 @@ EXERCISE_IPYNB = lesson_path("exercise")
 _KERNELSPEC = {"display_name": "bmnist", "language": "python", "name": "bmnist"}
 _REGION = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n(.*?)^[ \t]*{re.escape(END)}[^\n]*$", re.M | re.S)
 _DEF = re.compile(r"^[ \t]*def (\w+)\(", re.M)
-
-
-def cell_tags(cell) -> list[str]:
-    """Return the tags of a notebook cell (an empty list when it has none).
-
-    :param cell: An nbformat cell.
-    """
-    tags = cell.get("metadata", {}).get("tags", [])
-    return list(tags) if isinstance(tags, list) else []
-
-
-def task_of(cell) -> int | None:
-    """Return ``N`` for a cell tagged ``task-N``, else ``None``.
-
-    :param cell: An nbformat cell.
-    """
-    for tag in cell_tags(cell):
-        if re.fullmatch(r"task-\d+", tag):
-            return int(tag.split("-")[1])
-    return None
 
 
 class ExerciseError(ValueError):

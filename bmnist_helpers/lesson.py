@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import __version__
 from ._atomic import write_atomic
+from .grading.tags import EXPECTED_TAG, cell_tags, task_of
 
 __all__ = [
     "CHECKOUT",
@@ -47,8 +48,6 @@ _FILES = {
     "constraints": ("constraints.txt", "constraints.txt"),
 }
 _SOURCE = "solutions/binary_mnist.py"
-_TASKS = range(1, 6)
-_EXPECTED_TAG = "expected-result"
 _STUB = re.compile(r'raise NotImplementedError\("TODO')
 
 
@@ -145,19 +144,9 @@ def write_lesson(folder: Path, *, solution: bool = False, force: bool = False) -
     return WriteResult(target, "replaced", backup)
 
 
-def _tags(cell: dict) -> list[str]:
-    tags = cell.get("metadata", {}).get("tags", [])
-    return list(tags) if isinstance(tags, list) else []
-
-
 def _source(cell: dict) -> str:
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else str(source)
-
-
-def _task(tags: list[str]) -> int | None:
-    found = [int(t[5:]) for t in tags if re.fullmatch(r"task-\d+", t)]
-    return found[0] if found else None
 
 
 def check_solution(path: Path) -> None:
@@ -183,10 +172,12 @@ def check_solution(path: Path) -> None:
     stubs = [c.get("id", "?") for c in code if _STUB.search(_source(c))]
     if stubs:
         raise NotASolution(f"--solution {path}: this is the exercise, not the solution (TODO stubs in {stubs}); {fix}")
-    expected = [c for c in code if _EXPECTED_TAG in _tags(c)]
-    answers = {_task(_tags(c)) for c in code if _EXPECTED_TAG not in _tags(c)}
-    missing_expected = [n for n in _TASKS if n not in {_task(_tags(c)) for c in expected}]
-    missing_answers = [n for n in _TASKS if n not in answers]
+    from .binary_mnist import TASK_FUNCTIONS  # here: that package declares this lesson from this module's files
+
+    expected = [c for c in code if EXPECTED_TAG in cell_tags(c)]
+    answers = {task_of(c) for c in code if EXPECTED_TAG not in cell_tags(c)}
+    missing_expected = [n for n in TASK_FUNCTIONS if n not in {task_of(c) for c in expected}]
+    missing_answers = [n for n in TASK_FUNCTIONS if n not in answers]
     if missing_expected or missing_answers:
         what = [f"expected-result cells of task(s) {missing_expected}"] if missing_expected else []
         what += [f"answer cells of task(s) {missing_answers}"] if missing_answers else []

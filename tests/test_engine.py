@@ -22,6 +22,7 @@ import pytest
 
 from bmnist_helpers.binary_mnist import TASK_FUNCTIONS
 from bmnist_helpers.grading import cli
+from bmnist_helpers.grading.status import STATUSES
 from tests.conftest import ROOT
 from tests.lessons import make_toy
 
@@ -122,6 +123,7 @@ def test_each_toy_submission_gets_its_status_and_points(toy_class, name):
 
 def test_statuses_carry_the_graders_own_notes(toy_class):
     rows = _rows(toy_class["out"])
+    assert {row["status"] for row in rows.values()} <= set(STATUSES)
     assert "ran past the 5 s limit and was interrupted" in rows["loop"]["note"]
     assert "your cell number 5 of the grading copy ended the kernel (it exited with status 1)" in rows["exits"]["note"]
     assert "ran again in a fresh kernel without it" in rows["exits"]["note"]
