@@ -42,7 +42,6 @@ from tests.conftest import ROOT, local_mirror
 
 VERSION = bmnist_helpers.__version__
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
-QUICK = ["--param", "NUM_STEPS=600", "--param", "TARGET_ACCURACY=0.95"]
 # Byte-compiling every installed file (jax, scipy, matplotlib...) costs more than compiling, on
 # import, the modules a test uses.
 PIP_QUICK = ["-q", "--no-compile"]
@@ -193,6 +192,17 @@ def _run(argv, *, check=True, **kwargs) -> subprocess.CompletedProcess:
     return proc
 
 
+def _grade_two_fixtures(venv: Path, env: dict, home: Path) -> dict[str, dict]:
+    """The packaged solution written into ``home``, and two fixture submissions graded there with the
+    shipped grading parameters; the rows of ``grades.csv`` by submission."""
+    _run([venv / "bin" / "python", "-m", "bmnist_helpers", "lesson", ".", "--solution"], env=env, cwd=home)
+    for name in ("full-marks", "untouched"):
+        shutil.copy(FIXTURES / f"{name}.ipynb", home / f"{name}.ipynb")
+    _run([venv / "bin" / "bmnist-grade", "full-marks.ipynb", "untouched.ipynb", "--out", "grades", "--seed", "20231107",
+          "--jobs", "2"], env=env, cwd=home)
+    return {r["submission"]: r for r in csv.DictReader(io.StringIO((home / "grades" / "grades.csv").read_text()))}
+
+
 def _env(tmp: Path, venv: Path | None = None, **extra: str) -> dict[str, str]:
     """The environment of a user outside the checkout: no PYTHONPATH, no dev venv, own Jupyter dirs."""
     drop = {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "JUPYTER_PATH", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR"}
@@ -296,12 +306,7 @@ def test_installed_route(built, tmp_path):
     assert _stream(ran.cells[2]) == _stream(data) != ""
 
     # the instructor's part: the packaged solution and bmnist-grade on two fixture submissions
-    _run([py, "-m", "bmnist_helpers", "lesson", ".", "--solution"], env=env, cwd=home)
-    for name in ("full-marks", "untouched"):
-        shutil.copy(FIXTURES / f"{name}.ipynb", home / f"{name}.ipynb")
-    _run([venv / "bin" / "bmnist-grade", "full-marks.ipynb", "untouched.ipynb", "--out", "grades", "--seed", "20231107",
-          "--jobs", "2", *QUICK], env=env, cwd=home)
-    rows = {r["submission"]: r for r in csv.DictReader(io.StringIO((home / "grades" / "grades.csv").read_text()))}
+    rows = _grade_two_fixtures(venv, env, home)
     expected = json.loads((FIXTURES / "expected.json").read_text())
     for name, points in (("full-marks", 15), ("untouched", 0)):
         assert sum(expected[name]["points"].values()) == points
@@ -449,10 +454,5 @@ def test_floor_route(built, tmp_path, monkeypatch):
     # the grader at the floor: the packaged solution, two fixture submissions
     home = tmp_path / "grading"
     home.mkdir()
-    _run([py, "-m", "bmnist_helpers", "lesson", ".", "--solution"], env=env, cwd=home)
-    for name in ("full-marks", "untouched"):
-        shutil.copy(FIXTURES / f"{name}.ipynb", home / f"{name}.ipynb")
-    _run([venv / "bin" / "bmnist-grade", "full-marks.ipynb", "untouched.ipynb", "--out", "grades", "--seed", "20231107",
-          "--jobs", "2", *QUICK], env=env, cwd=home)
-    rows = {r["submission"]: r for r in csv.DictReader(io.StringIO((home / "grades" / "grades.csv").read_text()))}
+    rows = _grade_two_fixtures(venv, env, home)
     assert (int(rows["full-marks"]["total"]), int(rows["untouched"]["total"])) == (15, 0), rows

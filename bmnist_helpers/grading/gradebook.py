@@ -107,6 +107,15 @@ def _feedback(row: GradebookRow) -> bytes | None:
     return row.feedback.read_bytes() if row.feedback is not None and row.feedback.is_file() else None
 
 
+def _write_both(sheet: Path, table: list[list[str]], archive: Path, files: dict[str, bytes]) -> list[Path]:
+    """Write a platform's grade sheet and, where there is feedback, its feedback archive."""
+    write_atomic(sheet, _csv(table))
+    if not files:
+        return [sheet]
+    write_atomic(archive, _zip(files))
+    return [sheet, archive]
+
+
 def _moodle(rows: list[GradebookRow], out: Path) -> list[Path]:
     table = [list(MOODLE_COLUMNS)]
     files = {}
@@ -118,12 +127,7 @@ def _moodle(rows: list[GradebookRow], out: Path) -> list[Path]:
         if data is not None:
             folder = f"{row.ids.get('full_name', row.student)}_{number}_assignsubmission_file_"
             files[f"{folder}/feedback.md"] = data
-    write_atomic(out / MOODLE_WORKSHEET, _csv(table))
-    written = [out / MOODLE_WORKSHEET]
-    if files:
-        write_atomic(out / MOODLE_FEEDBACK, _zip(files))
-        written.append(out / MOODLE_FEEDBACK)
-    return written
+    return _write_both(out / MOODLE_WORKSHEET, table, out / MOODLE_FEEDBACK, files)
 
 
 def _canvas(rows: list[GradebookRow], out: Path, *, assignment: str, assignment_id: str | None) -> list[Path]:
@@ -137,12 +141,7 @@ def _canvas(rows: list[GradebookRow], out: Path, *, assignment: str, assignment_
             late = "_LATE" if row.ids.get("late") == "1" else ""
             prefix = f"{row.ids.get('login', 'student')}{late}_{row.ids['user_id']}_{row.ids.get('attachment_id', '0')}"
             files[f"{prefix}_feedback.md"] = data
-    write_atomic(out / CANVAS_GRADEBOOK, _csv(table))
-    written = [out / CANVAS_GRADEBOOK]
-    if files:
-        write_atomic(out / CANVAS_FEEDBACK, _zip(files))
-        written.append(out / CANVAS_FEEDBACK)
-    return written
+    return _write_both(out / CANVAS_GRADEBOOK, table, out / CANVAS_FEEDBACK, files)
 
 
 def write_gradebooks(
