@@ -4,6 +4,7 @@ its exact status and points, every attack beside its control, and the grader's o
 
 from __future__ import annotations
 
+import base64
 import csv
 import functools
 import glob
@@ -89,6 +90,14 @@ def _special_files(root: Path) -> dict[str, tuple[str, dict]]:
     (odd / "many-cells.ipynb").write_text(json.dumps({"nbformat": 4, "nbformat_minor": 4, "metadata": {},
                                                       "cells": cells}, indent=1))  # 15 MB
     shutil.copy(FIXTURES / "full-marks.ipynb", odd / f"{LONG_NAME}.ipynb")
+    for name, outputs in (  # correct work saved with large outputs: the grader keeps the code only
+            ("big-text-output", [{"output_type": "stream", "name": "stdout", "text": "0.123456789 " * 1_500_000}]),
+            ("big-image-outputs", [{"output_type": "display_data", "metadata": {},
+                                    "data": {"image/png": base64.b64encode(os.urandom(3_000_000)).decode()}}] * 12)):
+        nb = json.loads((FIXTURES / "full-marks.ipynb").read_text())
+        nb["cells"].append({"cell_type": "code", "execution_count": 1, "id": "printed", "metadata": {},
+                            "source": "print(big_array)", "outputs": outputs})
+        (odd / f"{name}.ipynb").write_text(json.dumps(nb))
     shutil.copy(FIXTURES / "untouched.ipynb", odd / "-Ünïcødé name with spaces.ipynb")
     for name in ("=1+2.ipynb", "...ipynb", "..ipynb"):
         (odd / name).write_bytes(invalid)
@@ -102,10 +111,11 @@ def _special_files(root: Path) -> dict[str, tuple[str, dict]]:
         "odd__solution": ("invalid-notebook", NONE), "zero": ("invalid-notebook", NONE),
         "pipe": ("invalid-notebook", NONE), "deep": ("invalid-notebook", NONE),
         "huge-cell": ("invalid-notebook", NONE), "many-cells": ("invalid-notebook", NONE), LONG_NAME: ("ok", FULL),
-        "Ünïcødé_name_with_spaces": ("partial", NONE), "1_2": ("invalid-notebook", NONE),
+        "big-text-output": ("ok", FULL), "big-image-outputs": ("ok", FULL),
+        "Ünïcødé_name_with_spaces": ("not-attempted", NONE), "1_2": ("invalid-notebook", NONE),
         "notebook": ("invalid-notebook", NONE), "odd__notebook": ("invalid-notebook", NONE),
         "upper__Notebook": ("invalid-notebook", NONE),
-        "alice": ("partial", NONE), "subs__alice": ("partial", NONE), "late-alice": ("invalid-notebook", NONE),
+        "alice": ("not-attempted", NONE), "subs__alice": ("partial", NONE), "late-alice": ("invalid-notebook", NONE),
     }
 
 
@@ -184,9 +194,10 @@ def test_no_attack_scores_above_its_control(graded):
 
 
 def test_forged_statuses_are_reported_as_what_happened(graded):
-    assert graded["grades"]["attack-forged-messages"].status == "partial"  # "Timeout of", "Kernel died" raised
+    forged = graded["grades"]["attack-forged-messages"]  # "Timeout of", "Kernel died" raised in its own cells
+    assert (forged.status, forged.note) == ("ok", "3 of your own cells raised an error (see the feedback)")
     assert "ran past the 45 s limit and was interrupted" in graded["grades"]["runaway-infinite-loop"].note
-    assert "died" in graded["grades"]["runaway-os-exit"].note
+    assert "ended the kernel (it exited with status 3)" in graded["grades"]["runaway-os-exit"].note
     assert "started more processes than the job's limit" in graded["grades"]["runaway-fork-bomb"].note
 
 

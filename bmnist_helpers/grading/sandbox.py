@@ -108,6 +108,8 @@ class Limits:
     :param disk_mb: Size of the tmpfs that holds the kernel's HOME, cwd and TMPDIR (bubblewrap).
     :param cpus: At most this many CPUs for the whole job (cgroup quota); ``None``: no cap, only an
         equal share with the other jobs when CPUs are contended.
+    :param children: Processes (not threads) of a kernel's job; past it, or at ``processes``, the
+        job is stopped (cgroup only): a fork bomb is stopped however slowly it forks.
     """
 
     memory_mb: int = 4096
@@ -116,6 +118,7 @@ class Limits:
     processes: int = 512
     disk_mb: int = 512
     cpus: float | None = None
+    children: int = 128
 
 
 @dataclass
@@ -271,12 +274,14 @@ class _JobCgroup:
         for path in self.dirs:
             _write(path / "cgroup.procs", str(os.getpid()))
 
-    def hit_process_limit(self) -> bool:
-        """Whether a fork or clone of the job failed at ``pids.max`` (the ``pids.events`` counter)."""
+    def hit_process_limit(self, children: int) -> bool:
+        """Whether a fork or clone of the job failed at ``pids.max`` (the ``pids.events`` counter), or
+        the job holds more than ``children`` processes."""
         events = self.dirs[-1] / "pids.events"
         with contextlib.suppress(OSError, ValueError):
-            return int(events.read_text().split()[1]) > 0
-        return False
+            if int(events.read_text().split()[1]) > 0:
+                return True
+        return len(self._pids()) > children
 
     def _pids(self) -> set[int]:
         found: set[int] = set()
@@ -660,15 +665,17 @@ def _wait_within_process_limit(job: _Job, proc: subprocess.Popen, home: Path) ->
     """Wait for the kernel; stop the whole job as soon as it reaches its process limit.
 
     A fork bomb that fills ``pids.max`` could leave its kernel alive but starved, or dead, as the
-    scheduler decides; stopping the job at the first refused fork makes the outcome the same on
-    every machine. The mark tells the worker why the kernel died. Without a cgroup there is no
-    counter: the kernel gets ``BlockingIOError`` and goes on.
+    scheduler decides, and one that forks slowly (a large kernel's page tables) might not fill it
+    before the cell's limit; stopping the job at the first refused fork or past
+    :attr:`Limits.children` processes makes the outcome the same on every machine. The mark
+    tells the worker why the kernel died. Without a cgroup there is no counter: the kernel gets
+    ``BlockingIOError`` and goes on.
     """
     while True:
         try:
             return proc.wait(0.2)
         except subprocess.TimeoutExpired:
-            if job.cgroup is not None and job.cgroup.hit_process_limit():
+            if job.cgroup is not None and job.cgroup.hit_process_limit(job.config.limits.children):
                 with contextlib.suppress(OSError):
                     (home / PROCESS_LIMIT_MARK).touch()
                 job.cgroup.destroy()
