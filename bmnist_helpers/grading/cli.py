@@ -49,10 +49,12 @@ _TEMP_PREFIX = "grading-"
 # closes when the grader exits or is killed. Workers and kernels die with the grader
 # (PR_SET_PDEATHSIG); the short waits let them go before their folders are removed.
 _REAPER = """
-import subprocess, sys, time
+import os, subprocess, sys, time
 sys.stdin.buffer.read()
-for wait in (0.5, 2, 5):
+for wait in (0, 0.5, 2, 5):
     time.sleep(wait)
+    if not os.path.lexists(sys.argv[1]):
+        break
     subprocess.run(["rm", "-rf", "--one-file-system", "--", sys.argv[1]], check=False, stderr=subprocess.DEVNULL)
 """
 
