@@ -42,8 +42,8 @@
 # explicit: every random function takes a JAX key, and all keys come from the one `SEED` in the
 # parameters cell.
 #
-# **After Run All**, JupyterLab shows the end of the notebook, and Run All stops at the first
-# error: scroll **up** to the first red error box. Everything below it has not run yet.
+# **After Run All**, JupyterLab may leave you at the end of the notebook, but Run All stops at the
+# first error: scroll **up** to the first red error box. The cells below it have not run yet.
 
 # %% tags=["setup"]
 # Setup. Where the kit is missing (Colab), install the release that made this notebook's stored
@@ -637,7 +637,9 @@ print("misclassified at the threshold:", int(np.sum((probabilities > THRESHOLD) 
 # Two sliders to play with once everything works.
 #
 # * **Threshold.** Where should the model say "one"? Move the threshold and watch accuracy,
-#   precision, recall and the misclassified images change. Nothing is recomputed by the model.
+#   precision, recall and the misclassified images change, the mistakes the model is surest of
+#   first (its confidence: the probability it gives to the class it predicts). Nothing is
+#   recomputed by the model.
 # * **Seed.** How much does the outcome depend on luck? Each seed gives another initialisation
 #   and another batch order. The first batch shows at once, the curves grow while the model
 #   trains, and every seed is trained only once.
