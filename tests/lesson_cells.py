@@ -21,9 +21,6 @@ import nbformat
 
 from bmnist_helpers.exercise import EXPECTED_TAG, SOLUTION_ONLY_TAG, cell_tags, load_solution, task_of
 
-# The grader's settings (GRADING_PARAMS): the printed expected results do not depend on them.
-QUICK_PARAMS = {"NUM_STEPS": "200", "NUM_INITS": "20"}
-
 
 @dataclass
 class Printed:
@@ -120,7 +117,7 @@ class LessonRun:
         answer = nbformat.v4.new_code_cell(source, id=f"answer-{task}")
         answer.metadata["tags"] = [f"task-{task}"]
         rest = [c for c in self.cells[start:] if not (_is_answer(c) and task_of(c) == task)]
-        printed = Printed({k: v for k, v in self.printed.text.items()
-                           if self.cells.index(next(c for c in self.cells if c["id"] == k)) < start})
+        before = {c["id"] for c in self.cells[:start]}
+        printed = Printed({k: v for k, v in self.printed.text.items() if k in before})
         run_cells([answer, *rest], dict(namespace), printed)
         return printed
