@@ -64,6 +64,8 @@ def test_every_typical_mistake_changes_a_printed_expected_result(lesson, stored,
     assert got.error is None, f"cell {got.error} raised: {got.text.get(got.error)}"
     changed = [(cell_id, want, have) for cell_id, want, have in _differences(stored, got) if have is not None]
     assert changed, f"task {task}, {mistake}: every printed expected-result line is the stored one"
+    for cell_id, want, have in changed:  # shown with pytest -rP
+        print(f"{cell_id}: {want!r} -> {have!r}")
 
 
 @pytest.mark.parametrize(("task", "style"), [(t, s) for t, group in ALTERNATIVES.items() for s in group])
