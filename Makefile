@@ -1,5 +1,5 @@
 # bmnist-kit. The two commands most people need:
-#   make lab    set up .venv, warm the MNIST cache, open JupyterLab on the exercise
+#   make lab    set up .venv, warm the MNIST cache, open JupyterLab on your copy of the exercise
 #   make test   the same set-up, then the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,12 +11,14 @@ GRADES ?= grades
 
 .PHONY: lab test setup data exercise solution grade bench lint clean-venv
 
-# The repository is the file browser's root (notebooks/ and solutions/ both reachable); the
-# exercise opens first. No news pop-up, no update check.
+# The student's own copy, work/binary_mnist.ipynb (git-ignored; made once from the exercise, never
+# overwritten), opens first, and the URL JupyterLab prints leads to it. The repository is the file
+# browser's root, without build artefacts. No news pop-up, no update check (bmnist_helpers/lab.py).
+# LAB_ARGS go to jupyter lab, e.g. make lab LAB_ARGS=--no-browser
+LAB_ARGS ?=
 lab: setup data
 	$(BIN)/jupyter labextension disable --level=sys_prefix "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1
-	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
-		--LabApp.news_url= notebooks/binary_mnist.ipynb $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	$(BIN)/python -m bmnist_helpers.lab $(LAB_ARGS)
 
 # The JAX compilation cache makes the notebook runs of the suite faster after the first.
 test: setup data

@@ -16,6 +16,7 @@ import numpy as np
 
 _AXIS = "#37414a"
 _COLOURS = ("#8d2d39", "#0069aa")  # tueplots' MoML red and blue
+_MAX_DOTS = 30  # series up to this long get a dot on every point
 
 
 def _points(xs: np.ndarray, ys: np.ndarray, *, box: tuple[float, float, float, float], xlim, ylim) -> str:
@@ -59,7 +60,8 @@ def line_chart(
     height: int = 160,
 ) -> str:
     """An SVG line chart; long series are thinned to at most 400 points for drawing (first and last
-    point kept, minimum and maximum of every bucket in between).
+    point kept, minimum and maximum of every bucket in between); short ones get a dot per point, so
+    that a single point shows too.
 
     :param xs: x values. :param ys: y values, as many as ``xs``.
     :param title: Caption above the plot.
@@ -69,8 +71,16 @@ def line_chart(
     xs, ys = _downsample(np.asarray(xs, float), np.asarray(ys, float), max_points=400)
     if ylim is None:
         ylim = (float(ys.min()), float(ys.max())) if len(ys) else (0.0, 1.0)
+    if ylim[1] <= ylim[0]:  # one value so far: a band around it, with the value at mid-height
+        pad = max(abs(ylim[0]) * 0.01, 1e-3)
+        ylim = (ylim[0] - pad, ylim[0] + pad)
     box = (40.0, 20.0, width - 50.0, height - 40.0)
     line = _points(xs, ys, box=box, xlim=xlim, ylim=ylim) if len(xs) else ""
+    # A line needs two points; a few points (a single one included) are drawn as dots as well.
+    dots = "".join(
+        f'<circle cx="{point.split(",")[0]}" cy="{point.split(",")[1]}" r="2.5" fill="{_COLOURS[0]}"/>'
+        for point in line.split()
+    ) if len(xs) <= _MAX_DOTS else ""
     x0, y0, w, h = box
     return (
         f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="10">'
@@ -81,7 +91,7 @@ def line_chart(
         f'<text x="{x0}" y="{y0 + h + 12}">{xlim[0]:.0f}</text>'
         f'<text x="{x0 + w}" y="{y0 + h + 12}" text-anchor="end">{xlim[1]:.0f}</text>'
         f'<polyline points="{line}" fill="none" stroke="{_COLOURS[0]}" stroke-width="1"/>'
-        "</svg>"
+        f"{dots}</svg>"
     )
 
 

@@ -208,11 +208,29 @@ def _as_jupyter_saves(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def _as_javascript_numbers(value):
+    """``value`` with every whole float as an int: what a JSON value becomes after a trip through
+    the browser (JavaScript has one number type, and ``JSON.stringify(1.0)`` is ``1``).
+
+    JupyterLab sends the notebook it saves as JSON that JavaScript wrote, so a widget state stored
+    as ``"max": 1.0`` comes back as ``"max": 1``. Other numbers survive the trip unchanged (both
+    sides write the shortest text that reads back as the same double).
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return type(value)({key: _as_javascript_numbers(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [_as_javascript_numbers(item) for item in value]
+    return value
+
+
 def _ipynb_text(nb: nbformat.NotebookNode) -> str:
-    """The ``.ipynb`` text as Jupyter saves it: no text representation, one-space indent, a final newline."""
+    """The ``.ipynb`` text as JupyterLab saves it: no text representation, one-space indent, a final
+    newline, and numbers as the browser writes them (see :func:`_as_javascript_numbers`)."""
     from jupytext.jupytext import drop_text_representation_metadata
 
-    text = nbformat.writes(drop_text_representation_metadata(nb))
+    text = nbformat.writes(_as_javascript_numbers(drop_text_representation_metadata(nb)))
     return text if text.endswith("\n") else text + "\n"
 
 
@@ -240,8 +258,9 @@ def load_solution(path: Path = SOLUTION_PY) -> nbformat.NotebookNode:
 def _note(source: Path) -> nbformat.NotebookNode:
     rel = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
     return nbformat.v4.new_markdown_cell(
-        f"<sub>This notebook is generated from `{rel}` by `make exercise` (`python -m bmnist_helpers.exercise`). "
-        "Students work right here; instructors change the solution and regenerate.</sub>",
+        f"<sub>The kit's exercise is generated from `{rel}` by `make exercise` (`python -m bmnist_helpers.exercise`); "
+        "instructors change the solution and regenerate. `make lab` gives a student a copy of it to work in, "
+        "`work/binary_mnist.ipynb`, which no update of the kit overwrites.</sub>",
         id="generated-note",
     )
 

@@ -158,19 +158,28 @@ def plot_accuracy_histogram(accuracies: np.ndarray, *, bins: int = 20) -> tuple[
 
 
 def plot_gradients(grads: Sequence, *, loss: float | None = None) -> tuple[plt.Figure, np.ndarray]:
-    """One image per weight matrix of an MLP gradient, on a symmetric colour scale.
+    """One image per weight matrix of an MLP gradient, side by side, on a symmetric colour scale.
+
+    Each image has the matrix's own layout, the lesson's ``(d_in, d_out)``: one row per input unit
+    and one column per output unit; its title gives the shape.
 
     :param grads: Gradient in the parameter layout ``[(dw1, db1), (dw2, db2), ...]``.
     :param loss: Optional loss value shown as the title.
-    :returns: ``(fig, axes)``.
+    :returns: ``(fig, axes)``, one axes per layer.
     """
-    fig, axes = plt.subplots(nrows=len(grads), squeeze=False, figsize=_figsize(rel_width=1.8, rel_height=1.8))
-    axes = axes[:, 0]
+    shapes = [np.shape(dw) for dw, _ in grads]
+    # Width by number of columns, within limits, so that a one-column matrix stays a narrow strip.
+    ratios = [min(max(cols, 16), 64) for _, cols in shapes]
+    fig, axes = plt.subplots(ncols=len(grads), squeeze=False, width_ratios=ratios,
+                             figsize=_figsize(rel_width=1.8, rel_height=1.8))
+    axes = axes[0]
     for i, (ax, (dw, _)) in enumerate(zip(axes, grads, strict=True), 1):
-        image = np.asarray(dw).T
+        image = np.asarray(dw)
         absmax = float(np.abs(image).max()) or 1.0
         ax.imshow(image, cmap="bwr", aspect="auto", vmin=-absmax, vmax=absmax, interpolation="nearest")
-        ax.set_ylabel(f"layer {i}\n{image.shape[0]} × {image.shape[1]}")
+        ax.set_title(f"W{i}: {image.shape[0]} × {image.shape[1]}")
+        ax.set_xlabel("columns: d_out")
+        ax.set_ylabel("rows: d_in")
         ax.set_xticks([])  # ticks would only number the units, and cost most of the drawing time
         ax.set_yticks([])
     if loss is not None:

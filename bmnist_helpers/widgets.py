@@ -117,16 +117,29 @@ class ThresholdExplorer(widgets.VBox):
         self.histogram.value = _html.histogram_chart(
             self._counts, self._edges, labels=("true 1", "true 0"), marker=threshold
         )
-        wrong = np.flatnonzero((self.probabilities > threshold) != (self.targets == 1))
-        worst = wrong[np.argsort(-np.abs(self.probabilities[wrong] - threshold), kind="stable")][: self.max_examples]
+        wrong, confidence = _mistakes(self.probabilities, self.targets, threshold=threshold)
+        worst = wrong[np.argsort(-confidence, kind="stable")][: self.max_examples]
         if self.images is None or not len(worst):
             self.examples.value = f"<i>{len(wrong)} misclassified</i>"
             return
         captions = [f"#{i}: y={self.targets[i]:.0f} p={self.probabilities[i]:.3f}" for i in worst]
         self.examples.value = (
-            f"<b>{len(wrong)} misclassified</b>, the most confident mistakes first:"
+            f"<b>{len(wrong)} misclassified</b>, the most confident mistakes first (confidence: the "
+            "probability the model gives to the class it predicts, p for 1 and 1 - p for 0):"
             + _html.image_strip([self._png(int(i)) for i in worst], captions)
         )
+
+
+def _mistakes(probabilities: np.ndarray, targets: np.ndarray, *, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The misclassified examples and the model's confidence in each of its wrong predictions.
+
+    :returns: ``(indices, confidence)``: positions of the mistakes, and the probability the model
+        gives to the class it predicts there (``p`` where it predicts 1, ``1 - p`` where it predicts 0).
+    """
+    predicted = probabilities > threshold
+    wrong = np.flatnonzero(predicted != (targets == 1))
+    confidence = np.where(predicted[wrong], probabilities[wrong], 1.0 - probabilities[wrong])
+    return wrong, confidence
 
 
 def threshold_explorer(probabilities, targets, images, *, max_examples: int = 10) -> ThresholdExplorer:

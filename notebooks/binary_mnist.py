@@ -36,6 +36,9 @@
 # instructor's run printed and drew, so you can set your output beside it. Keep randomness
 # explicit: every random function takes a JAX key, and all keys come from the one `SEED` in the
 # parameters cell.
+#
+# **After Run All**, JupyterLab may leave you at the end of the notebook, but Run All stops at the
+# first error: scroll **up** to the first red error box. The cells below it have not run yet.
 
 # %% tags=["setup"]
 # Setup. ensure_kit checks that this kernel has the kit and what it needs, adds only what is
@@ -188,7 +191,7 @@ print("batch shapes:", x_batch.shape, y_batch.shape)
 print("labels are 0.0 or 1.0:", set(np.unique(y_batch).tolist()) <= {0.0, 1.0})
 
 def first_batches(key, count):
-    return [b for _, b in zip(range(count), train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key))]
+    return list(itertools.islice(train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key), count))
 
 # Checking determinism is the one place where a key is used twice, on purpose.
 same = all(np.array_equal(x1, x2) for (x1, _), (x2, _) in zip(first_batches(key_a, 3), first_batches(key_a, 3)))
@@ -201,12 +204,13 @@ positions = np.arange(len(bmnist["x_train"]))
 tagged = {"x_train": bmnist["x_train"].copy(), "y_train": bmnist["y_train"]}
 tagged["x_train"][:, 0, 0] = positions
 epoch_batches = -(-len(positions) // BATCH_SIZE)
-loader = train_dataloader(tagged, batch_size=BATCH_SIZE, key=key_epochs)
-epochs = [[next(loader) for _ in range(epoch_batches)] for _ in range(2)]
-orders = [np.concatenate([np.asarray(x)[:, 0, 0] for x, _ in epoch]).astype(int) for epoch in epochs]
+served = list(itertools.islice(train_dataloader(tagged, batch_size=BATCH_SIZE, key=key_epochs), 2 * epoch_batches))
+epochs = [served[:epoch_batches], served[epoch_batches:]]
+orders = [np.concatenate([np.asarray(x)[:, 0, 0] for x, _ in epoch] or [[]]).astype(int) for epoch in epochs]
+print("keeps going after the first epoch:", len(served) == 2 * epoch_batches)
 print("every training example exactly once per epoch:", all(np.array_equal(np.sort(o), positions) for o in orders))
 print("new order each epoch:", not np.array_equal(orders[0], orders[1]))
-print("smaller last batch:", len(epochs[0][-1][0]), "examples")
+print("smaller last batch:", len(epochs[0][-1][0]) if epochs[0] else 0, "examples")
 print("each image matches its label:", all(np.array_equal(tagged["y_train"][np.asarray(x)[:, 0, 0].astype(int)], y)
                                            for epoch in epochs for x, y in epoch))
 
@@ -218,6 +222,7 @@ print("each image matches its label:", all(np.array_equal(tagged["y_train"][np.a
 # labels are 0.0 or 1.0: True
 # same key, same batches: True
 # different key, different batches: True
+# keeps going after the first epoch: True
 # every training example exactly once per epoch: True
 # new order each epoch: True
 # smaller last batch: 7 examples
@@ -304,15 +309,26 @@ def accuracy(params, images, targets, *, threshold):
 # %% tags=["expected-result", "task-2", "er-untrained"]
 # jax.jit compiles each function into one program; calling it op by op would compile every op.
 init_params = jax.jit(init_mlp_params, static_argnums=0)
-params = init_params(LAYER_SIZES, stddev=INIT_STDDEV, key=seed_keys["model"])
+untrained_params = init_params(LAYER_SIZES, stddev=INIT_STDDEV, key=seed_keys["model"])
 forward = jax.jit(mlp, static_argnames="nonlinearity")
 x_first = bmnist["x_test"][:10].reshape(10, -1)
-logits = forward(params, x_first)
+logits = forward(untrained_params, x_first)
 inspect_batch(x_first, np.asarray(logits).round(3), title="Logits of an untrained model")
-print("parameter shapes:", [(w.shape, b.shape) for w, b in params])
+print("parameter shapes:", [(w.shape, b.shape) for w, b in untrained_params])
 print("logits shape:", logits.shape)
-print("ReLU is the default:", np.allclose(forward(params, x_first, nonlinearity=jax.nn.relu), logits))
-print("other nonlinearity, other logits:", not np.allclose(forward(params, x_first, nonlinearity=jnp.tanh), logits))
+print("ReLU is the default:", np.allclose(forward(untrained_params, x_first, nonlinearity=jax.nn.relu), logits))
+print("other nonlinearity, other logits:", not np.allclose(forward(untrained_params, x_first, nonlinearity=jnp.tanh), logits))
+*hidden_layers, (w_last, b_last) = untrained_params
+flipped = forward([*hidden_layers, (-w_last, -b_last)], x_first)
+print("no nonlinearity after the last layer (negating it negates the logits):", np.allclose(flipped, -logits))
+
+# Every array of N(0, INIT_STDDEV**2) numbers: mean and spread within 5 standard errors.
+arrays = [np.asarray(a, dtype=np.float64).ravel() for layer in untrained_params for a in layer]
+print("initial values have mean 0 and spread INIT_STDDEV:", all(
+    abs(a.mean()) < 5 * INIT_STDDEV / np.sqrt(a.size) and abs(a.std() / INIT_STDDEV - 1) < 5 / np.sqrt(2 * a.size)
+    for a in arrays if a.size >= 50))
+print("every array drawn with a key of its own (no two start alike):", not any(
+    np.allclose(a[:16], b[:16]) for i, a in enumerate(arrays) for b in arrays[i + 1:] if min(a.size, b.size) >= 16))
 
 test_accuracy = jax.jit(accuracy, static_argnames="threshold")
 accuracies, key = [], seed_keys["inits"]
@@ -335,6 +351,9 @@ print("mean accuracy near 50 %:", bool(0.35 < accuracies.mean() < 0.65))
 # logits shape: (10,)
 # ReLU is the default: True
 # other nonlinearity, other logits: True
+# no nonlinearity after the last layer (negating it negates the logits): True
+# initial values have mean 0 and spread INIT_STDDEV: True
+# every array drawn with a key of its own (no two start alike): True
 # one accuracy per initialisation: True
 # mean accuracy near 50 %: True
 # ```
@@ -372,17 +391,29 @@ def loss_fn(params, inputs, targets, *, l2_reg):
 # %% [markdown]
 # **Expected result.** One image per weight matrix, showing the gradient of the objective on a
 # batch of training images (the first `BATCH_SIZE`); red and blue are positive and negative entries
-# on a symmetric scale.
+# on a symmetric scale. Each image is laid out like its matrix, `(d_in, d_out)`: one row per input
+# unit, one column per output unit. Below the figure, checks of the objective's two parts.
 
 # %% tags=["expected-result", "task-3", "er-gradients"]
 x_step, y_step = bmnist["x_train"][:BATCH_SIZE].reshape(BATCH_SIZE, -1), bmnist["y_train"][:BATCH_SIZE]
 loss_and_grads = jax.jit(jax.value_and_grad(loss_fn))
-loss, grads = loss_and_grads(params, x_step, y_step, l2_reg=WEIGHT_DECAY)
+loss, grads = loss_and_grads(untrained_params, x_step, y_step, l2_reg=WEIGHT_DECAY)
 plot_gradients(grads, loss=loss)
 print("loss is finite and positive:", bool(np.isfinite(loss) and float(loss) > 0))
-print("gradient shapes match the parameters:", jax.tree.map(jnp.shape, grads) == jax.tree.map(jnp.shape, params))
-huge = [(np.asarray(w) * 1e4, np.asarray(b) * 1e4) for w, b in params]
+print("gradient shapes match the parameters:", jax.tree.map(jnp.shape, grads) == jax.tree.map(jnp.shape, untrained_params))
+huge = [(np.asarray(w) * 1e4, np.asarray(b) * 1e4) for w, b in untrained_params]
 print("finite for huge logits:", bool(np.isfinite(loss_and_grads(huge, x_step, y_step, l2_reg=0.0)[0])))
+
+# Checks computed here, from the formula above: the penalty at l2_reg=1 is 0.5 * ||theta||**2, and
+# with the last layer set to zero every logit is 0, where the cross-entropy of each image is log 2.
+squared_norm = sum(float(np.sum(np.square(np.asarray(a, dtype=np.float64)))) for a in jax.tree.leaves(untrained_params))
+loss_without_penalty = float(loss_and_grads(untrained_params, x_step, y_step, l2_reg=0.0)[0])
+penalty = float(loss_and_grads(untrained_params, x_step, y_step, l2_reg=1.0)[0]) - loss_without_penalty
+print("penalty is 0.5 * l2_reg * ||theta||**2, biases included:", bool(np.isclose(penalty, 0.5 * squared_norm, rtol=1e-4)))
+*hidden_layers, (w_last, b_last) = untrained_params
+zero_logits = [*hidden_layers, (np.zeros_like(w_last), np.zeros_like(b_last))]
+print("cross-entropy is a mean over the batch (log 2 at logit 0):",
+      bool(np.isclose(float(loss_and_grads(zero_logits, x_step, y_step, l2_reg=0.0)[0]), np.log(2), rtol=1e-5)))
 
 # %% [markdown]
 # **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
@@ -391,6 +422,8 @@ print("finite for huge logits:", bool(np.isfinite(loss_and_grads(huge, x_step, y
 # loss is finite and positive: True
 # gradient shapes match the parameters: True
 # finite for huge logits: True
+# penalty is 0.5 * l2_reg * ||theta||**2, biases included: True
+# cross-entropy is a mean over the batch (log 2 at logit 0): True
 # ```
 #
 # ![er-gradients-1.png](attachment:er-gradients-1.png)
@@ -437,16 +470,16 @@ def make_update_step(optimizer, *, weight_decay):
 # %% tags=["expected-result", "task-4", "er-update-step"]
 optimizer = optax.sgd(LEARNING_RATE)
 update = make_update_step(optimizer, weight_decay=WEIGHT_DECAY)
-step_params, opt_state, step_losses = params, optimizer.init(params), []
+step_params, opt_state, step_losses = untrained_params, optimizer.init(untrained_params), []
 for _ in range(5):
     step_params, opt_state, step_loss = update(step_params, opt_state, x_step, y_step)
     step_losses.append(float(step_loss))
-start_loss = float(loss_and_grads(params, x_step, y_step, l2_reg=WEIGHT_DECAY)[0])
+start_loss = float(loss_and_grads(untrained_params, x_step, y_step, l2_reg=WEIGHT_DECAY)[0])
 print("compiled with jax.jit:", hasattr(update, "lower"))
 print("first loss is loss_fn at the starting parameters:", bool(np.isclose(step_losses[0], start_loss, rtol=1e-4)))
 print("loss falls with every step:", all(later < earlier for earlier, later in zip(step_losses, step_losses[1:])))
-print("parameter shapes unchanged:", jax.tree.map(jnp.shape, step_params) == jax.tree.map(jnp.shape, params))
-loss_without_decay = float(loss_and_grads(params, x_step, y_step, l2_reg=0.0)[0])
+print("parameter shapes unchanged:", jax.tree.map(jnp.shape, step_params) == jax.tree.map(jnp.shape, untrained_params))
+loss_without_decay = float(loss_and_grads(untrained_params, x_step, y_step, l2_reg=0.0)[0])
 print("the loss includes the weight decay:", not np.isclose(step_losses[0], loss_without_decay, rtol=1e-4))
 
 # %% [markdown]
@@ -517,12 +550,20 @@ def run_training(seed, *, num_steps=NUM_STEPS):
 
 
 # %% [markdown]
-# **Expected result.** The loss falls and the test accuracy climbs past 99 % within a few seconds.
+# **Expected result.** First a short run of `train` on one batch: 5 steps with `eval_every=2`
+# report after steps 2, 4 and 5. Then the real training: the loss falls and the test accuracy
+# climbs past 99 % within a few seconds.
 
 # %% tags=["expected-result", "task-4", "er-training"]
+short_run = list(train(untrained_params, itertools.repeat((bmnist["x_train"][:BATCH_SIZE], bmnist["y_train"][:BATCH_SIZE])),
+                       x_test=bmnist["x_test"], y_test=bmnist["y_test"], num_steps=5, learning_rate=LEARNING_RATE,
+                       weight_decay=WEIGHT_DECAY, eval_every=2, threshold=THRESHOLD))
+print("short run, records after steps:", [r["step"] for r in short_run])
+print("short run, losses per record:", [len(r["losses"]) for r in short_run])
+
 history = list(run_training(SEED))
 records = history[1:]
-params = records[-1]["params"]
+trained_params = records[-1]["params"]
 losses = np.concatenate([r["losses"] for r in records])
 plot_training_curves(losses, [r["step"] for r in records], [r["test_accuracy"] for r in records])
 print("one loss per step, NUM_STEPS in all:", len(losses) == NUM_STEPS)
@@ -535,6 +576,8 @@ print("final test accuracy reaches TARGET_ACCURACY:", records[-1]["test_accuracy
 # **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
 #
 # ```text
+# short run, records after steps: [2, 4, 5]
+# short run, losses per record: [2, 2, 1]
 # one loss per step, NUM_STEPS in all: True
 # a record every EVAL_EVERY steps and after the last: True
 # loss is finite and positive: True
@@ -575,7 +618,7 @@ def retrieve_interesting_samples(probabilities, targets, *, num_samples=5):
 # the confusing ones are thick, slanted, cropped or simply mislabelled.
 
 # %% tags=["expected-result", "task-5", "er-examples"]
-probabilities = np.asarray(jax.jit(predict_proba)(params, bmnist["x_test"]))
+probabilities = np.asarray(jax.jit(predict_proba)(trained_params, bmnist["x_test"]))
 targets = bmnist["y_test"]
 rows = retrieve_interesting_samples(probabilities, targets, num_samples=5)
 plot_interesting_examples(bmnist["x_test"], probabilities, rows, names=("ones", "sevens"))
@@ -589,6 +632,11 @@ print("confusing ones have the lowest:", np.allclose(probabilities[rows["posmin"
 print("confusing sevens have the highest:", np.allclose(probabilities[rows["negmax"]], ranked_neg[::-1][:5]))
 print("clear sevens have the lowest:", np.allclose(probabilities[rows["negmin"]], ranked_neg[:5]))
 
+# Eight made-up images: ones at positions 0, 1, 2 and 6, sevens at 3, 4, 5 and 7.
+toy = retrieve_interesting_samples(np.array([0.9, 0.2, 0.6, 0.1, 0.8, 0.4, 0.7, 0.3]),
+                                   np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]), num_samples=2)
+print("made-up example:", {k: np.asarray(toy[k]).tolist() for k in ("posmax", "posmin", "negmax", "negmin")})
+
 # %% [markdown]
 # **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
 #
@@ -599,6 +647,7 @@ print("clear sevens have the lowest:", np.allclose(probabilities[rows["negmin"]]
 # confusing ones have the lowest: True
 # confusing sevens have the highest: True
 # clear sevens have the lowest: True
+# made-up example: {'posmax': [0, 6], 'posmin': [1, 2], 'negmax': [4, 5], 'negmin': [3, 7]}
 # ```
 #
 # ![er-examples-1.png](attachment:er-examples-1.png)
@@ -609,7 +658,9 @@ print("clear sevens have the lowest:", np.allclose(probabilities[rows["negmin"]]
 # Two sliders to play with once everything works.
 #
 # * **Threshold.** Where should the model say "one"? Move the threshold and watch accuracy,
-#   precision, recall and the misclassified images change. Nothing is recomputed by the model.
+#   precision, recall and the misclassified images change, the mistakes the model is surest of
+#   first (its confidence: the probability it gives to the class it predicts). Nothing is
+#   recomputed by the model.
 # * **Seed.** How much does the outcome depend on luck? Each seed gives another initialisation
 #   and another batch order. The first batch shows at once, the curves grow while the model
 #   trains, and every seed is trained only once.
@@ -624,4 +675,4 @@ threshold_explorer(probabilities, targets, bmnist["x_test"])
 seed_explorer(run_training, seeds=range(SEED, SEED + 10), cache={SEED: history})
 
 # %% [markdown]
-# <sub>This notebook is generated from `solutions/binary_mnist.py` by `make exercise` (`python -m bmnist_helpers.exercise`). Students work right here; instructors change the solution and regenerate.</sub>
+# <sub>The kit's exercise is generated from `solutions/binary_mnist.py` by `make exercise` (`python -m bmnist_helpers.exercise`); instructors change the solution and regenerate. `make lab` gives a student a copy of it to work in, `work/binary_mnist.ipynb`, which no update of the kit overwrites.</sub>

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,11 +50,12 @@ class Server:
 
 
 @contextlib.contextmanager
-def jupyter(root: Path, *, lab: bool = False, timeout: float = 90) -> Iterator[Server]:
+def jupyter(root: Path, *, lab: bool = False, args: Sequence[str] = (), timeout: float = 90) -> Iterator[Server]:
     """Start ``jupyter server`` (or ``jupyter lab``) serving ``root``; stop it afterwards.
 
     :param root: The server's root directory.
     :param lab: Start JupyterLab (for the browser), not the bare server.
+    :param args: More options, after the test's own (e.g. those of ``make lab``).
     :param timeout: Seconds to wait for the server to answer.
     """
     state = root.parent / f".{root.name}-jupyter"
@@ -62,15 +63,19 @@ def jupyter(root: Path, *, lab: bool = False, timeout: float = 90) -> Iterator[S
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, **{f"JUPYTER_{k}_DIR": str(state / k.lower()) for k in ("CONFIG", "DATA", "RUNTIME")}}
     env["JUPYTER_PATH"] = str(ROOT / ".venv" / "share" / "jupyter")
-    args = [sys.executable, "-m", "jupyterlab" if lab else "jupyter_server", "--no-browser",
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}", *(["--allow-root"] if os.geteuid() == 0 else [])]
+    command = [sys.executable, "-m", "jupyterlab" if lab else "jupyter_server", "--no-browser",
+               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
+               f"--ServerApp.root_dir={root}", *(["--allow-root"] if os.geteuid() == 0 else [])]
     if lab:
-        args += ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                 f"--LabApp.user_settings_dir={state / 'settings'}", f"--LabApp.workspaces_dir={state / 'workspaces'}"]
+        command += ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                    f"--LabApp.user_settings_dir={state / 'settings'}",
+                    f"--LabApp.workspaces_dir={state / 'workspaces'}"]
+    # An option given twice is an error for traitlets: the caller's value replaces the test's own.
+    given = {a.split("=", 1)[0] for a in args}
+    command = [a for a in command if a.split("=", 1)[0] not in given] + list(args)
     log_path = state / "server.log"
     with log_path.open("w") as log:
-        server = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
         try:

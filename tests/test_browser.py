@@ -1,7 +1,10 @@
 """The notebooks in a real browser: JupyterLab on loopback, headless Chromium via Playwright.
 
 The threshold slider of the solution responds; after Run All on the untouched exercise, which
-stops at task 1, the instructor's expected figures are still there below the error.
+stops at task 1, the instructor's expected figures are still there below the error. JupyterLab
+started as ``make lab`` starts it opens the student's own copy from the URL it prints, hides the
+build artefacts, and saving the kit's exercise and solution with the keyboard changes no tracked
+file.
 
 Skipped (with the reason) when no Chromium is found, unless ``BMNIST_REQUIRE_BROWSER=1``, which
 turns the skip into a failure; ``.ci/run`` sets it and installs Debian's ``chromium``.
@@ -12,12 +15,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import time
 
 import nbformat
 import numpy as np
 import pytest
 
 from bmnist_helpers.exercise import EXERCISE_IPYNB, SOLUTION_IPYNB
+from bmnist_helpers.lab import lab_options, student_copy
 from bmnist_helpers.widgets import threshold_metrics
 from tests.conftest import ROOT
 from tests.jupyter_server import jupyter
@@ -190,3 +196,96 @@ def test_expected_figures_stay_below_the_failed_task_after_run_all(chromium, exe
         finally:
             browser.close()
     assert (ARTIFACTS / "exercise-run-all.png").stat().st_size > 50_000
+
+
+# The files of the lesson as a clone of the repository has them, for a git repository of its own.
+LESSON_FILES = ["jupytext.toml", ".gitignore", "notebooks/binary_mnist.ipynb", "notebooks/binary_mnist.py",
+                "solutions/binary_mnist.ipynb", "solutions/binary_mnist.py"]
+
+
+def _git(repo, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def kit_clone(tmp_path):
+    """A git repository holding this working tree's lesson files, committed, and the build artefact
+    that ``make setup`` leaves in a clone (``bmnist_kit.egg-info``, ignored by git)."""
+    repo = tmp_path / "kit"
+    for name in LESSON_FILES:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
+    (repo / "bmnist_kit.egg-info").mkdir()
+    (repo / "bmnist_kit.egg-info" / "PKG-INFO").write_text("Name: bmnist-kit\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    committed = _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "the kit")
+    assert committed.returncode == 0, committed.stderr
+    return repo
+
+
+def _open_in_current_tab(page, path: str) -> None:
+    """Wait until ``path`` is the notebook in JupyterLab's current tab, its cells drawn, the kernel idle."""
+    page.locator(f".lm-TabBar-tab.jp-mod-current[title*='Path: {path}']").wait_for()
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    _accept_kernel_dialog(page)
+    page.locator("#jp-main-statusbar", has_text="Idle").wait_for()
+
+
+def _save_with_keyboard(page, files) -> None:
+    """Ctrl+S in the current notebook; wait until every file of ``files`` was written again."""
+    before = {f: f.stat().st_mtime_ns if f.exists() else None for f in files}
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").first.click()
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 60
+    while any(f.exists() is False or f.stat().st_mtime_ns == before[f] for f in files):
+        assert time.monotonic() < deadline, f"Ctrl+S did not write {[f.name for f in files]}"
+        time.sleep(0.2)
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").first.wait_for()
+    time.sleep(0.5)  # Jupytext writes the pair right after the notebook
+
+
+def test_make_lab_opens_the_students_copy_and_keyboard_saves_leave_git_clean(chromium, kit_clone):
+    from playwright.sync_api import sync_playwright
+
+    copy, made = student_copy(kit_clone)
+    assert made and copy == kit_clone / "work" / "binary_mnist.ipynb"
+    assert copy.read_bytes() == (kit_clone / "notebooks" / "binary_mnist.ipynb").read_bytes()
+    assert _git(kit_clone, "status", "--porcelain").stdout == ""  # the copy is ignored by git
+    ARTIFACTS.mkdir(exist_ok=True)
+    with jupyter(kit_clone, lab=True, args=lab_options(kit_clone, copy)) as server:
+        printed = re.findall(r"http://127\.0\.0\.1:\d+/\S+", server.log.read_text())
+        assert printed and printed[0].startswith(f"{server.url}/lab/tree/work/binary_mnist.ipynb?token="), printed
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(180_000)
+            try:
+                # The URL JupyterLab prints (its token shown as "..." when the token is given) opens the copy.
+                page.goto(printed[0].replace("token=...", f"token={server.token}"))
+                _open_in_current_tab(page, "work/binary_mnist.ipynb")
+                page.screenshot(path=str(ARTIFACTS / "make-lab-opens-the-copy.png"))
+                page.locator(".jp-BreadCrumbs-home").click()
+                listing = page.locator(".jp-DirListing-itemName")
+                listing.filter(has_text="solutions").wait_for()
+                names = listing.all_inner_texts()
+                assert {"notebooks", "solutions", "work"} <= set(names) and "bmnist_kit.egg-info" not in names, names
+                _save_with_keyboard(page, [copy])
+                for tracked in ("notebooks/binary_mnist.ipynb", "solutions/binary_mnist.ipynb"):
+                    page.goto(f"{server.url}/lab/tree/{tracked}?token={server.token}")
+                    _open_in_current_tab(page, tracked)
+                    notebook = kit_clone / tracked
+                    _save_with_keyboard(page, [notebook, notebook.with_suffix(".py")])
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "make-lab-failure.png"))
+                raise
+            finally:
+                browser.close()
+        log = server.log.read_text()
+    for tracked in ("/notebooks/binary_mnist.ipynb", "/solutions/binary_mnist.ipynb", "/work/binary_mnist.ipynb"):
+        assert f"Saving file at {tracked}" in log
+    diff = _git(kit_clone, "diff")
+    assert diff.stdout == "", f"saving in JupyterLab changed tracked files:\n{diff.stdout[:3000]}"
+    assert _git(kit_clone, "status", "--porcelain").stdout == ""
+    assert copy.is_file()

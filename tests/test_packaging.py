@@ -20,7 +20,7 @@ from tests.conftest import ROOT
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 BASE = {"jax", "jaxlib", "numpy", "matplotlib", "pillow", "tueplots", "ipywidgets", "optax", "tqdm", "platformdirs"}
 # Which extra each module of the package belongs to; every other module is in the base install.
-MODULE_EXTRA = {"exercise.py": "instructor", "grading": "instructor", "kernel.py": "lab"}
+MODULE_EXTRA = {"exercise.py": "instructor", "grading": "instructor", "kernel.py": "lab", "lab.py": "lab"}
 
 
 def _name(requirement: str) -> str:

@@ -81,6 +81,10 @@ def test_other_figures(quiet):
     assert len(axes) == 3 and fig._suptitle.get_text() == "loss = 0.7000"
     clim = axes[0].images[0].get_clim()
     assert clim[0] == -clim[1]  # symmetric colour scale
+    # Each image is laid out like its matrix, (d_in, d_out): rows are inputs, columns outputs.
+    assert [ax.images[0].get_array().shape for ax in axes] == [(784, 256), (256, 64), (64, 1)]
+    assert [ax.get_title() for ax in axes] == ["W1: 784 × 256", "W2: 256 × 64", "W3: 64 × 1"]
+    assert (axes[0].get_ylabel(), axes[0].get_xlabel()) == ("rows: d_in", "columns: d_out")
     fig, (ax_loss, ax_acc) = plotting.plot_training_curves(rng.uniform(size=400), [200, 400], [0.9, 0.95])
     assert len(ax_loss.lines[0].get_xdata()) == 400 and list(ax_acc.lines[0].get_xdata()) == [200, 400]
     probs = rng.uniform(size=30)

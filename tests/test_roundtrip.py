@@ -8,6 +8,7 @@ rewrites both files of the pair; the repository must show no change.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -58,3 +59,12 @@ def test_open_and_save_in_jupyter_changes_nothing(repo):
     assert _git(repo, "diff", "--quiet").returncode == 0, f"saving through Jupyter changed files:\n{diff.stdout}"
     assert _git(repo, "status", "--porcelain").stdout == ""
 
+
+
+@pytest.mark.parametrize("path", PAIRS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_stored_numbers_are_written_as_the_browser_writes_them(path):
+    """JupyterLab saves the JSON that JavaScript wrote, where ``1.0`` is ``1``: a whole number stored
+    as a float (a slider's ``"max": 1.0`` in the widget state) would change on the first save."""
+    floats: list[str] = []
+    json.loads(path.read_text(encoding="utf-8"), parse_float=lambda text: floats.append(text) or float(text))
+    assert [text for text in floats if float(text).is_integer()] == []

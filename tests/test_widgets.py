@@ -251,3 +251,44 @@ def test_captions_sit_under_their_images(scores):
     for tile in tiles:  # each tile: the image, then its own caption in a block under it
         caption = r'<div class="bmnist-caption" style="display:block[^"]*">#\d+: y=\d p=[0-9.]+'
         assert re.fullmatch(r"<img [^>]*/>" + caption, tile)
+
+
+def test_mistakes_come_most_confident_first_confidence_being_the_predicted_class_probability():
+    # At threshold 0.9: #1 is called a one with p = 0.993 (confidence 0.993), #3 a seven with
+    # p = 0.04 (confidence 0.96), #2 a one with p = 0.95, #0 a seven with p = 0.22 (0.78), #4 a
+    # seven with p = 0.6 (0.4). Distance from the threshold would put #0 and #3 first.
+    p = np.array([0.22, 0.993, 0.95, 0.04, 0.6])
+    t = np.array([1.0, 0.0, 0.0, 1.0, 1.0])
+    explorer = widgets.threshold_explorer(p, t, np.zeros((5, 28, 28)))
+    explorer.slider.value = 0.9
+    shown = re.findall(r"#(\d+): y=", explorer.examples.value)
+    assert shown == ["1", "3", "2", "0", "4"]
+    assert "probability the model gives to the class it predicts" in explorer.examples.value
+
+
+def test_the_first_progress_update_draws_its_one_accuracy():
+    held = threading.Event()
+
+    def one_chunk_then_wait(seed):
+        yield {"step": 0, "images": np.zeros((10, 28, 28)), "labels": np.ones(10), "probabilities": np.full(10, 0.5)}
+        yield {"step": 100, "losses": np.linspace(0.7, 0.1, 100), "test_accuracy": 0.987}
+        held.wait(10)
+        yield {"step": 200, "losses": np.full(100, 0.1), "test_accuracy": 0.99}
+
+    explorer = widgets.seed_explorer(one_chunk_then_wait, seeds=[4])
+    try:
+        for _ in range(250):
+            if "step 100" in explorer.status.value:
+                break
+            threading.Event().wait(0.02)
+        assert "training, step 100" in explorer.status.value
+        accuracy_chart = re.search(r"<svg[^>]*>(?:(?!</svg>).)*test accuracy.*?</svg>", explorer.curves.value).group(0)
+        assert accuracy_chart.count("<circle") == 1  # the one accuracy there is, as a dot
+        top, bottom = re.findall(r'text-anchor="end">([0-9.]+)</text>', accuracy_chart)[:2]
+        assert float(bottom) < 0.987 < float(top)  # an axis around it, not from 0.987 to 0.987
+        cy = float(re.search(r'<circle cx="[0-9.]+" cy="([0-9.]+)"', accuracy_chart).group(1))
+        assert cy == pytest.approx(20.0 + 120.0 / 2)  # at mid-height
+    finally:
+        held.set()
+        explorer.wait(10)
+    assert "<circle" in explorer.curves.value and "done, step 200" in explorer.status.value
