@@ -132,8 +132,12 @@ def objective(inputs: dict, namespace: dict) -> dict:
     params, x, y = _layers(inputs["params"]), jax.device_put(inputs["x"]), jax.device_put(inputs["y"])
     l2 = float(inputs["l2"])
     cases = {"plain": params, "huge_up": _layers(inputs["huge_up"]), "huge_down": _layers(inputs["huge_down"])}
-    logits = {name: attempt(_logits_of, namespace, p, x) for name, p in cases.items()}
-    own = all(usable.logits(v, len(inputs["x"]), varied=name == "plain") for name, v in logits.items())
+    logits: dict = {}
+    for name, p in cases.items():  # up to the first that cannot serve
+        logits[name] = attempt(_logits_of, namespace, p, x)
+        if not usable.logits(logits[name], len(inputs["x"]), varied=name == "plain"):
+            break
+    own = len(logits) == len(cases) and usable.logits(logits["huge_down"], len(inputs["x"]), varied=False)
 
     def losses() -> dict:
         loss = _compiled(student(namespace, "loss_fn"))  # traced while a stand-in is in place
