@@ -19,7 +19,7 @@ import pytest
 from bmnist_helpers.binary_mnist import LESSON, draws, probes, verdicts
 from bmnist_helpers.grading.lessons import CheckFailed
 from bmnist_helpers.grading.values import MalformedValues, decode_values
-from tests.fixtures.alternatives import ALTERNATIVES, WRONG
+from tests.fixtures.alternatives import ALTERNATIVES, EARLY_BINDING, WRONG
 from tests.probe_harness import inputs, probe_cell, probe_values, solution_globals, verdict
 
 SEEDS = (7, 2024, 31337)
@@ -31,10 +31,11 @@ def reference() -> dict[int, dict]:
     return {seed: probe_values(solution_globals(), seed) for seed in SEEDS}
 
 
-def _namespace_with(source: str) -> dict:
-    """A fresh solution namespace with one answer cell replaced by ``source``."""
+def _namespace_with(*sources: str) -> dict:
+    """A fresh solution namespace with answer cells replaced by ``sources``, run in order."""
     namespace = solution_globals()
-    exec(compile(source, "student", "exec"), namespace)
+    for source in sources:
+        exec(compile(source, "student", "exec"), namespace)
     return namespace
 
 
@@ -68,12 +69,81 @@ def test_every_typical_mistake_fails_and_the_message_leaks_nothing(reference, ta
 
 
 def test_one_wrong_task_costs_only_that_task(reference):
-    """Tasks 3 and 4 run on stand-ins, so a broken mlp does not fail them."""
+    """Tasks 3 and 4 are judged on the student's own earlier functions, so a broken mlp does not fail them."""
     namespace = _namespace_with(WRONG[2]["sigmoid-applied-twice"])
     seed = SEEDS[0]
     assert verdict(2, namespace, reference[seed], seed)
     assert verdict(3, namespace, reference[seed], seed) is None
     assert verdict(4, namespace, reference[seed], seed) is None
+
+
+@pytest.mark.parametrize("task, form", [(t, f) for t, forms in EARLY_BINDING.items() for f in forms])
+def test_every_early_binding_form_passes_under_several_seeds(reference, task, form):
+    """A correct answer that bound the earlier task's function when its cell ran is judged on that
+    function, the student's own, not on a stand-in it never calls."""
+    namespace = _namespace_with(EARLY_BINDING[task][form])
+    for seed in SEEDS:
+        assert verdict(task, namespace, reference[seed], seed) is None, (task, form, seed)
+
+
+_WRONG_BEFORE = {3: WRONG[2]["sigmoid-applied-twice"], 4: WRONG[3]["l2-without-half"]}
+
+
+@pytest.mark.parametrize("task, form", [(t, f) for t, forms in EARLY_BINDING.items() for f in forms])
+def test_an_early_bound_answer_keeps_its_points_after_a_wrong_earlier_task(reference, task, form):
+    namespace = _namespace_with(_WRONG_BEFORE[task], EARLY_BINDING[task][form])
+    seed = SEEDS[1]
+    assert verdict(task - 1, namespace, reference[seed], seed)  # the earlier task is wrong ...
+    assert verdict(task, namespace, reference[seed], seed) is None, (task, form)  # ... and costs nothing here
+
+
+_STUB = 'def {name}(*args, **kwargs):\n    raise NotImplementedError("TODO: task {task}")\n'
+
+
+@pytest.mark.parametrize("task, style", [(t, s) for t in (3, 4) for s in ALTERNATIVES[t]])
+def test_a_missing_earlier_task_is_replaced_by_a_stand_in(reference, task, style):
+    stubs = [_STUB.format(name=name, task=t) for t, names in ((2, ("mlp",)), (3, ("loss_fn",))) if t < task
+             for name in names]
+    namespace = _namespace_with(*stubs, ALTERNATIVES[task][style])
+    seed = SEEDS[2]
+    got = probe_values(namespace, seed, tasks=(task,))[task]
+    assert (got["standin"] if task == 3 else got["standin"]["mlp"] + got["standin"]["loss"]) >= 1
+    assert verdict(task, namespace, reference[seed], seed) is None, (task, style)
+
+
+_CONSTANT_MODEL = """\
+def mlp(params, inputs, *, nonlinearity=jax.nn.relu):
+    return jnp.zeros(len(inputs))
+"""
+
+_SELF_CONSISTENT = {
+    # the cross-entropy of logits 0 is log 2, whatever the data: consistent with the constant model above
+    3: _CONSTANT_MODEL + """
+def loss_fn(params, inputs, targets, *, l2_reg):
+    return jnp.log(2.0) + 0.5 * l2_reg * sum(jnp.sum(w**2) + jnp.sum(b**2) for w, b in params)
+""",
+    # an objective without gradient, and an update that leaves the parameters where they are
+    4: """\
+def loss_fn(params, inputs, targets, *, l2_reg):
+    return jnp.float32(0.0) * sum(jnp.sum(w) for w, _ in params)
+
+
+def make_update_step(optimizer, *, weight_decay):
+    def update(params, opt_state, inputs, targets):
+        return params, opt_state, loss_fn(params, inputs, targets, l2_reg=weight_decay)
+
+    return update
+""",
+}
+
+
+@pytest.mark.parametrize("task", sorted(_SELF_CONSISTENT))
+def test_a_trivial_answer_does_not_pass_by_agreeing_with_its_own_trivial_helper(reference, task):
+    """Each check is anchored on values the grader computes: a degenerate earlier function is
+    replaced by a stand-in whose values the grader computes itself."""
+    namespace = _namespace_with(_SELF_CONSISTENT[task])
+    for seed in SEEDS[:2]:
+        assert verdict(task, namespace, reference[seed], seed), (task, seed)
 
 
 def test_probes_hold_no_solution_code():

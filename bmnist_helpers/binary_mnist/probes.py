@@ -2,14 +2,20 @@
 inputs and return raw values. Runs inside the student's sandboxed kernel (see
 :mod:`bmnist_helpers.grading.probe`); holds no answer to any task.
 
-Tasks 3 and 4 need *some* model and objective. Their probes swap in stand-ins that are not
-answers, a linear model for ``mlp`` and a squared-error objective for ``loss_fn``; the reference
-run uses the same stand-ins, so one wrong task never costs the hidden points of another.
+Tasks 3 and 4 build on earlier tasks, and each is judged against what the student's *own* earlier
+functions return on the same inputs: the objective against the student's own ``mlp`` logits, the
+update step against gradients of the student's own ``loss_fn``, the training loop against the
+student's own update. So a task is judged the same however it refers to its helpers (looked up at
+call time, or bound earlier: a notebook variable, a default argument, ``functools.partial``, a
+closure). Only where an earlier function is missing, raises or tells nothing (:mod:`.usable`) does
+the probe swap a stand-in into the notebook's globals (a linear model for ``mlp``, a squared-error
+objective for ``loss_fn``); the grader then computes the stand-in's values itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +23,7 @@ import numpy as np
 import optax
 
 from ..grading.probe import attempt, student
+from . import usable
 
 __all__ = ["dataloader", "model", "objective", "training", "examples"]
 
@@ -49,7 +56,7 @@ def _layers(layers: list) -> list[tuple]:
 
 
 def standin_mlp(params, inputs, *, nonlinearity=None):
-    """A linear model, not an MLP: what the objective and training checks run on."""
+    """A linear model, not an MLP: what the checks run on where the student's ``mlp`` cannot serve."""
     h = inputs
     for w, b in params:
         h = h @ w + b
@@ -57,21 +64,35 @@ def standin_mlp(params, inputs, *, nonlinearity=None):
 
 
 def standin_loss(params, inputs, targets, *, l2_reg):
-    """Squared error of the linear model's probabilities plus ``l2_reg * ||params||**2``."""
+    """Squared error of the linear model's probabilities plus ``l2_reg * ||params||**2``: what the
+    update check runs on where the student's ``loss_fn`` cannot serve."""
     p = jax.nn.sigmoid(standin_mlp(params, inputs))
     return jnp.mean((p - targets) ** 2) + l2_reg * sum(jnp.sum(w**2) + jnp.sum(b**2) for w, b in params)
 
 
-def _swapped(namespace: dict, names: dict, run: Callable):
-    """``run()`` with ``names`` put into the notebook's globals, restored afterwards."""
+@contextmanager
+def _swapped(namespace: dict, names: dict):
+    """``names`` put into the notebook's globals for the ``with`` block, restored afterwards."""
     old = {k: namespace[k] for k in names if k in namespace}
     namespace.update(names)
     try:
-        return run()
+        yield
     finally:
         for k in names:
             namespace.pop(k, None)
         namespace.update(old)
+
+
+def _numbers(value):
+    """A returned value as numpy (a pytree of arrays stays a list of lists)."""
+    if isinstance(value, list | tuple):
+        return [_numbers(v) for v in value]
+    return np.asarray(value)
+
+
+def _logits_of(namespace: dict, params, inputs) -> np.ndarray:
+    """The notebook's ``mlp`` logits, as numpy."""
+    return np.asarray(_compiled(student(namespace, "mlp"), static_argnames="nonlinearity")(params, inputs))
 
 
 def dataloader(inputs: dict, namespace: dict) -> dict:
@@ -106,48 +127,89 @@ def model(inputs: dict, namespace: dict) -> dict:
 
 
 def objective(inputs: dict, namespace: dict) -> dict:
-    """Task 3: the objective without and with the penalty, and for logits of +-10,000 (on the stand-in model)."""
+    """Task 3: the objective without and with the penalty, and for logits of +-10,000; with the
+    student's own ``mlp`` logits on the same parameters (or, where they cannot serve, on the stand-in)."""
     params, x, y = _layers(inputs["params"]), jax.device_put(inputs["x"]), jax.device_put(inputs["y"])
     l2 = float(inputs["l2"])
+    cases = {"plain": params, "huge_up": _layers(inputs["huge_up"]), "huge_down": _layers(inputs["huge_down"])}
+    logits: dict = {}
+    for name, p in cases.items():  # up to the first that cannot serve
+        logits[name] = attempt(_logits_of, namespace, p, x)
+        if not usable.logits(logits[name], len(inputs["x"]), varied=name == "plain"):
+            break
+    own = len(logits) == len(cases) and usable.logits(logits["huge_down"], len(inputs["x"]), varied=False)
 
     def losses() -> dict:
-        loss = _compiled(student(namespace, "loss_fn"))  # traced while the stand-in is in place
+        loss = _compiled(student(namespace, "loss_fn"))  # traced while a stand-in is in place
         return {
             "plain": attempt(loss, params, x, y, l2_reg=0.0),
             "penalised": attempt(loss, params, x, y, l2_reg=l2),
-            "huge_up": attempt(loss, _layers(inputs["huge_up"]), x, y, l2_reg=0.0),
-            "huge_down": attempt(loss, _layers(inputs["huge_down"]), x, y, l2_reg=0.0),
+            "huge_up": attempt(loss, cases["huge_up"], x, y, l2_reg=0.0),
+            "huge_down": attempt(loss, cases["huge_down"], x, y, l2_reg=0.0),
         }
 
-    return _swapped(namespace, {"mlp": standin_mlp}, losses)
+    with _swapped(namespace, {} if own else {"mlp": standin_mlp}):
+        values = losses()
+    return {**values, "standin": int(not own), "logits": logits if own else {}}
+
+
+def _objective(namespace: dict) -> Callable:
+    """Value and gradient of the notebook's ``loss_fn`` (the student's, or the stand-in swapped in)."""
+    return _compiled(jax.value_and_grad(student(namespace, "loss_fn")))
+
+
+def _updates(namespace: dict, optimizer, params, batches: list, weight_decay: float) -> dict:
+    """The student's update step from ``params``, once per batch: the losses and the parameters after each."""
+    update = student(namespace, "make_update_step")(optimizer, weight_decay=weight_decay)
+    state, losses, visited = optimizer.init(params), [], []
+    for x, y in batches:
+        params, state, loss = update(params, state, x, y)
+        losses.append(np.asarray(loss))
+        visited.append(_numbers(params))
+    return {"losses": losses, "params": visited}
 
 
 def training(inputs: dict, namespace: dict) -> dict:
-    """Task 4: three updates with momentum, and a short training run (on the stand-ins)."""
+    """Task 4: three updates with momentum, beside the value and gradient of the student's own
+    objective at each starting point; a short training run, beside the student's own update run
+    over the same batches with plain SGD and the model's logits on the test set at each record."""
     params = _layers(inputs["params"])
-    batches = [(jax.device_put(x), jax.device_put(y)) for x, y in inputs["batches"]]
+    given = [(jax.device_put(x), jax.device_put(y)) for x, y in inputs["batches"]]
+    batches = [(x.reshape(len(x), -1), y) for x, y in given]
     learning_rate, weight_decay = float(inputs["learning_rate"]), float(inputs["weight_decay"])
+    x0, y0 = batches[0]
+    swaps = {} if usable.logits(attempt(_logits_of, namespace, params, x0), len(y0), varied=True) else {
+        "mlp": standin_mlp}
+    with _swapped(namespace, swaps):
+        first = attempt(lambda: _numbers(_objective(namespace)(params, x0, y0, l2_reg=weight_decay)))
+    own_loss = isinstance(first, list) and usable.gradients(params, first[1], learning_rate)
+    swaps = swaps if own_loss else {**swaps, "loss_fn": standin_loss}
+    out: dict = {"standin": {"mlp": int("mlp" in swaps), "loss": int(not own_loss)}}
+    with _swapped(namespace, swaps):
+        momentum = optax.sgd(learning_rate, momentum=float(inputs["momentum"]))
+        out["update"] = attempt(_updates, namespace, momentum, params, batches[:3], weight_decay)
+        if own_loss and isinstance(out["update"], dict):
+            objective = _objective(namespace)
+            starts = [params, *(_layers(p) for p in out["update"]["params"][:2])]
+            out["objective"] = [attempt(lambda p=p, b=b: _numbers(objective(p, *b, l2_reg=weight_decay)))
+                                for p, b in zip(starts, batches, strict=False)]
+        num_steps = int(inputs["num_steps"])
+        out["own"] = attempt(_updates, namespace, optax.sgd(learning_rate), params, batches[:num_steps], weight_decay)
 
-    def updates() -> dict:
-        optimizer = optax.sgd(learning_rate, momentum=float(inputs["momentum"]))
-        update = student(namespace, "make_update_step")(optimizer, weight_decay=weight_decay)
-        p, state, losses = params, optimizer.init(params), []
-        for x, y in batches[:3]:
-            p, state, loss = update(p, state, x.reshape(len(x), -1), y)
-            losses.append(loss)
-        return {"losses": losses, "params": p}
+        def records() -> list:
+            run = student(namespace, "train")(
+                params, iter(given), x_test=jax.device_put(inputs["x_test"]),
+                y_test=jax.device_put(inputs["y_test"]), num_steps=num_steps, learning_rate=learning_rate,
+                weight_decay=weight_decay, eval_every=int(inputs["eval_every"]), threshold=0.5)
+            return [{"step": r["step"], "losses": r["losses"], "test_accuracy": r["test_accuracy"],
+                     "params": _numbers(r["params"])} for r in run]
 
-    def records() -> list:
-        run = student(namespace, "train")(
-            params, iter(batches), x_test=jax.device_put(inputs["x_test"]), y_test=jax.device_put(inputs["y_test"]),
-            num_steps=int(inputs["num_steps"]), learning_rate=learning_rate, weight_decay=weight_decay,
-            eval_every=int(inputs["eval_every"]), threshold=0.5)
-        return [{"step": r["step"], "losses": r["losses"], "test_accuracy": r["test_accuracy"], "params": r["params"]}
-                for r in run]
-
-    standins = {"mlp": standin_mlp, "loss_fn": standin_loss}
-    return {"update": _swapped(namespace, standins, lambda: attempt(updates)),
-            "train": _swapped(namespace, standins, lambda: attempt(records))}
+        out["train"] = attempt(records)
+        if isinstance(out["train"], list) and "mlp" not in swaps:
+            x_test = jax.device_put(inputs["x_test"].reshape(len(inputs["x_test"]), -1))
+            out["test_logits"] = [attempt(_logits_of, namespace, _layers(r["params"]), x_test)
+                                  for r in out["train"]]
+    return out
 
 
 def examples(inputs: dict, namespace: dict) -> dict:

@@ -2,7 +2,10 @@
 
 Each function gets the inputs drawn by :mod:`.draws`, the values the student's kernel sent
 (``got``) and the reference run's (``ref``), and raises :class:`CheckFailed` with a message that
-names the property or quantity that failed, never a reference value.
+names the property or quantity that failed, never a reference value. Tasks 3 and 4 are judged
+against the student's own earlier functions (see :mod:`.probes`), each anchored on values computed
+here: the cross-entropy and the penalty, the momentum update, the test accuracy from logits, and
+the stand-ins' values where the student's earlier functions cannot serve (:mod:`.usable`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import numpy as np
 
 from ..grading.compare import array, close, not_raised
 from ..grading.lessons import CheckFailed
+from . import usable
 
 __all__ = ["dataloader", "model", "objective", "training", "examples"]
 
@@ -130,43 +134,138 @@ def model(inputs: dict, got: dict, ref: dict) -> None:
     _check_initialiser(inputs, got)
 
 
+def _float_layers(layers) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(np.asarray(w, np.float64), np.asarray(b, np.float64)) for w, b in layers]
+
+
+def _standin_logits(params, x: np.ndarray) -> np.ndarray:
+    """The stand-in model of :func:`.probes.standin_mlp` (linear layers), in float64."""
+    h = np.asarray(x, np.float64)
+    for w, b in _float_layers(params):
+        h = h @ w + b
+    return h[..., 0]
+
+
+def _standin_objective(params, x: np.ndarray, y: np.ndarray, l2_reg: float) -> tuple[float, list]:
+    """Value and gradient of :func:`.probes.standin_loss`, in float64."""
+    layers = _float_layers(params)
+    inputs = [np.asarray(x, np.float64)]
+    for w, b in layers:
+        inputs.append(inputs[-1] @ w + b)
+    s = 0.5 * (1 + np.tanh(inputs[-1][..., 0] / 2))  # the sigmoid, without overflow
+    y = np.asarray(y, np.float64)
+    value = float(np.mean((s - y) ** 2)) + l2_reg * _squared_norm(layers)
+    upstream = (2 * (s - y) * s * (1 - s) / len(y))[:, None]
+    grads = []
+    for (w, b), h in zip(reversed(layers), reversed(inputs[:-1]), strict=True):
+        grads.append((h.T @ upstream + 2 * l2_reg * w, upstream.sum(0) + 2 * l2_reg * b))
+        upstream = upstream @ w.T
+    return value, grads[::-1]
+
+
+def _squared_norm(params) -> float:
+    return float(sum(np.sum(np.square(a)) for layer in _float_layers(params) for a in layer))
+
+
+def _cross_entropy(logits, y: np.ndarray) -> float:
+    """Mean binary cross-entropy of logits, computed stably from the logits."""
+    z = np.asarray(logits, np.float64)
+    return float(np.mean(np.logaddexp(0.0, z) - np.asarray(y, np.float64) * z))
+
+
 def objective(inputs: dict, got: dict, ref: dict) -> None:
-    """Task 3: the loss without and with the penalty, and stable for huge logits."""
-    close(got.get("plain"), ref.get("plain"), "the loss with l2_reg=0")
-    close(got.get("penalised"), ref.get("penalised"), "the loss with l2_reg > 0 (the penalty term)")
+    """Task 3: the loss without and with the penalty, and stable for huge logits, each against the
+    cross-entropy of the logits of the student's own ``mlp`` (the stand-in's, computed here, where
+    that cannot serve) plus ``0.5 * l2_reg * ||params||**2``, both computed here."""
+    x, y = inputs["x"], inputs["y"]
+    cases = {"plain": inputs["params"], "huge_up": inputs["huge_up"], "huge_down": inputs["huge_down"]}
+    if int(np.asarray(got.get("standin", 1))):
+        logits = {name: _standin_logits(p, x) for name, p in cases.items()}
+    else:
+        logits = got.get("logits")
+        if not (isinstance(logits, dict) and all(usable.logits(logits.get(name), len(x), varied=name == "plain")
+                                                 for name in cases)):
+            raise CheckFailed("the check could not read mlp's logits")
+    close(got.get("plain"), _cross_entropy(logits["plain"], y),
+          "the loss with l2_reg=0 (the mean cross-entropy of mlp's logits)")
+    penalty = 0.5 * inputs["l2"] * _squared_norm(inputs["params"])
+    close(got.get("penalised"), _cross_entropy(logits["plain"], y) + penalty,
+          "the loss with l2_reg > 0 (the penalty term)")
     for name in ("huge_up", "huge_down"):
         value = array(got.get(name), "loss_fn")
         if not np.all(np.isfinite(value)):
             raise CheckFailed("the loss is not finite for logits of size 10,000: compute it from the logits "
                               "(jax.nn.log_sigmoid or jnp.logaddexp)")
-        close(value, ref.get(name), "the loss for logits of size 10,000", rtol=1e-3)
+        close(value, _cross_entropy(logits[name], y), "the loss for logits of size 10,000", rtol=1e-3)
+
+
+def _momentum_steps(inputs: dict, got: dict) -> None:
+    """Three updates with momentum against the momentum update, computed here, of the gradients of
+    the student's own objective (of the stand-in's, computed here, where that cannot serve)."""
+    update = not_raised(got.get("update"), "make_update_step")
+    if not (isinstance(update, dict) and isinstance(update.get("losses"), list) and len(update["losses"]) == 3
+            and isinstance(update.get("params"), list) and len(update["params"]) == 3):
+        raise CheckFailed("make_update_step's update did not return (params, opt_state, loss)")
+    standin = int(np.asarray(got["standin"]["loss"]))
+    learning_rate, momentum, weight_decay = inputs["learning_rate"], inputs["momentum"], inputs["weight_decay"]
+    start = [inputs["params"], *(_layers(p, "make_update_step's update") for p in update["params"][:2])]
+    expected, trace = _float_layers(inputs["params"]), None
+    for k, (x, y) in enumerate(inputs["batches"][:3]):
+        if standin:
+            value, grads = _standin_objective(start[k], x.reshape(len(x), -1), y, weight_decay)
+        else:
+            found = not_raised(got["objective"][k], "loss_fn")
+            value, grads = found[0], found[1]
+            if k == 0 and not usable.gradients(inputs["params"], grads, learning_rate):
+                raise CheckFailed("the check could not read the gradient of loss_fn")
+            grads = _float_layers(grads)
+        close(update["losses"][k], value, "the losses of three updates (the loss before each step, "
+              "loss_fn with l2_reg=weight_decay)")
+        trace = grads if trace is None else [tuple(g + momentum * t for g, t in zip(gl, tl, strict=True))
+                                             for gl, tl in zip(grads, trace, strict=True)]
+        expected = [tuple(p - learning_rate * t for p, t in zip(pl, tl, strict=True))
+                    for pl, tl in zip(expected, trace, strict=True)]
+        _close_layers(update["params"][k], [list(layer) for layer in expected],
+                      f"the parameters after {k + 1} update{'s' * (k > 0)} with momentum (the optimizer's update of "
+                      "the gradient of loss_fn; is the optimizer state passed on?)",
+                      rtol=usable.UPDATE_RTOL, atol=usable.UPDATE_ATOL)
+
+
+def _accuracy(logits, y: np.ndarray) -> float:
+    """The test accuracy at threshold 0.5 of the probabilities of these logits."""
+    z = np.asarray(logits, np.float64).reshape(-1)
+    return float(np.mean((z > 0) == (np.asarray(y) == 1)))
 
 
 def training(inputs: dict, got: dict, ref: dict) -> None:
-    """Task 4: three updates (losses, parameters with momentum), then a short training run."""
-    update = not_raised(got.get("update"), "make_update_step")
-    want = not_raised(ref.get("update"), "reference")
-    if not isinstance(update, dict) or set(update) != {"losses", "params"}:
-        raise CheckFailed("make_update_step's update did not return (params, opt_state, loss)")
-    close(update["losses"], want["losses"], "the losses of three updates (the loss before each step)")
-    _close_layers(update["params"], want["params"], "the parameters after three updates with momentum "
-                  "(is the optimizer state passed on?)", rtol=1e-3, atol=1e-5)
+    """Task 4: three updates with momentum; then a short training run against the student's own
+    update over the same batches, its test accuracy computed here from the model's logits."""
+    _momentum_steps(inputs, got)
     records = not_raised(got.get("train"), "train")
-    want = not_raised(ref.get("train"), "reference")
+    own = not_raised(got.get("own"), "make_update_step")
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise CheckFailed("train did not yield progress records")
+    num_steps, every = inputs["num_steps"], inputs["eval_every"]
     steps = [int(np.asarray(r.get("step", -1))) for r in records]
-    expected_steps = [int(np.asarray(r["step"])) for r in want]
+    expected_steps = sorted({*range(every, num_steps + 1, every), num_steps})
     if steps != expected_steps:
-        raise CheckFailed(f"with num_steps={inputs['num_steps']} and eval_every={inputs['eval_every']}, train "
-                          f"yielded records at steps {steps}; expected one every eval_every steps and one after "
-                          "the last step")
-    for i, (r, w) in enumerate(zip(records, want, strict=True), 1):
-        close(r.get("losses"), w["losses"], f"the losses in record {i}")
-        close(r.get("test_accuracy"), w["test_accuracy"], f"the test accuracy in record {i}",
+        raise CheckFailed(f"with num_steps={num_steps} and eval_every={every}, train yielded records at steps "
+                          f"{steps}; expected one every eval_every steps and one after the last step")
+    standin_model = int(np.asarray(got["standin"]["mlp"]))
+    logits = None if standin_model else not_raised(got.get("test_logits"), "mlp")
+    x_test = inputs["x_test"].reshape(len(inputs["x_test"]), -1)
+    done = 0
+    for i, (record, step) in enumerate(zip(records, steps, strict=True), 1):
+        close(record.get("losses"), np.stack(own["losses"][done:step]).reshape(-1),
+              f"the losses in record {i} (the losses of the update steps since the record before)")
+        params = _layers(record.get("params"), f"the parameters in record {i}")
+        _close_layers(params, own["params"][step - 1], f"the parameters in record {i} (after {step} steps "
+                      "of make_update_step with optax.sgd(learning_rate))",
+                      rtol=usable.UPDATE_RTOL, atol=usable.UPDATE_ATOL)
+        z = _standin_logits(params, x_test) if standin_model else array(logits[i - 1], "mlp")
+        close(record.get("test_accuracy"), _accuracy(z, inputs["y_test"]), f"the test accuracy in record {i}",
               rtol=0, atol=1.5 / len(inputs["y_test"]))
-    _close_layers(records[-1].get("params"), want[-1]["params"], "the parameters after training",
-                  rtol=1e-3, atol=1e-5)
+        done = step
 
 
 def examples(inputs: dict, got: dict, ref: dict) -> None:
