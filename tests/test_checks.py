@@ -168,7 +168,9 @@ def test_the_lesson_declares_one_check_per_task_in_three_parts():
     for check in LESSON.checks:
         module, _, name = check.probe.partition(":")
         assert module == probes.__name__ and callable(getattr(probes, name))
-        assert check.draw.__module__ == draws.__name__ and check.judge.__module__ == verdicts.__name__
+        verdict_module, _, verdict = check.judge.partition(":")
+        assert check.draw.__module__ == draws.__name__ and verdict_module == verdicts.__name__
+        assert callable(getattr(verdicts, verdict))
 
 
 def test_drawn_inputs_follow_the_lessons_shapes():

@@ -382,3 +382,17 @@ def test_protections_report_what_a_job_gets(tmp_path):
     assert protections(use_cgroups=False, jobs=1)["CPUs pinned per job slot (no cgroup)"] is False
     pinned = protections(use_cgroups=False, use_bwrap=False, jobs=2)["CPUs pinned per job slot (no cgroup)"]
     assert pinned is (len(os.sched_getaffinity(0)) > 1)
+
+
+@needs_bwrap
+def test_a_lessons_private_files_are_hidden_from_the_kernel(tmp_path):
+    """The verdicts lie in the kit's package, which the kernel reads; the lesson hides them."""
+    from bmnist_helpers.binary_mnist import LESSON
+
+    private = [str(p) for p in LESSON.private()]
+    verdicts = next(p for p in private if p.endswith("verdicts.py"))
+    read = "import sys\ntry:\n    print(len(open(sys.argv[1]).read()))\nexcept OSError:\n    print(0)"
+    assert int(_output(_launch(tmp_path, "plain", read, verdicts))) > 1000
+    assert int(_output(_launch(tmp_path, "hidden", read, verdicts, hidden=private))) == 0
+    probes = "import bmnist_helpers.binary_mnist.probes\nprint(1)"  # the kernel's part still imports
+    assert int(_output(_launch(tmp_path, "probes", probes, hidden=private))) == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..grading.lessons import Check, Lesson, NotReady
 from ..lesson import check_solution, lesson_path
-from . import draws, verdicts
+from . import draws
 
 __all__ = ["GRADING_COMPILE_FLAGS", "GRADING_PARAMS", "LESSON", "TASK_FUNCTIONS"]
 
@@ -36,14 +36,9 @@ GRADING_PARAMS = {"NUM_STEPS": "200", "TARGET_ACCURACY": "0.98", "NUM_INITS": "2
 # no backend optimisation they compile in about two thirds of the time (the lesson's kernel keeps
 # level 1, under which its 100 random initialisations run faster).
 GRADING_COMPILE_FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=0")
-_PROBES = __name__ + ".probes"
-_CHECKS = (
-    Check(1, draws.dataloader, f"{_PROBES}:dataloader", verdicts.dataloader),
-    Check(2, draws.model, f"{_PROBES}:model", verdicts.model),
-    Check(3, draws.objective, f"{_PROBES}:objective", verdicts.objective),
-    Check(4, draws.training, f"{_PROBES}:training", verdicts.training),
-    Check(5, draws.examples, f"{_PROBES}:examples", verdicts.examples),
-)
+_PROBES, _VERDICTS = __name__ + ".probes", __name__ + ".verdicts"  # verdicts: imported by the grader only
+_CHECKS = tuple(Check(task, getattr(draws, name), f"{_PROBES}:{name}", f"{_VERDICTS}:{name}")
+                for task, name in enumerate(("dataloader", "model", "objective", "training", "examples"), 1))
 
 
 def _kernel_env() -> dict[str, str]:
@@ -66,6 +61,14 @@ def _readable() -> list[Path]:
 
     cache = default_cache_dir()
     return [cache] if cache.exists() else []
+
+
+def _private() -> list[Path]:
+    """What the kernels must not read although it lies in the kit's package: the verdicts (the
+    grader's own formulas) and, in an installed kit, the packaged solution."""
+    from ..lesson import PACKAGE_DIR
+
+    return [Path(__file__).resolve().parent / "verdicts.py", PACKAGE_DIR / "_lesson"]
 
 
 def _prepare(log: Callable[[str], None]) -> None:
@@ -91,6 +94,7 @@ LESSON = Lesson(
     skip_tags=frozenset({"solution-only", "explore"}),
     kernel_env=_kernel_env,
     readable=_readable,
+    private=_private,
     prepare=_prepare,
     check_solution=check_solution,
 )

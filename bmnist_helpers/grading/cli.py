@@ -104,7 +104,8 @@ def _options(lesson: Lesson, *, jobs: int, timeout_s: int, cell_timeout_s: int |
     return RunOptions(
         cell_timeout_s=min(cell_timeout_s or DEFAULT_CELL_TIMEOUT_S, timeout_s), notebook_timeout_s=timeout_s,
         limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), use_bwrap=bwrap, jobs=jobs,
-        kernel_env=env, readable=tuple(sorted({*map(str, lesson.readable()), *roots})))
+        kernel_env=env, readable=tuple(sorted({*map(str, lesson.readable()), *roots})),
+        hidden=tuple(sorted(map(str, lesson.private()))))
 
 
 def grade(

@@ -54,13 +54,14 @@ class Check:
     :param task: The task it checks.
     :param draw: ``draw(rng) -> inputs``: a dict of numpy arrays, numbers and lists of them.
     :param probe: ``"module:function"`` of the kernel part, importable inside the sandbox.
-    :param judge: ``judge(inputs, got, ref)``; raises :class:`CheckFailed`.
+    :param judge: ``judge(inputs, got, ref)``; raises :class:`CheckFailed`. Or its
+        ``"module:function"``, imported in the grader only (a module the kernel need not import).
     """
 
     task: int
     draw: Callable
     probe: str
-    judge: Callable
+    judge: Callable | str
 
 
 def _nothing(log: Callable[[str], None]) -> None:
@@ -96,6 +97,8 @@ class Lesson:
         the kernel's home folder. Called once per grading run, before any job starts.
     :param readable: ``readable() -> [folder, ...]`` the kernels may read besides Python and the
         lesson's own package.
+    :param private: ``private() -> [path, ...]`` inside those that the kernels must not read (the
+        verdicts, a packaged solution): hidden in the sandbox.
     :param prepare: ``prepare(log)`` before any job starts (fill a data cache); raises
         :class:`NotReady` with the command that fixes it.
     :param check_solution: ``check_solution(path)`` refuses a notebook that cannot serve as the
@@ -114,6 +117,7 @@ class Lesson:
     stub: re.Pattern = re.compile(r"TODO: task (\d+)")
     kernel_env: Callable[[], dict[str, str]] = _no_env
     readable: Callable[[], list[Path]] = _no_folders
+    private: Callable[[], list[Path]] = _no_folders
     prepare: Callable[[Callable[[str], None]], None] = _nothing
     check_solution: Callable[[Path], None] | None = None
     source_roots: tuple[Path, ...] = ()  # set by load_lesson: folders to put on the kernel's sys.path
@@ -143,8 +147,12 @@ def judge(check: Check, inputs: dict, got, ref) -> str | None:
         return "the check sent back malformed values"
     if set(got) == {"error"}:
         return f"the check could not call your functions: {got['error']}"
+    verdict = check.judge
+    if isinstance(verdict, str):
+        module, _, name = verdict.partition(":")
+        verdict = getattr(importlib.import_module(module), name)
     try:
-        check.judge(inputs, got, ref)
+        verdict(inputs, got, ref)
     except CheckFailed as fail:
         return str(fail)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:

@@ -37,6 +37,7 @@ class RunOptions:
     jobs: int = 1
     kernel_env: dict[str, str] = field(default_factory=dict)  # the lesson's, ``{home}`` for the kernel's home
     readable: tuple[str, ...] = ()  # folders the kernel may read besides Python and the engine's package
+    hidden: tuple[str, ...] = ()  # paths inside those the kernel must not read (the lesson's private files)
 
 
 @dataclass
@@ -75,7 +76,8 @@ def run_job(submission: Path | None, *, plan: Path, workdir: Path, slot: int, op
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o711)  # the sandbox uid may pass through to its home, but not list the folder
     config = SandboxConfig(home=str(home), limits=options.limits, slot=slot, jobs=options.jobs,
-                           use_bwrap=options.use_bwrap, readable=list(options.readable), env=dict(options.kernel_env))
+                           use_bwrap=options.use_bwrap, readable=list(options.readable), env=dict(options.kernel_env),
+                           hidden=list(options.hidden))
     spec_dir = write_kernel_spec(workdir / "jupyter", config)
     results = workdir / "results.jsonl"
     job = {"submission": None if submission is None else str(submission), "plan": str(plan),

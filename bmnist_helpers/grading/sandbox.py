@@ -134,6 +134,8 @@ class SandboxConfig:
     :param use_bwrap: Whether bubblewrap may be used.
     :param use_cgroups: Whether a cgroup per job may be used.
     :param readable: Extra folders the kernel may read.
+    :param hidden: Files and folders inside the readable ones that the kernel must not read
+        (bubblewrap: an empty file or folder is mounted over each).
     :param env: Extra environment variables for the kernel; ``{home}`` in a value is the kernel's home.
     """
 
@@ -145,6 +147,7 @@ class SandboxConfig:
     use_cgroups: bool = True
     readable: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    hidden: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         """Serialise for the launcher."""
@@ -485,6 +488,11 @@ def _bwrap_argv(config: SandboxConfig, command: list[str], *, uid: int | None, d
         argv += ["--perms", "0755", "--dir", parent]
     for path in config.readable:
         argv += ["--ro-bind", path, path]
+    for path in config.hidden:  # inside a readable folder, but not for the kernel
+        if Path(path).is_dir():
+            argv += ["--tmpfs", path]
+        elif Path(path).exists():
+            argv += ["--ro-bind", "/dev/null", path]
     argv += ["--bind", config.home, config.home]
     if data_fd is not None:
         argv += ["--perms", "0444", "--ro-bind-data", str(data_fd), _CONNECTION_INSIDE]
