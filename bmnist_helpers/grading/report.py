@@ -168,9 +168,9 @@ def _blame(record: dict, task: int | None, plan: Plan, hidden_ok: dict[int, bool
     is missing that an earlier cell makes from tasks whose checks failed."""
     error = record.get("error") or {}
     text = f"{error.get('ename', '')}: {error.get('evalue', '')}"[:4000]
-    todo = plan.lesson.stub.search(text)
-    if todo and int(todo.group(1)) != task:
-        return f"This cell needs task {todo.group(1)}, which is not done yet."
+    todo = _stub_of(text, plan.lesson)
+    if todo is not None and todo != task:
+        return f"This cell needs task {todo}, which is not done yet."
     missing = re.search(r"name '(\w+)' is not defined", text)
     if missing:
         name = missing.group(1)
@@ -231,14 +231,20 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
                 f"the expected-result point of task {task} needs the hidden checks of task(s) "
                 f"{', '.join(map(str, unverified))} to pass too, since its cells run on their functions")})
         points[task] = marking.hidden * hidden + marking.expected * (hidden and visible)
-    stubs = [lesson.stub.search(f["message"]) for f in failures if f["kind"] == "hidden"]
-    untouched = {int(m.group(1)) for m in stubs if m} >= set(marking.tasks)
+    stubbed = {f["task"] for f in failures if f["kind"] == "hidden" and _stub_of(f["message"], lesson) == f["task"]}
+    untouched = stubbed >= set(marking.tasks)
     status, note = decide(result.events, timed_out=result.timed_out, exitcode=result.exitcode, passed=not failures,
                           attempted=not untouched, own_errors=len(errors), timeout_s=timeout_s,
                           cell_timeout_s=cell_timeout_s)
     if status in ("invalid-notebook", "sandbox-error"):
         points, failures, errors = marking.zeros(), [], []
     return Grade(name, status, points, failures, note, round(result.seconds, 1), errors)
+
+
+def _stub_of(message: str, lesson: Lesson) -> int | None:
+    """The task whose stub raised, where a message says one did."""
+    found = lesson.stub.search(message)
+    return int(found.group(1)) if found else None
 
 
 def _expected_failure(cell: dict, record: dict | None, reference: Reference, plan: Plan,
