@@ -95,12 +95,24 @@ def read_submission(data: bytes) -> list[tuple[str, str | None, list[str]]]:
             source = "".join(source)
         if not isinstance(source, str):
             raise InvalidNotebook("a code cell's source is neither text nor a list of lines")
+        _refuse_lone_surrogates(source, len(found) + 1)
         cell_id = cell.get("id")
         metadata = cell.get("metadata")
         tags = metadata.get("tags") if isinstance(metadata, dict) else None
         tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
         found.append((_strip_markers(source), cell_id if isinstance(cell_id, str) else None, tags))
     return found
+
+
+def _refuse_lone_surrogates(source: str, number: int) -> None:
+    """A JSON escape such as ``\\ud83d`` alone is no character: no kernel can be sent such code."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(source[exc.start])
+        raise InvalidNotebook(f"code cell {number} holds half of a surrogate pair (U+{code:04X}) at character "
+                              f"{exc.start + 1}, which is no character; delete it or type it again, and save "
+                              "the notebook") from None
 
 
 def _convert_old(raw: dict) -> dict:

@@ -718,6 +718,7 @@ def main(argv: list[str] | None = None) -> None:
     ``... --command CONFIG -- COMMAND...`` runs a command under the same sandbox (see :func:`run_command`).
     """
     args = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # the worker ignores it; the job gets the default
     if len(args) == 3 and args[0] == "--kernel":
         _kernel_main(int(args[1]), args[2])
         return

@@ -35,7 +35,9 @@ def decide(events: list[dict], *, timed_out: bool, exitcode: int | None, passed:
            timeout_s: int, cell_timeout_s: int) -> tuple[str, str]:
     """The status of one job, and a note that says what happened.
 
-    :param events: The worker's records (``invalid``, ``kernel-failed``, ``copy``, ``cell``, ``done``).
+    :param events: The worker's records (``invalid``, ``kernel-failed``, ``copy``, ``cell``, ``done``); a
+        cell's status is ``ok``, ``error``, ``timeout``, ``dead``, ``malformed`` (kernel traffic the worker
+        could not read) or ``overflow`` (the job's output budget was spent).
     :param timed_out: Whether the grader stopped the job at its notebook limit.
     :param exitcode: The worker's exit status (``None`` when it was stopped).
     :param passed: Whether every check passed and no student cell raised.
@@ -56,6 +58,14 @@ def decide(events: list[dict], *, timed_out: bool, exitcode: int | None, passed:
     if limited is not None:
         return "crashed", (f"{_where(copy[limited['index']], limited['index'])} started more processes than the "
                            "job's limit, and the job was stopped")
+    broken = next((e for e in cells if e.get("status") == "malformed"), None)
+    if broken is not None:
+        return "crashed", (f"the kernel sent a message the grader could not read (a wrong signature or malformed "
+                           f"content) in {_where(copy[broken['index']], broken['index'])}, and the job was stopped")
+    flood = next((e for e in cells if e.get("status") == "overflow"), None)
+    if flood is not None:
+        return "crashed", (f"the notebook's output passed what the grader keeps for one notebook, in "
+                           f"{_where(copy[flood['index']], flood['index'])}, and the job was stopped")
     dead = next((e for e in cells if e["status"] == "dead"), None)
     if dead is not None:
         return "crashed", (f"the kernel died in {_where(copy[dead['index']], dead['index'])}: it exited, or hit a "

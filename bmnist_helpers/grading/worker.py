@@ -34,13 +34,18 @@ import nbformat  # noqa: E402
 
 from .notebook import InvalidNotebook, SolutionCell, build_grading_copy, read_submission  # noqa: E402
 from .sandbox import PROCESS_LIMIT_MARK  # noqa: E402
-from .values import VALUES_MIME  # noqa: E402
+from .values import RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES, VALUES_MIME  # noqa: E402
 
 __all__ = ["main"]
 
-_TEXT_LIMIT = 20_000  # characters of text kept per cell
-_VALUES_LIMIT = 32 * 1024 * 1024  # bytes of hidden-check values kept per cell
+_TEXT_LIMIT = TEXT_CHARS
 _TIMEOUT_ENAME = "GraderCellTimeout"
+_RESERVE = 64 * 1024  # kept back for the records that end a job
+
+
+def _clean(text: object, limit: int) -> str:
+    """Text as the grader may store it: at most ``limit`` characters, lone surrogates replaced."""
+    return str(text)[:limit].encode("utf-8", "replace").decode("utf-8")
 
 
 def _client_class():
@@ -51,27 +56,33 @@ def _client_class():
 
         ``output`` and ``clear_output`` are replaced, not extended: the grader needs the text and the
         values only, and keeping every output (a print flood, a huge image) would let one notebook
-        fill the worker's memory.
+        fill the worker's memory. Values count only in a probe cell (``probe``); anywhere else they
+        are dropped unread.
         """
 
         captured: dict = {}
+        probe: bool = False
 
         def output(self, outs, msg, display_id, cell_index):
             kind, content = msg["msg_type"], msg["content"]
             cap = self.captured
+            if not isinstance(content, dict):
+                raise _Malformed
             if kind == "stream" and content.get("name") == "stdout":
-                cap["text"] = (cap.get("text", "") + str(content.get("text", "")))[:_TEXT_LIMIT]
+                cap["text"] = _clean(cap.get("text", "") + _clean(content.get("text", ""), _TEXT_LIMIT), _TEXT_LIMIT)
             elif kind in ("execute_result", "display_data"):
-                data = content.get("data") or {}
-                if VALUES_MIME in data:  # a probe sends exactly one; anything else makes the values void
-                    cap["values_count"] = cap.get("values_count", 0) + 1
-                    size = len(json.dumps(data[VALUES_MIME]))
-                    cap["values"] = data[VALUES_MIME] if size <= _VALUES_LIMIT else None
+                data = content.get("data")
+                data = data if isinstance(data, dict) else {}
+                if VALUES_MIME in data:
+                    if self.probe:  # a probe sends exactly one; anything else makes the values void
+                        cap["values_count"] = cap.get("values_count", 0) + 1
+                        cap["values"] = _values_text(data[VALUES_MIME])
                 elif "text/plain" in data:
-                    cap["text"] = (cap.get("text", "") + str(data["text/plain"]) + "\n")[:_TEXT_LIMIT]
+                    text = cap.get("text", "") + _clean(data["text/plain"], _TEXT_LIMIT) + "\n"
+                    cap["text"] = _clean(text, _TEXT_LIMIT)
             elif kind == "error":
-                cap["error"] = {"ename": str(content.get("ename", ""))[:200],
-                                "evalue": str(content.get("evalue", ""))[:2000]}
+                cap["error"] = {"ename": _clean(content.get("ename", ""), 200),
+                                "evalue": _clean(content.get("evalue", ""), 2000)}
             return None
 
         def clear_output(self, outs, msg, cell_index):
@@ -80,9 +91,38 @@ def _client_class():
     return Client
 
 
-def _write(results, record: dict) -> None:
-    results.write(json.dumps(record) + "\n")
-    results.flush()
+class _Malformed(Exception):
+    """The kernel sent a message the worker cannot read."""
+
+
+def _values_text(values: object) -> str | None:
+    """The values as JSON text, or ``None`` when they pass :data:`.values.VALUES_BYTES`."""
+    try:
+        text = json.dumps(values, ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return text if len(text) <= VALUES_BYTES else None
+
+
+class _Results:
+    """The job's results file: one JSON line per record, within :data:`RESULTS_BUDGET` bytes."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.written = 0
+
+    def write(self, record: dict, *, final: bool = False) -> bool:
+        """Append ``record``; ``False`` (and nothing written) when it would pass the budget.
+
+        :param final: A record that ends the job, which may use the reserve.
+        """
+        line = json.dumps(record, ensure_ascii=True) + "\n"
+        if self.written + len(line) > RESULTS_BUDGET - (0 if final else _RESERVE):
+            return False
+        self.handle.write(line)
+        self.handle.flush()
+        self.written += len(line)
+        return True
 
 
 def run_job(job: dict) -> None:
@@ -93,7 +133,8 @@ def run_job(job: dict) -> None:
         prefix), ``home`` (the kernel's working folder), ``results``.
     """
     fd = os.open(job["results"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # the grader's alone
-    with os.fdopen(fd, "a", encoding="utf-8") as results:
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        results = _Results(handle)
         plan = json.loads(Path(job["plan"]).read_text())
         solution = [SolutionCell(c["id"], c["source"], tuple(c["tags"])) for c in plan["cells"]]
         student = None
@@ -101,19 +142,21 @@ def run_job(job: dict) -> None:
             try:
                 student = read_submission(Path(job["submission"]).read_bytes())
             except InvalidNotebook as exc:
-                _write(results, {"event": "invalid", "note": str(exc)})
+                results.write({"event": "invalid", "note": _clean(exc, 2000)}, final=True)
                 return
         copy = build_grading_copy(student, solution, [tuple(p) for p in plan["probes"]],
                                   functions=plan["functions"], instructor=set(plan["instructor"]))
-        _write(results, {"event": "copy", "cells": [
-            {"role": c.role, "name": c.name, "task": c.task, "expected": c.expected} for c in copy]})
+        cells = [{"role": c.role, "name": c.name, "task": c.task, "expected": c.expected} for c in copy]
+        if not results.write({"event": "copy", "cells": cells}):
+            results.write({"event": "invalid", "note": "the notebook has more cells than the grader reads"}, final=True)
+            return
         nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": job["kernel_name"], "language": "python",
                                                                "display_name": job["kernel_name"]}})
         nb.cells = [nbformat.v4.new_code_cell(c.source, id=f"c{i}") for i, c in enumerate(copy)]
-        _execute(nb, job, results)
+        _execute(nb, job, results, probes={i for i, c in enumerate(copy) if c.role == "probe"})
 
 
-def _execute(nb, job: dict, results) -> None:
+def _execute(nb, job: dict, results: _Results, *, probes: set[int]) -> None:
     from jupyter_client.manager import AsyncKernelManager
     from nbclient.exceptions import DeadKernelError
 
@@ -133,15 +176,17 @@ def _execute(nb, job: dict, results) -> None:
         try:
             stack.enter_context(client.setup_kernel())
         except Exception as exc:  # noqa: BLE001 - any failure to start is the sandbox's
-            _write(results, {"event": "kernel-failed", "note": f"{type(exc).__name__}: {str(exc)[:300]}"})
+            results.write({"event": "kernel-failed", "note": _clean(f"{type(exc).__name__}: {exc}", 300)}, final=True)
             return
         for index, cell in enumerate(nb.cells):
-            client.captured = {}
+            client.captured, client.probe = {}, index in probes
             status, start = "ok", time.perf_counter()
             try:
                 client.execute_cell(cell, index, store_history=False)
             except DeadKernelError:
                 status = "dead"
+            except Exception:  # noqa: BLE001 - a bad signature, a malformed message: the kernel's traffic
+                status = "malformed"
             cap = client.captured
             content = (replies.get(index) or {}).get("content", {})
             if status == "ok" and content.get("ename") == _TIMEOUT_ENAME and content.get("evalue") == token:
@@ -154,10 +199,13 @@ def _execute(nb, job: dict, results) -> None:
             if (Path(job["home"]) / PROCESS_LIMIT_MARK).exists():  # the sandbox stopped the job for it
                 record["limit"] = "processes"
                 status = "dead"
-            _write(results, record)
-            if status == "dead":
+            if not results.write(record):
+                results.write({"event": "cell", "index": index, "status": "overflow", "text": "", "seconds": 0,
+                               "error": None, "values": None, "values_count": 0}, final=True)
                 return
-        _write(results, {"event": "done"})
+            if status in ("dead", "malformed"):
+                return
+        results.write({"event": "done"}, final=True)
 
 
 def _die_with_parent() -> None:
@@ -173,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m {__spec__.name if __spec__ else 'worker'} JOB.json", file=sys.stderr)
         return 2
     _die_with_parent()
+    # Past RLIMIT_FSIZE a write fails with EFBIG instead of killing the worker: the budget of the
+    # results file (_Results) is what stops a job; the limit only backs it up. The sandbox's launcher
+    # restores the default for the kernel.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     job = json.loads(Path(args[0]).read_text())
     if os.getppid() != job["grader_pid"]:  # the grader died before the line above took effect
         return 3
