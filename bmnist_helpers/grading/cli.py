@@ -259,8 +259,10 @@ def _score_one(sub: Submission, result: RunResult, reference: Reference, run: _R
 
 
 def _grader_error(sub: Submission, exc: Exception, run: _Run) -> Grade:
+    """A failure of the grader on one submission; the note names the error's type only (its message
+    may quote student output, which must never read as the grader's words)."""
     return Grade(sub.name, "grader-error", Marking.of(run.plan.lesson).zeros(),
-                 note=f"{type(exc).__name__}: {str(exc)[:200]}")
+                 note=f"the grader failed on this notebook ({type(exc).__name__}); grade it again or report it")
 
 
 def _param(text: str) -> tuple[str, str]:

@@ -78,6 +78,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import seccomp
+
 __all__ = [
     "KERNEL_NAME", "PROCESS_LIMIT_MARK", "Limits", "SandboxConfig", "cgroups_available", "protections", "run_command",
     "write_kernel_spec",
@@ -106,6 +108,7 @@ class Limits:
     :param file_mb: Largest file a process may write (``RLIMIT_FSIZE``).
     :param processes: Processes and threads of the whole job (cgroup ``pids.max``; ``RLIMIT_NPROC``).
     :param disk_mb: Size of the tmpfs that holds the kernel's HOME, cwd and TMPDIR (bubblewrap).
+    :param files: Open files per process (``RLIMIT_NOFILE``).
     :param cpus: At most this many CPUs for the whole job (cgroup quota); ``None``: no cap, only an
         equal share with the other jobs when CPUs are contended.
     """
@@ -115,7 +118,13 @@ class Limits:
     file_mb: int = 64
     processes: int = 512
     disk_mb: int = 512
+    files: int = 1024
     cpus: float | None = None
+
+    @property
+    def job_memory_mb(self) -> int:
+        """Memory of the whole job (cgroup): one process's limit and the tmpfs, whose pages it is charged."""
+        return self.memory_mb + self.disk_mb
 
 
 @dataclass
@@ -165,10 +174,11 @@ def _bwrap() -> str | None:
 
 @dataclass(frozen=True)
 class _Hierarchy:
-    """Where job cgroups go: one parent folder (v2), or one per v1 controller (cpu, pids)."""
+    """Where job cgroups go: one parent folder (v2), or one per v1 controller (cpu, pids[, memory])."""
 
     version: int
     parents: tuple[Path, ...]
+    memory: bool = False
 
 
 def _write(path: Path, text: str) -> None:
@@ -190,18 +200,23 @@ def _prepare_parents() -> _Hierarchy | None:
         root = _v2_root()
         if root is not None:
             parent = root / _CGROUP_PARENT
-            _write(root / "cgroup.subtree_control", "+cpu +pids")
+            memory = "memory" in (root / "cgroup.controllers").read_text().split()
+            wanted = "+cpu +pids" + (" +memory" if memory else "")
+            _write(root / "cgroup.subtree_control", wanted)
             parent.mkdir(exist_ok=True)
-            _write(parent / "cgroup.subtree_control", "+cpu +pids")
-            return _Hierarchy(2, (parent,))
-        cpu, pids = _CGROUP_FS / "cpu", _CGROUP_FS / "pids"
+            _write(parent / "cgroup.subtree_control", wanted)
+            return _Hierarchy(2, (parent,), memory)
+        cpu, pids, memory = _CGROUP_FS / "cpu", _CGROUP_FS / "pids", _CGROUP_FS / "memory"
         if not ((cpu / "cpu.shares").exists() and (pids / "cgroup.procs").exists()):
             return None
-        for path in (cpu / _CGROUP_PARENT, pids / _CGROUP_PARENT):
+        parents = [cpu / _CGROUP_PARENT, pids / _CGROUP_PARENT]
+        if (memory / "memory.limit_in_bytes").exists():
+            parents.append(memory / _CGROUP_PARENT)
+        for path in parents:
             path.mkdir(exist_ok=True)
         # All jobs together weigh like one busy process per CPU against the rest of the machine.
         _write(cpu / _CGROUP_PARENT / "cpu.shares", str(1024 * (os.cpu_count() or 1)))
-        return _Hierarchy(1, (cpu / _CGROUP_PARENT, pids / _CGROUP_PARENT))
+        return _Hierarchy(1, tuple(parents), len(parents) == 3)
     except OSError:
         return None
 
@@ -230,6 +245,15 @@ def _hierarchy() -> _Hierarchy | None:
                 path.rmdir()
 
 
+def memory_cgroup_available() -> bool:
+    """Whether each job's cgroup also limits the memory of the job as a whole.
+
+    :returns: ``True`` where the job cgroups have the ``memory`` controller.
+    """
+    hierarchy = _hierarchy()
+    return hierarchy is not None and hierarchy.memory
+
+
 def cgroups_available() -> bool:
     """Whether this process can give each job a cgroup of its own (CPU share and process limit).
 
@@ -244,27 +268,37 @@ class _JobCgroup:
 
     version: int
     dirs: tuple[Path, ...]
+    memory: bool = False
 
     @classmethod
     def name_for(cls, hierarchy: _Hierarchy, name: str) -> _JobCgroup:
-        return cls(hierarchy.version, tuple(parent / name for parent in hierarchy.parents))
+        return cls(hierarchy.version, tuple(parent / name for parent in hierarchy.parents), hierarchy.memory)
 
     def create(self, limits: Limits) -> None:
         for path in self.dirs:
             path.mkdir()
         period = 100_000
         quota = None if limits.cpus is None else max(1000, int(limits.cpus * period))
+        memory = limits.job_memory_mb * 1024 * 1024
         if self.version == 2:
             (job,) = self.dirs
             _write(job / "cpu.weight", "100")
             _write(job / "cpu.max", f"{quota or 'max'} {period}")
             _write(job / "pids.max", str(limits.processes))
+            if self.memory:  # all of the job's memory, shared memory and tmpfs pages included; no swap
+                _write(job / "memory.max", str(memory))
+                with contextlib.suppress(OSError):
+                    _write(job / "memory.swap.max", "0")
         else:
-            cpu, pids = self.dirs
+            cpu, pids, *rest = self.dirs
             _write(cpu / "cpu.shares", "1024")
             _write(cpu / "cpu.cfs_period_us", str(period))
             _write(cpu / "cpu.cfs_quota_us", str(quota or -1))
             _write(pids / "pids.max", str(limits.processes))
+            for mem in rest:
+                _write(mem / "memory.limit_in_bytes", str(memory))
+                with contextlib.suppress(OSError):  # memory and swap together (where swap is accounted)
+                    _write(mem / "memory.memsw.limit_in_bytes", str(memory))
 
     def join(self) -> None:
         """Move the calling process into the job's cgroup."""
@@ -273,7 +307,7 @@ class _JobCgroup:
 
     def hit_process_limit(self) -> bool:
         """Whether a fork or clone of the job failed at ``pids.max`` (the ``pids.events`` counter)."""
-        events = self.dirs[-1] / "pids.events"
+        events = self.dirs[0 if self.version == 2 else 1] / "pids.events"
         with contextlib.suppress(OSError, ValueError):
             return int(events.read_text().split()[1]) > 0
         return False
@@ -424,6 +458,7 @@ def _set_limits(limits: Limits) -> None:
         (resource.RLIMIT_CPU, limits.cpu_s),
         (resource.RLIMIT_FSIZE, limits.file_mb * mb),
         (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_NOFILE, limits.files),
         (resource.RLIMIT_CORE, 0),
     ):
         hard = resource.getrlimit(name)[1]
@@ -453,7 +488,8 @@ def _kernel_env(config: SandboxConfig, home: str) -> dict[str, str]:
     return env
 
 
-def _bwrap_argv(config: SandboxConfig, command: list[str], *, uid: int | None, data_fd: int | None) -> list[str]:
+def _bwrap_argv(config: SandboxConfig, command: list[str], *, uid: int | None, data_fd: int | None,
+                seccomp_fd: int | None = None) -> list[str]:
     disk = config.limits.disk_mb * 1024 * 1024
     argv = [
         _bwrap(), "--die-with-parent", "--new-session", "--clearenv",
@@ -480,6 +516,8 @@ def _bwrap_argv(config: SandboxConfig, command: list[str], *, uid: int | None, d
     argv += ["--bind", config.home, config.home]
     if data_fd is not None:
         argv += ["--perms", "0444", "--ro-bind-data", str(data_fd), _CONNECTION_INSIDE]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     # Nothing but the tmpfs and the socket folder is writable (bubblewrap's own root and /dev are
     # unlimited tmpfs, writable in a user namespace).
     argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", SANDBOX_HOME]
@@ -524,6 +562,9 @@ class _Job:
         """Kill what is left of the job, remove its cgroup, release its uid (idempotent)."""
         if self.cgroup is not None:
             self.cgroup.destroy()
+        if self.uid is not None and self._lock_fd is not None:  # before the uid goes back to the pool
+            with contextlib.suppress(OSError):
+                seccomp.purge_keys(self.uid)
         for name in ("_lock_fd", "_reaper_fd"):
             fd = getattr(self, name)
             if fd is not None:
@@ -563,6 +604,7 @@ class _Job:
         :returns: The started process (bubblewrap, or the command itself).
         """
         cpus = _slot_cpus(self.config.slot, self.config.jobs) if self.cgroup is None else None
+        filter_program = seccomp.program()
 
         def prepare() -> None:  # in the child, between fork and exec
             if self.cgroup is not None:
@@ -570,24 +612,36 @@ class _Job:
             if cpus is not None:
                 os.sched_setaffinity(0, cpus)
             _set_limits(self.config.limits)
+            if filter_program is not None and not self.bwrap:  # bubblewrap installs it itself
+                seccomp.install(filter_program)
 
         fds = list(pass_fds)
-        data_fd = None
+        data_fd = seccomp_fd = None
         if self.bwrap and data is not None:
-            data_fd, write_end = os.pipe()
-            os.write(write_end, data)  # a connection file (< 1 kB) fits in the pipe's buffer
-            os.close(write_end)
+            data_fd = _pipe_with(data)  # a connection file (< 1 kB) fits in the pipe's buffer
             fds.append(data_fd)
+        if self.bwrap and filter_program is not None:
+            seccomp_fd = _pipe_with(filter_program)  # a few hundred bytes
+            fds.append(seccomp_fd)
         try:
             if self.bwrap:
-                argv = _bwrap_argv(self.config, command, uid=self.uid, data_fd=data_fd)
+                argv = _bwrap_argv(self.config, command, uid=self.uid, data_fd=data_fd, seccomp_fd=seccomp_fd)
                 return subprocess.Popen(argv, env={}, pass_fds=fds, preexec_fn=prepare)  # noqa: PLW1509
             home = self.config.home
             return subprocess.Popen(command, env=_kernel_env(self.config, home), cwd=home, pass_fds=fds,
                                     preexec_fn=prepare)  # noqa: PLW1509
         finally:
-            if data_fd is not None:
-                os.close(data_fd)
+            for fd in (data_fd, seccomp_fd):
+                if fd is not None:
+                    os.close(fd)
+
+
+def _pipe_with(data: bytes) -> int:
+    """The read end of a pipe that holds ``data`` (small enough for the pipe's buffer), then its end."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, data)
+    os.close(write_end)
+    return read_end
 
 
 def _forward_termination(proc: subprocess.Popen) -> None:
