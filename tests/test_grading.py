@@ -294,13 +294,14 @@ def test_an_error_in_the_grader_itself_becomes_that_notebooks_status(monkeypatch
     ran = cli._run_one(sub, run, workdir=tmp_path / "job", slot=0)  # running the copy fails
     scored = cli._score_one(sub, object(), None, run)  # scoring it fails
     for grade in (ran, scored):
-        assert (grade.status, grade.total) == ("grader-error", 0) and "disk on fire" in grade.note
+        assert (grade.status, grade.total) == ("grader-error", 0) and "RuntimeError" in grade.note
+        assert "disk on fire" not in grade.note  # an exception's text may quote student output
     assert not (tmp_path / "job").exists()
 
 
 def test_a_failing_reference_run_stops_the_grading_with_its_reason(monkeypatch, tmp_path):
-    # The reference run goes beside the first submissions; when it fails, no grades are written.
-    def bad_reference(run, *, slot):
+    # The reference run goes first, alone; when it fails, no grades are written.
+    def bad_reference(run, *, log):
         raise ValueError("the solution fails its own hidden check of task 3: nan")
 
     monkeypatch.setattr(cli, "_reference", bad_reference)
