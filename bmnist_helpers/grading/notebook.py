@@ -31,7 +31,7 @@ import nbformat
 from .tags import EXPECTED_TAG, PARAMETERS_TAG, cell_tags, task_of_tags
 
 __all__ = ["Cell", "InvalidNotebook", "SolutionCell", "apply_params", "build_grading_copy", "read_submission",
-           "solution_cells", "student_cells", "visible_dependencies"]
+           "solution_cells", "student_cells", "stubbed_tasks", "visible_dependencies"]
 
 _NBVAL_MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION", "NBVAL_SKIP",
                   "PYTEST_VALIDATE_IGNORE_OUTPUT"}
@@ -197,6 +197,53 @@ def _defined(source: str, functions: Mapping[str, int]) -> set[str]:
         elif isinstance(node, ast.ImportFrom | ast.Import):
             names |= {alias.asname or alias.name for alias in node.names}
     return names & set(functions)
+
+
+def _top_level(source: str) -> list[ast.stmt]:
+    """A cell's top-level statements as the kernel runs them (magics become calls); none when unparsable."""
+    if len(source) > _PARSE_LIMIT:
+        return []
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return ast.parse(TransformerManager().transform_cell(source)).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError, IndexError):
+        return []
+
+
+def _is_stub(node: ast.stmt) -> bool:
+    """A function whose body, docstring aside, only raises ``NotImplementedError``: an exercise's stub."""
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return False
+    body = node.body[1:] if (node.body and isinstance(node.body[0], ast.Expr)
+                             and isinstance(node.body[0].value, ast.Constant)) else node.body
+    if len(body) != 1 or not isinstance(body[0], ast.Raise) or body[0].exc is None:
+        return False
+    exc = body[0].exc.func if isinstance(body[0].exc, ast.Call) else body[0].exc
+    return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+
+
+def stubbed_tasks(copy: list[Cell], functions: Mapping[str, int]) -> list[int]:
+    """The tasks a function of which is, at its last top-level definition in the student's cells, a stub.
+
+    Such a task is not answered, whatever the notebook's hooks make its hidden check send.
+
+    :param copy: A grading copy (:func:`build_grading_copy`).
+    :param functions: ``{function name: task}`` of the lesson.
+    :returns: The task numbers, sorted.
+    """
+    last: dict[str, bool] = {}
+    for cell in copy:
+        if cell.role != "student" or not any(name in cell.source for name in functions):
+            continue
+        for node in _top_level(cell.source):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                bound = {alias.asname or alias.name for alias in node.names}
+            else:
+                bound = _assigned(node)
+            for name in bound & set(functions):
+                last[name] = _is_stub(node)
+    return sorted({functions[name] for name, stub in last.items() if stub})
 
 
 def apply_params(cells: list[SolutionCell], params: Mapping[str, str]) -> list[SolutionCell]:

@@ -205,6 +205,7 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
     lesson, marking = plan.lesson, Marking.of(plan.lesson)
     checks = {check.task: check for check in lesson.checks}
     copy, records = _cells(result)
+    stubbed = set(next((e.get("stubbed") or [] for e in result.events if e.get("event") == "copy"), []))
     failures, errors, hidden_ok = [], [], {}
     for index, cell in enumerate(copy):
         record = records.get(index)
@@ -215,6 +216,9 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
                        "display output after every cell?)") if got == "malformed" else None
             if record is not None and record["status"] == "timeout":
                 verdict = f"the check ran past the {cell_timeout_s} s limit and was interrupted"
+            if task in stubbed:  # whatever the kernel sent: a hook can forge values, not an answer
+                verdict = (f"task {task} is not answered: a function of it is still the exercise's stub (it only "
+                           "raises NotImplementedError)")
             verdict = verdict or judge(checks[task], plan.inputs[task], got, reference.values[task])
             hidden_ok[task] = verdict is None
             if verdict:

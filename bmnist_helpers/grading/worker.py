@@ -32,7 +32,7 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402
 
-from .notebook import InvalidNotebook, SolutionCell, build_grading_copy, read_submission  # noqa: E402
+from .notebook import InvalidNotebook, SolutionCell, build_grading_copy, read_submission, stubbed_tasks  # noqa: E402
 from .sandbox import PROCESS_LIMIT_MARK  # noqa: E402
 from .values import RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES, VALUES_MIME  # noqa: E402
 
@@ -147,7 +147,8 @@ def run_job(job: dict) -> None:
         copy = build_grading_copy(student, solution, [tuple(p) for p in plan["probes"]],
                                   functions=plan["functions"], instructor=set(plan["instructor"]))
         cells = [{"role": c.role, "name": c.name, "task": c.task, "expected": c.expected} for c in copy]
-        if not results.write({"event": "copy", "cells": cells}):
+        stubbed = stubbed_tasks(copy, plan["functions"]) if student is not None else []
+        if not results.write({"event": "copy", "cells": cells, "stubbed": stubbed}):
             results.write({"event": "invalid", "note": "the notebook has more cells than the grader reads"}, final=True)
             return
         nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": job["kernel_name"], "language": "python",
