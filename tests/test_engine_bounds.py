@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import pytest
 from bmnist_helpers.grading import report, run, values
 from bmnist_helpers.grading.notebook import InvalidNotebook, read_submission
 from bmnist_helpers.grading.sandbox import Limits, SandboxConfig, run_command, write_kernel_spec
-from bmnist_helpers.grading.seccomp import program
+from bmnist_helpers.grading.seccomp import program, purge_keys
 from tests.lessons import make_toy
 from tests.test_engine import COMMON
 
@@ -55,14 +56,17 @@ _TAKER = f"""
 import ctypes, platform
 libc = ctypes.CDLL(None, use_errno=True)
 add_key, keyctl = {_NUMBERS}[platform.machine()]
-buffer = ctypes.create_string_buffer(4096)
+buffer, taken = ctypes.create_string_buffer(4096), {{}}
 for ring in (-4, -5, -3):  # user, user session, session keyrings
     key = libc.syscall(keyctl, 10, ring, b'user', b'toy-answers', 0)  # KEYCTL_SEARCH
     size = libc.syscall(keyctl, 11, key, buffer, 4096) if key > 0 else -1  # KEYCTL_READ
     if size > 0:
-        exec(buffer.raw[:size].decode())
-        print('taken')
+        exec(buffer.raw[:size].decode(), taken)
+def _borrowed(xs):
+    return taken['mean'](xs)
+print('taken' if taken.get('mean') else 'nothing to take')
 """
+_BORROWING_MEAN = "def mean(xs):\n    return _borrowed(xs)"
 
 # name -> (notebook, status, points); each attack beside its control
 CLASS = {
@@ -72,9 +76,9 @@ CLASS = {
     "digits-flood": (make_toy.notebook(extra={"params": _DIGITS}), "partial", {1: 2, 2: 2}),
     "lone-surrogate": (json.dumps(json.loads(make_toy.notebook(make_toy._MEAN + "  # \ud83d")), ensure_ascii=True),
                        "invalid-notebook", {1: 0, 2: 0}),
-    "control-stub-1": (make_toy.notebook(_STUB_MEAN, _STANDARDISE_ALONE), "partial", {1: 0, 2: 3}),
+    "control-stub-1": (make_toy.notebook(_STUB_MEAN, _STANDARDISE_ALONE), "partial", {1: 0, 2: 2}),
     "probe-hook": (make_toy.notebook(_STUB_MEAN, _STANDARDISE_ALONE, extra={"params": _PROBE_HOOK}), "partial",
-                   {1: 0, 2: 3}),
+                   {1: 0, 2: 2}),
 }
 CONTROLS = {"values-flood": "full", "forged-signature": "full", "digits-flood": "full", "lone-surrogate": "full",
             "probe-hook": "control-stub-1"}
@@ -223,11 +227,27 @@ def test_a_job_can_make_no_key_and_no_system_v_ipc(tmp_path, capfd, bwrap):
 
 def test_a_donor_and_a_taker_in_two_batches_share_nothing(tmp_path):
     first = _write(tmp_path / "first", {"donor": make_toy.notebook(extra={"answer-1": _DONOR})})
-    second = _write(tmp_path / "second", {
-        "taker": make_toy.notebook(_STUB_MEAN, _STANDARDISE_ALONE, extra={"answer-1": _TAKER}),
-        "control": make_toy.notebook(_STUB_MEAN, _STANDARDISE_ALONE)})
+    second = _write(tmp_path / "second", {  # the control looks for a key nobody stored
+        "taker": make_toy.notebook(_BORROWING_MEAN, _STANDARDISE_ALONE, extra={"params": _TAKER}),
+        "control": make_toy.notebook(_BORROWING_MEAN, _STANDARDISE_ALONE,
+                                     extra={"params": _TAKER.replace("toy-answers", "nobody-stored")})})
     for folder in (first, second):  # one job at a time: the second batch likely gets the first's pool uid
         _grade_measured(folder, tmp_path / f"out-{folder.name}", "--jobs", "1")
     donor, batch = _rows(tmp_path / "out-first")["donor"], _rows(tmp_path / "out-second")
     assert donor["total"] == "6"
-    assert batch["taker"]["total"] == batch["control"]["total"] == "3", batch
+    assert batch["taker"]["total"] == batch["control"]["total"] == "2", batch
+
+
+def _as_uid(uid: int, code: str) -> str:
+    """Run Python code as ``uid`` (outside any sandbox, as root) and return what it printed."""
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+
+
+@pytest.mark.skipif(program() is None or os.geteuid() != 0, reason="needs root and a system call table")
+def test_a_pool_uid_goes_back_without_keys():
+    uid = 61000 + 3999  # the pool's last uid: no job of a test class reaches it
+    assert _as_uid(uid, _DONOR) == "stored"  # outside the sandbox's filter a key can be made: the pool must purge it
+    assert _as_uid(uid, _TAKER) == "taken"
+    purge_keys(uid)
+    assert _as_uid(uid, _TAKER) == "nothing to take"
