@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -239,15 +240,21 @@ def test_a_donor_and_a_taker_in_two_batches_share_nothing(tmp_path):
 
 
 def _as_uid(uid: int, code: str) -> str:
-    """Run Python code as ``uid`` (outside any sandbox, as root) and return what it printed."""
-    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-c", code],
+    """Run Python code as ``uid`` (outside any sandbox, as root) and return what it printed; it holds
+    the uid's user keyring (a fresh session keyring, the user keyring linked in), as a login would."""
+    session = (f"import ctypes as _c, platform as _p\n_k = _c.CDLL(None).syscall\n_n = {_NUMBERS}[_p.machine()][1]\n"
+               "_k(_n, 1, None)\n_k(_n, 8, -4, -3)\n")  # join a session, link -4 into it
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-c",
+                           session + code],
                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
 
 
 @pytest.mark.skipif(program() is None or os.geteuid() != 0, reason="needs root and a system call table")
 def test_a_pool_uid_goes_back_without_keys():
     uid = 61000 + 3999  # the pool's last uid: no job of a test class reaches it
-    assert _as_uid(uid, _DONOR) == "stored"  # outside the sandbox's filter a key can be made: the pool must purge it
-    assert _as_uid(uid, _TAKER) == "taken"
+    name = f"toy-answers-{secrets.token_hex(4)}"  # a key of this run's own
+    donor, taker = (code.replace("toy-answers", name) for code in (_DONOR, _TAKER))
+    assert _as_uid(uid, donor) == "stored"  # outside the sandbox's filter a key can be made: the pool must purge it
+    assert _as_uid(uid, taker) == "taken"
     purge_keys(uid)
-    assert _as_uid(uid, _TAKER) == "nothing to take"
+    assert _as_uid(uid, taker) == "nothing to take"
