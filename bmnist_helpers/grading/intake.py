@@ -301,7 +301,7 @@ def _walk(
             warn(f"warning: {here}: a symbolic link to a folder; not followed")
         elif entry.name.lower().endswith(".zip"):
             warn(f"warning: {here}: a zip file inside a folder is not opened; name it on the command line "
-                 "(bmnist-grade EXPORT.zip ...) or unpack it")
+                 "(the grader's EXPORT.zip argument) or unpack it")
 
 
 def _from_folder(path: Path, *, max_bytes: int, warn: Callable[[str], None]) -> list[_Found]:

@@ -8,11 +8,16 @@ references. It starts the kernel through this module's launcher, named in a kern
 One launcher runs one *job* (one kernel, with everything it starts). The launcher stays the
 job's parent for its whole life and sets up, for the job only:
 
-* **resource limits** (``RLIMIT_AS``, ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NPROC``, no core);
+* **resource limits** (``RLIMIT_AS``, ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NPROC``,
+  ``RLIMIT_NOFILE``, no core);
+* **a seccomp filter** (:mod:`.seccomp`): no kernel keyrings, no System V IPC, which would outlive
+  the job or cross uids; a pool uid's keyrings are cleared when the job gives it back;
 * **a cgroup** where the kernel can create one (cgroup v2 ``cpu``/``pids`` delegated at the
   hierarchy's root, or the v1 ``cpu`` and ``pids`` controllers; in practice: the grader runs as
   root): an equal CPU weight per job (``cpu.weight``/``cpu.shares``), optionally a quota
-  (:attr:`Limits.cpus`), and ``pids.max`` = :attr:`Limits.processes`. Group scheduling makes the
+  (:attr:`Limits.cpus`), ``pids.max`` = :attr:`Limits.processes`, and, where the ``memory``
+  controller is there, a memory limit of the job as a whole (:attr:`Limits.job_memory_mb`: tmpfs
+  and shared memory pages are charged to it too). Group scheduling makes the
   share a property of the job, not of its processes: 64 spinning children (``setsid`` or not) get
   together what one neighbour job gets. Without a cgroup, job slot *s* of :attr:`SandboxConfig.jobs`
   parallel jobs is pinned to its own CPUs with ``sched_setaffinity`` (inherited by children, but a
@@ -54,6 +59,10 @@ disk: HOME and /tmp limited to ``disk_mb``    bubblewrap          only ``RLIMIT_
 socket folder not writable by student code    bwrap + root        non-root bwrap: writable by the
                                                                   kernel (``RLIMIT_FSIZE`` per file)
 stray processes killed at the end             cgroup or bwrap     children that ``setsid`` survive
+memory of the whole job, shared memory too    cgroup ``memory``   ``RLIMIT_AS`` per process; System V
+                                                                  shm refused (seccomp)
+no keyrings, no System V IPC                  seccomp (x86-64,    open
+                                              AArch64)
 ============================================  ==================  ===================================
 """
 
@@ -405,6 +414,8 @@ def protections(*, use_bwrap: bool = True, use_cgroups: bool = True, jobs: int =
         "process limit": cgroups or (bwrap and root) or not root,
         "process limit per job, unique across graders": cgroups or (bwrap and root),
         "CPU share per job (cgroup)": cgroups,
+        "memory limit per job, shared memory included (cgroup)": cgroups and memory_cgroup_available(),
+        "no keyrings or System V IPC (seccomp)": seccomp.program() is not None,
         "disk limit on HOME and /tmp (tmpfs)": bwrap,
         "job's processes all killed at its end": cgroups or bwrap,
         "no network": bwrap,
