@@ -50,6 +50,13 @@ CONTROLS = {
     "attack-cpu-hog": "untouched",
     "attack-fill-home": "full-marks",
     "odd__solution": "untouched",
+    # issue 19: one submission cannot harm the class
+    "attack-values-flood": "full-marks",
+    "attack-shared-memory": "full-marks",
+    "attack-digits-flood": "full-marks",
+    "attack-probe-hook": "control-stub-1",
+    "attack-forged-signature": "full-marks",
+    "bad-lone-surrogate": "full-marks",
 }
 
 pytestmark = pytest.mark.grading
@@ -109,6 +116,30 @@ def _special_files(root: Path) -> dict[str, tuple[str, dict]]:
     }
 
 
+class _PeakMemory:
+    """The largest resident memory of this process (the grader, here) while the block runs, sampled."""
+
+    def __init__(self) -> None:
+        self.mb, self._stop = 0.0, threading.Event()
+
+    def _sample(self) -> None:
+        while True:
+            with open("/proc/self/status") as status:
+                rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+            self.mb = max(self.mb, rss / 1024)
+            if self._stop.wait(0.05):
+                return
+
+    def __enter__(self) -> _PeakMemory:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 @pytest.fixture(scope="module")
 def require_sandbox():
     if not protections()["file system hidden (bubblewrap)"] or not cli._bwrap_works():
@@ -147,9 +178,11 @@ def graded(require_sandbox, answers_server, tmp_path_factory):
     before, leftovers = _tree_hash(), set(glob.glob(f"{tempfile.gettempdir()}/grading-*"))
     lines: list[str] = []
     empty = tmp_path_factory.mktemp("empty")  # an empty folder among the arguments: a warning, no stop
-    grades = cli.grade([root, empty], out=out, jobs=2, timeout_s=240, cell_timeout_s=45, seed=SEED, log=lines.append)
+    with _PeakMemory() as peak:
+        grades = cli.grade([root, empty], out=out, jobs=2, timeout_s=240, cell_timeout_s=45, seed=SEED,
+                           log=lines.append)
     return {"grades": {g.submission: g for g in grades}, "out": out, "before": before, "after": _tree_hash(),
-            "log": lines, "special": special,
+            "log": lines, "special": special, "peak_mb": peak.mb,
             "leftovers": set(glob.glob(f"{tempfile.gettempdir()}/grading-*")) - leftovers}
 
 
@@ -181,6 +214,20 @@ def test_no_attack_scores_above_its_control(graded):
     for attack, control in CONTROLS.items():
         assert grades[attack].total <= grades[control].total, (attack, grades[attack].total, grades[control].total)
     assert grades["full-marks"].total == 15  # the victim graded beside the CPU hog
+
+
+def test_the_grader_stays_under_a_gigabyte_whatever_the_class_sends(graded):
+    # Before issue 19, four cells of 7 million empty lists took the grader to 2.1 GB.
+    assert graded["peak_mb"] < 1024, graded["peak_mb"]
+
+
+def test_a_forged_signature_is_the_submissions_own_crash_in_the_graders_words(graded):
+    grades = graded["grades"]
+    assert "could not read" in grades["attack-forged-signature"].note
+    assert "Points" not in grades["attack-forged-signature"].note and "<script>" not in grades[
+        "attack-forged-signature"].note
+    assert "surrogate" in grades["bad-lone-surrogate"].note
+    assert "not answered" in " ".join(f["message"] for f in grades["attack-probe-hook"].failures)
 
 
 def test_forged_statuses_are_reported_as_what_happened(graded):
