@@ -19,7 +19,13 @@ import pytest
 
 from bmnist_helpers.grading import report, run, values
 from bmnist_helpers.grading.notebook import InvalidNotebook, read_submission
-from bmnist_helpers.grading.sandbox import Limits, SandboxConfig, run_command, write_kernel_spec
+from bmnist_helpers.grading.sandbox import (
+    Limits,
+    SandboxConfig,
+    memory_cgroup_available,
+    run_command,
+    write_kernel_spec,
+)
 from bmnist_helpers.grading.seccomp import program, purge_keys
 from tests.lessons import make_toy
 from tests.test_engine import COMMON
@@ -258,3 +264,20 @@ def test_a_pool_uid_goes_back_without_keys():
     assert _as_uid(uid, taker) == "taken"
     purge_keys(uid)
     assert _as_uid(uid, taker) == "nothing to take"
+
+
+@pytest.mark.skipif(not memory_cgroup_available(), reason="no cgroup memory controller here")
+def test_the_memory_limit_holds_for_the_job_as_a_whole(tmp_path, capfd):
+    # Four processes of 350 MB each, every one under its own 512 MB address-space limit: together
+    # they pass the job's 1024 MB (memory_mb + disk_mb), so the job's cgroup stops some of them.
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o755)
+    config = SandboxConfig(home=str(home), limits=Limits(memory_mb=512, disk_mb=512))
+    write_kernel_spec(tmp_path / "spec", config)
+    code = ("import subprocess, sys\nkeep = 'import time; b = bytearray(350 * 2**20); time.sleep(3)'\n"
+            "kids = [subprocess.Popen([sys.executable, '-c', keep]) for _ in range(4)]\n"
+            "print(sorted(kid.wait() for kid in kids))\n")
+    assert run_command(config, [sys.executable, "-c", code], timeout_s=120) == 0
+    codes = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert codes[0] == -9 and codes[-1] == 0, codes  # some were killed, the job went on
