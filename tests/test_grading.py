@@ -315,8 +315,8 @@ def test_grade_command_is_installed_and_documents_itself():
 
 def test_the_grader_starts_under_a_hard_memory_limit():
     """Slurm and ``ulimit -v`` set a hard RLIMIT_AS; capping a worker must stay within it."""
-    code = ("import resource, subprocess\nfrom bmnist_helpers.grading.run import _cap_memory\n"
-            "p = subprocess.Popen(['sleep', '5'])\n_cap_memory(p.pid)\n"
+    code = ("import resource, subprocess\nfrom bmnist_helpers.grading.run import _cap_worker\n"
+            "p = subprocess.Popen(['sleep', '5'])\n_cap_worker(p.pid)\n"
             "print(resource.prlimit(p.pid, resource.RLIMIT_AS)[1])\np.kill()\n")
     hard = 16 * 2**30
     proc = subprocess.run(["prlimit", f"--as={hard}:{hard}", sys.executable, "-c", code], capture_output=True,

@@ -462,13 +462,19 @@ def write_kernel_spec(spec_dir: Path, config: SandboxConfig) -> Path:
 # --- the job -------------------------------------------------------------------------------------
 
 
-def _set_limits(limits: Limits) -> None:
+def _set_limits(limits: Limits, *, cgroup: bool = False) -> None:
+    """Set the job's rlimits on the calling process.
+
+    :param cgroup: The job has a cgroup: its ``pids.max`` is the process limit, and ``RLIMIT_NPROC``
+        (per uid) is set a little above it, so that the cgroup's limit is always the one reached,
+        counted in ``pids.events`` and reported the same way on every machine.
+    """
     mb = 1024 * 1024
     for name, value in (
         (resource.RLIMIT_AS, limits.memory_mb * mb),
         (resource.RLIMIT_CPU, limits.cpu_s),
         (resource.RLIMIT_FSIZE, limits.file_mb * mb),
-        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_NPROC, limits.processes + (64 if cgroup else 0)),
         (resource.RLIMIT_NOFILE, limits.files),
         (resource.RLIMIT_CORE, 0),
     ):
@@ -622,7 +628,7 @@ class _Job:
                 self.cgroup.join()
             if cpus is not None:
                 os.sched_setaffinity(0, cpus)
-            _set_limits(self.config.limits)
+            _set_limits(self.config.limits, cgroup=self.cgroup is not None)
             if filter_program is not None and not self.bwrap:  # bubblewrap installs it itself
                 seccomp.install(filter_program)
 
