@@ -364,7 +364,7 @@ def test_a_failing_reference_run_stops_the_grading_with_its_reason(monkeypatch, 
 
 def test_an_empty_mnist_cache_is_filled_from_a_mirror_before_grading(monkeypatch, tmp_path, capsys):
     """The kernels have no network: the grader fetches MNIST once, with the kit's own downloader."""
-    cache = tmp_path / "cache"
+    cache, mirror = tmp_path / "cache", local_mirror()  # the mirror before the variable is set to a bad one
     monkeypatch.setenv("BMNIST_CACHE", str(cache))
     monkeypatch.setenv("BMNIST_MIRRORS", "file:///nonexistent/mirror")
     out = tmp_path / "unreachable"
@@ -372,7 +372,7 @@ def test_an_empty_mnist_cache_is_filled_from_a_mirror_before_grading(monkeypatch
     err = capsys.readouterr().err
     assert "MNIST is not in the cache" in err and "python -m bmnist_helpers.data fetch" in err
     assert not out.exists()
-    monkeypatch.setenv("BMNIST_MIRRORS", local_mirror())
+    monkeypatch.setenv("BMNIST_MIRRORS", mirror)
     out = tmp_path / "graded"
     assert cli.main([str(FIXTURES / "full-marks.ipynb"), "--out", str(out), "--seed", "1"]) == 0
     assert _rows(out / "grades.csv")[0]["total"] == "15"
