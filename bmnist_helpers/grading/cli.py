@@ -197,44 +197,49 @@ def grade(
 
 def _grade_all(todo: list[Submission], run: _Run, results: ResultsFile, *, jobs: int,
                log: Callable[[str], None]) -> None:
-    """Run the reference beside the first submissions; score and record each as it finishes."""
+    """Run the reference alone first, then the submissions; score and record each as it finishes."""
+    # No student job runs beside the reference: none can starve it or take its memory.
+    reference = _reference(run, log=log)
     slots: queue.Queue[int] = queue.Queue()
     for slot in range(jobs):
         slots.put(slot)
     lock = threading.Lock()
 
-    def with_slot(work):
-        slot = slots.get()
-        try:
-            return work(slot)
-        finally:
-            slots.put(slot)
-
     def one(item: tuple[int, Submission]) -> None:
         number, sub = item
-        ran = with_slot(lambda slot: _run_one(sub, run, workdir=run.tmp / f"job-{number:05d}", slot=slot))
-        # Scoring waits for the reference run, which runs beside the first submissions.
-        graded = ran if isinstance(ran, Grade) else _score_one(sub, ran, reference.result(), run)
+        slot = slots.get()
+        try:
+            ran = _run_one(sub, run, workdir=run.tmp / f"job-{number:05d}", slot=slot)
+        finally:
+            slots.put(slot)
+        graded = ran if isinstance(ran, Grade) else _score_one(sub, ran, reference, run)
         with lock:
             results.append(graded, digest(sub.data), student_record(sub))
         log(f"  {graded.submission}: {graded.status}, {graded.total} points, {graded.seconds:.1f} s")
 
-    # Threads beyond the job slots only wait for the reference run, never for a slot it holds.
-    with ThreadPoolExecutor(max_workers=2 * max(1, jobs) + 1) as pool:
-        reference = pool.submit(with_slot, lambda slot: _reference(run, slot=slot))
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(one, enumerate(todo)))
-        reference.result()  # the solution failing its own checks stops the run, even for an empty class
 
 
-def _reference(run: _Run, *, slot: int) -> Reference:
-    """Run the solution's own grading copy; its hidden-check values and texts are the references."""
-    workdir = run.tmp / "reference"
-    workdir.mkdir(mode=0o700)
-    try:
-        result = run_job(None, plan=run.plan_file, workdir=workdir, slot=slot, options=run.options)
-        return reference_from_run(result, run.plan)
-    finally:
-        remove_tree(workdir)
+def _reference(run: _Run, *, log: Callable[[str], None], attempts: int = 2) -> Reference:
+    """Run the solution's own grading copy (retried once: a machine's hiccup is not the solution's
+    fault); its hidden-check values and texts are the references.
+
+    :raises ValueError: The solution fails its own grading copy every time.
+    """
+    for attempt in range(1, attempts + 1):
+        workdir = run.tmp / f"reference-{attempt}"
+        workdir.mkdir(mode=0o700)
+        try:
+            result = run_job(None, plan=run.plan_file, workdir=workdir, slot=0, options=run.options)
+            return reference_from_run(result, run.plan)
+        except ValueError:
+            if attempt == attempts:
+                raise
+            log("warning: the reference run failed; running it once more")
+        finally:
+            remove_tree(workdir)
+    raise AssertionError("unreachable")
 
 
 def _run_one(sub: Submission, run: _Run, *, workdir: Path, slot: int) -> RunResult | Grade:
@@ -263,8 +268,10 @@ def _score_one(sub: Submission, result: RunResult, reference: Reference, run: _R
 
 
 def _grader_error(sub: Submission, exc: Exception, run: _Run) -> Grade:
+    """A failure of the grader on one submission; the note names the error's type only (its message
+    may quote student output, which must never read as the grader's words)."""
     return Grade(sub.name, "grader-error", Marking.of(run.plan.lesson).zeros(),
-                 note=f"{type(exc).__name__}: {str(exc)[:200]}")
+                 note=f"the grader failed on this notebook ({type(exc).__name__}); grade it again or report it")
 
 
 def _param(text: str) -> tuple[str, str]:

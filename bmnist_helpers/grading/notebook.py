@@ -31,7 +31,7 @@ import nbformat
 from .tags import EXPECTED_TAG, PARAMETERS_TAG, cell_tags, task_of_tags
 
 __all__ = ["MAX_CODE_CELLS", "MAX_CODE_CHARS", "Cell", "InvalidNotebook", "SolutionCell", "apply_params",
-           "build_grading_copy", "dependencies", "read_submission", "solution_cells", "student_cells"]
+           "build_grading_copy", "dependencies", "read_submission", "solution_cells", "student_cells", "stubbed_tasks"]
 
 _NBVAL_MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION", "NBVAL_SKIP",
                   "PYTEST_VALIDATE_IGNORE_OUTPUT"}
@@ -100,6 +100,7 @@ def read_submission(data: bytes) -> list[tuple[str, str | None, list[str]]]:
             source = "".join(source)
         if not isinstance(source, str):
             raise InvalidNotebook("a code cell's source is neither text nor a list of lines")
+        _refuse_lone_surrogates(source, len(found) + 1)
         cell_id = cell.get("id")
         metadata = cell.get("metadata")
         tags = metadata.get("tags") if isinstance(metadata, dict) else None
@@ -110,6 +111,17 @@ def read_submission(data: bytes) -> list[tuple[str, str | None, list[str]]]:
                                   "the grader runs at most that much: delete large pasted data and submit again")
         found.append((_strip_markers(source), cell_id if isinstance(cell_id, str) else None, tags))
     return found
+
+
+def _refuse_lone_surrogates(source: str, number: int) -> None:
+    """A JSON escape such as ``\\ud83d`` alone is no character: no kernel can be sent such code."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(source[exc.start])
+        raise InvalidNotebook(f"code cell {number} holds half of a surrogate pair (U+{code:04X}) at character "
+                              f"{exc.start + 1}, which is no character; delete it or type it again, and save "
+                              "the notebook") from None
 
 
 def _convert_old(raw: dict) -> dict:
@@ -194,6 +206,53 @@ def _defined(source: str, functions: Mapping[str, int]) -> set[str]:
         elif isinstance(node, ast.ImportFrom | ast.Import):
             names |= {alias.asname or alias.name for alias in node.names}
     return names & set(functions)
+
+
+def _top_level(source: str) -> list[ast.stmt]:
+    """A cell's top-level statements as the kernel runs them (magics become calls); none when unparsable."""
+    if len(source) > _PARSE_LIMIT:
+        return []
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return ast.parse(TransformerManager().transform_cell(source)).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError, IndexError):
+        return []
+
+
+def _is_stub(node: ast.stmt) -> bool:
+    """A function whose body, docstring aside, only raises ``NotImplementedError``: an exercise's stub."""
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return False
+    body = node.body[1:] if (node.body and isinstance(node.body[0], ast.Expr)
+                             and isinstance(node.body[0].value, ast.Constant)) else node.body
+    if len(body) != 1 or not isinstance(body[0], ast.Raise) or body[0].exc is None:
+        return False
+    exc = body[0].exc.func if isinstance(body[0].exc, ast.Call) else body[0].exc
+    return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+
+
+def stubbed_tasks(copy: list[Cell], functions: Mapping[str, int]) -> list[int]:
+    """The tasks a function of which is, at its last top-level definition in the student's cells, a stub.
+
+    Such a task is not answered, whatever the notebook's hooks make its hidden check send.
+
+    :param copy: A grading copy (:func:`build_grading_copy`).
+    :param functions: ``{function name: task}`` of the lesson.
+    :returns: The task numbers, sorted.
+    """
+    last: dict[str, bool] = {}
+    for cell in copy:
+        if cell.role != "student" or not any(name in cell.source for name in functions):
+            continue
+        for node in _top_level(cell.source):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                bound = {alias.asname or alias.name for alias in node.names}
+            else:
+                bound = _assigned(node)
+            for name in bound & set(functions):
+                last[name] = _is_stub(node)
+    return sorted({functions[name] for name, stub in last.items() if stub})
 
 
 def apply_params(cells: list[SolutionCell], params: Mapping[str, str]) -> list[SolutionCell]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import csv
 import difflib
+import functools
 import io
 import re
 from dataclasses import dataclass, field
@@ -21,12 +22,14 @@ from .lessons import Lesson, judge
 from .plan import Plan
 from .run import RunResult
 from .status import decide
-from .values import MalformedValues, decode_values
+from .values import MalformedValues, decode_values, load_values
 
 __all__ = ["Grade", "Marking", "Reference", "reference_from_run", "score", "summary_table", "write_reports"]
 
 SANITIZE_FILE = Path(__file__).resolve().parent.parent / "nbval_sanitize.cfg"
 _TRUNCATE = 1500
+_SANITIZE_CHARS = 20_000  # characters of a cell's text compared (the worker keeps as many)
+_DIFF_LINES, _DIFF_CHARS = 200, 300  # a diff compares at most these many lines, each cut to so many characters
 _FIGURE = re.compile(r"^\(?<(Figure|Axes|matplotlib\.)[^>]*>.*$")
 
 
@@ -90,6 +93,7 @@ class Reference:
     values: dict[int, object]  # task -> decoded hidden-check values
 
 
+@functools.cache
 def _sanitizers() -> list[tuple[re.Pattern, str]]:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(SANITIZE_FILE, encoding="utf-8")
@@ -99,8 +103,13 @@ def _sanitizers() -> list[tuple[re.Pattern, str]]:
 def sanitize(text: str) -> str:
     """The text as compared: volatile parts replaced (the kit's nbval sanitize file), figure reprs dropped.
 
+    Student output goes through this in the grader process, so its time is bounded: the text is
+    cut to :data:`_SANITIZE_CHARS` first (the worker keeps no more of a cell), and the patterns are
+    linear (a match starts only where a run of digits starts).
+
     :param text: A cell's text output.
     """
+    text = text[:_SANITIZE_CHARS]
     for pattern, replacement in _sanitizers():
         text = pattern.sub(replacement, text)
     return "\n".join(line.rstrip() for line in text.splitlines() if line.strip() and not _FIGURE.match(line.strip()))
@@ -119,7 +128,7 @@ def _values(record: dict | None):
     if record["values_count"] != 1 or record.get("values") is None:
         return "malformed"  # more than one set of values: something else in the kernel sent some
     try:
-        return decode_values(record["values"])
+        return decode_values(load_values(record["values"]))
     except (MalformedValues, RecursionError):
         return "malformed"
 
@@ -149,7 +158,11 @@ def reference_from_run(result: RunResult, plan: Plan) -> Reference:
 
 
 def _marked_diff(expected: str, got: str) -> str:
-    lines = difflib.ndiff(expected.splitlines(), got.splitlines())
+    """An ndiff of the two texts, on bounded input (ndiff takes quadratic time and more)."""
+    def cut(text: str) -> list[str]:
+        return [line[:_DIFF_CHARS] for line in text.splitlines()[:_DIFF_LINES]]
+
+    lines = difflib.ndiff(cut(expected), cut(got))
     return _cut("\n".join(line for line in lines if not line.startswith("?")))
 
 
@@ -197,6 +210,7 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
     lesson, marking = plan.lesson, Marking.of(plan.lesson)
     checks = {check.task: check for check in lesson.checks}
     copy, records = _cells(result)
+    stubbed = set(next((e.get("stubbed") or [] for e in result.events if e.get("event") == "copy"), []))
     failures, errors, hidden_ok = [], [], {}
     for index, cell in enumerate(copy):  # the hidden checks first: the other cells' notes refer to them
         record = records.get(index)
@@ -207,6 +221,9 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
                        "display output after every cell?)") if got == "malformed" else None
             if record is not None and record["status"] == "timeout":
                 verdict = f"the check ran past the {cell_timeout_s} s limit and was interrupted"
+            if task in stubbed:  # whatever the kernel sent: a hook can forge values, not an answer
+                verdict = (f"task {task} is not answered: a function of it is still the exercise's stub (it only "
+                           "raises NotImplementedError)")
             verdict = verdict or judge(checks[task], plan.inputs[task], got, reference.values[task])
             hidden_ok[task] = verdict is None
             if verdict:
@@ -231,8 +248,8 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
                 f"the expected-result point of task {task} needs the hidden checks of task(s) "
                 f"{', '.join(map(str, unverified))} to pass too, since its cells run on their functions")})
         points[task] = marking.hidden * hidden + marking.expected * (hidden and visible)
-    stubbed = {f["task"] for f in failures if f["kind"] == "hidden" and _stub_of(f["message"], lesson) == f["task"]}
-    untouched = stubbed >= set(marking.tasks)
+    raised = {f["task"] for f in failures if f["kind"] == "hidden" and _stub_of(f["message"], lesson) == f["task"]}
+    untouched = stubbed | raised >= set(marking.tasks)  # each task still its stub, as read or as it ran
     status, note = decide(result.events, timed_out=result.timed_out, exitcode=result.exitcode, passed=not failures,
                           attempted=not untouched, own_errors=len(errors), timeout_s=timeout_s,
                           cell_timeout_s=cell_timeout_s)
@@ -260,7 +277,8 @@ def _expected_failure(cell: dict, record: dict | None, reference: Reference, pla
     if record["status"] == "error":
         message = f"raised {_error_line(record)}. {_blame(record, cell['task'], plan, hidden_ok)}".strip()
     elif record["status"] != "ok":
-        message = {"timeout": "ran past its time limit", "dead": "the kernel died here"}[record["status"]]
+        message = {"timeout": "ran past its time limit", "dead": "the kernel died here"}.get(
+            record["status"], "the job was stopped here")
     return {"task": cell["task"], "kind": "expected", "cell": cell["name"],
             "message": message or "the output differs", "diff": _marked_diff(expected, got)}
 

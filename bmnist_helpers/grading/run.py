@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .sandbox import KERNEL_NAME, Limits, SandboxConfig, write_kernel_spec
+from .values import RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES
 
 __all__ = ["RunOptions", "RunResult", "run_job", "remove_tree", "write_private"]
 
 _WORKER_MEMORY_MB = 3072  # the worker itself: a huge notebook or a flood of output must not take the machine
-_MAX_RECORD = 64 * 1024 * 1024  # bytes of one results line the grader reads
+_FILE_SLACK = 1024 * 1024  # the worker's RLIMIT_FSIZE: its own budget (values.RESULTS_BUDGET) and this
+# One results line: a cell's text (escaped: 6 bytes a character at most) and its values, with room to spare.
+_MAX_RECORD = VALUES_BYTES + 6 * TEXT_CHARS + 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,15 +54,17 @@ class RunResult:
     log: str
 
 
-def _cap_memory(pid: int) -> None:
-    """Cap the worker's address space, within this process's own hard limit (Slurm, ``ulimit -v``)."""
-    size = _WORKER_MEMORY_MB * 1024 * 1024
-    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-    size = size if hard == resource.RLIM_INFINITY else min(size, hard)
-    try:
-        resource.prlimit(pid, resource.RLIMIT_AS, (size, hard))
-    except (OSError, ValueError):
-        pass  # the process may have exited already; the limits below still hold for the kernel
+def _cap_worker(pid: int) -> None:
+    """Cap the worker's address space and the files it writes (soft limits, within this process's
+    hard ones: Slurm, ``ulimit``); the sandbox sets the kernel's own limits below them."""
+    for limit, size in ((resource.RLIMIT_AS, _WORKER_MEMORY_MB * 1024 * 1024),
+                        (resource.RLIMIT_FSIZE, RESULTS_BUDGET + _FILE_SLACK)):
+        hard = resource.getrlimit(limit)[1]
+        size = size if hard == resource.RLIM_INFINITY else min(size, hard)
+        try:
+            resource.prlimit(pid, limit, (size, hard))
+        except (OSError, ValueError):
+            pass  # the process may have exited already; the limits below still hold for the kernel
 
 
 def run_job(submission: Path | None, *, plan: Path, workdir: Path, slot: int, options: RunOptions) -> RunResult:
@@ -97,7 +102,7 @@ def run_job(submission: Path | None, *, plan: Path, workdir: Path, slot: int, op
         proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            _cap_memory(proc.pid)
+            _cap_worker(proc.pid)
             exitcode = proc.wait(options.notebook_timeout_s)
         except subprocess.TimeoutExpired:
             timed_out, exitcode = True, None
@@ -120,17 +125,25 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def _read_events(path: Path) -> list[dict]:
-    events = []
+    """The worker's records, read line by line: at most :data:`.values.RESULTS_BUDGET` bytes in all
+    and :data:`_MAX_RECORD` per line, whatever the file holds (a job's records cost the grader
+    bounded memory)."""
+    events: list[dict] = []
     if not path.exists():
         return events
+    left = RESULTS_BUDGET
     with open(path, "rb") as f:
-        for line in f:
-            if len(line) > _MAX_RECORD:
-                break
+        while left > 0:
+            line = f.readline(min(_MAX_RECORD, left) + 1)
+            if not line.endswith(b"\n") or len(line) > min(_MAX_RECORD, left):
+                break  # the end, a line cut short when the worker was stopped, or past the budget
+            left -= len(line)
             try:
-                events.append(json.loads(line))
+                event = json.loads(line)
             except (ValueError, RecursionError):
-                break  # a line cut short when the worker was stopped
+                break
+            if isinstance(event, dict):
+                events.append(event)
     return events
 
 

@@ -8,11 +8,16 @@ references. It starts the kernel through this module's launcher, named in a kern
 One launcher runs one *job* (one kernel, with everything it starts). The launcher stays the
 job's parent for its whole life and sets up, for the job only:
 
-* **resource limits** (``RLIMIT_AS``, ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NPROC``, no core);
+* **resource limits** (``RLIMIT_AS``, ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NPROC``,
+  ``RLIMIT_NOFILE``, no core);
+* **a seccomp filter** (:mod:`.seccomp`): no kernel keyrings, no System V IPC, which would outlive
+  the job or cross uids; a pool uid's keyrings are cleared when the job gives it back;
 * **a cgroup** where the kernel can create one (cgroup v2 ``cpu``/``pids`` delegated at the
   hierarchy's root, or the v1 ``cpu`` and ``pids`` controllers; in practice: the grader runs as
   root): an equal CPU weight per job (``cpu.weight``/``cpu.shares``), optionally a quota
-  (:attr:`Limits.cpus`), and ``pids.max`` = :attr:`Limits.processes`. Group scheduling makes the
+  (:attr:`Limits.cpus`), ``pids.max`` = :attr:`Limits.processes`, and, where the ``memory``
+  controller is there, a memory limit of the job as a whole (:attr:`Limits.job_memory_mb`: tmpfs
+  and shared memory pages are charged to it too). Group scheduling makes the
   share a property of the job, not of its processes: 64 spinning children (``setsid`` or not) get
   together what one neighbour job gets. Without a cgroup, job slot *s* of :attr:`SandboxConfig.jobs`
   parallel jobs is pinned to its own CPUs with ``sched_setaffinity`` (inherited by children, but a
@@ -54,6 +59,10 @@ disk: HOME and /tmp limited to ``disk_mb``    bubblewrap          only ``RLIMIT_
 socket folder not writable by student code    bwrap + root        non-root bwrap: writable by the
                                                                   kernel (``RLIMIT_FSIZE`` per file)
 stray processes killed at the end             cgroup or bwrap     children that ``setsid`` survive
+memory of the whole job, shared memory too    cgroup ``memory``   ``RLIMIT_AS`` per process; System V
+                                                                  shm refused (seccomp)
+no keyrings, no System V IPC                  seccomp (x86-64,    open
+                                              AArch64)
 ============================================  ==================  ===================================
 """
 
@@ -77,6 +86,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from . import seccomp
 
 __all__ = [
     "KERNEL_NAME", "PROCESS_LIMIT_MARK", "Limits", "SandboxConfig", "cgroups_available", "protections", "run_command",
@@ -106,6 +117,7 @@ class Limits:
     :param file_mb: Largest file a process may write (``RLIMIT_FSIZE``).
     :param processes: Processes and threads of the whole job (cgroup ``pids.max``; ``RLIMIT_NPROC``).
     :param disk_mb: Size of the tmpfs that holds the kernel's HOME, cwd and TMPDIR (bubblewrap).
+    :param files: Open files per process (``RLIMIT_NOFILE``).
     :param cpus: At most this many CPUs for the whole job (cgroup quota); ``None``: no cap, only an
         equal share with the other jobs when CPUs are contended.
     :param children: Processes (not threads) of a kernel's job; past it, or at ``processes``, the
@@ -117,8 +129,14 @@ class Limits:
     file_mb: int = 64
     processes: int = 512
     disk_mb: int = 512
+    files: int = 1024
     cpus: float | None = None
     children: int = 128
+
+    @property
+    def job_memory_mb(self) -> int:
+        """Memory of the whole job (cgroup): one process's limit and the tmpfs, whose pages it is charged."""
+        return self.memory_mb + self.disk_mb
 
 
 @dataclass
@@ -171,10 +189,11 @@ def _bwrap() -> str | None:
 
 @dataclass(frozen=True)
 class _Hierarchy:
-    """Where job cgroups go: one parent folder (v2), or one per v1 controller (cpu, pids)."""
+    """Where job cgroups go: one parent folder (v2), or one per v1 controller (cpu, pids[, memory])."""
 
     version: int
     parents: tuple[Path, ...]
+    memory: bool = False
 
 
 def _write(path: Path, text: str) -> None:
@@ -196,18 +215,23 @@ def _prepare_parents() -> _Hierarchy | None:
         root = _v2_root()
         if root is not None:
             parent = root / _CGROUP_PARENT
-            _write(root / "cgroup.subtree_control", "+cpu +pids")
+            memory = "memory" in (root / "cgroup.controllers").read_text().split()
+            wanted = "+cpu +pids" + (" +memory" if memory else "")
+            _write(root / "cgroup.subtree_control", wanted)
             parent.mkdir(exist_ok=True)
-            _write(parent / "cgroup.subtree_control", "+cpu +pids")
-            return _Hierarchy(2, (parent,))
-        cpu, pids = _CGROUP_FS / "cpu", _CGROUP_FS / "pids"
+            _write(parent / "cgroup.subtree_control", wanted)
+            return _Hierarchy(2, (parent,), memory)
+        cpu, pids, memory = _CGROUP_FS / "cpu", _CGROUP_FS / "pids", _CGROUP_FS / "memory"
         if not ((cpu / "cpu.shares").exists() and (pids / "cgroup.procs").exists()):
             return None
-        for path in (cpu / _CGROUP_PARENT, pids / _CGROUP_PARENT):
+        parents = [cpu / _CGROUP_PARENT, pids / _CGROUP_PARENT]
+        if (memory / "memory.limit_in_bytes").exists():
+            parents.append(memory / _CGROUP_PARENT)
+        for path in parents:
             path.mkdir(exist_ok=True)
         # All jobs together weigh like one busy process per CPU against the rest of the machine.
         _write(cpu / _CGROUP_PARENT / "cpu.shares", str(1024 * (os.cpu_count() or 1)))
-        return _Hierarchy(1, (cpu / _CGROUP_PARENT, pids / _CGROUP_PARENT))
+        return _Hierarchy(1, tuple(parents), len(parents) == 3)
     except OSError:
         return None
 
@@ -236,6 +260,15 @@ def _hierarchy() -> _Hierarchy | None:
                 path.rmdir()
 
 
+def memory_cgroup_available() -> bool:
+    """Whether each job's cgroup also limits the memory of the job as a whole.
+
+    :returns: ``True`` where the job cgroups have the ``memory`` controller.
+    """
+    hierarchy = _hierarchy()
+    return hierarchy is not None and hierarchy.memory
+
+
 def cgroups_available() -> bool:
     """Whether this process can give each job a cgroup of its own (CPU share and process limit).
 
@@ -250,27 +283,37 @@ class _JobCgroup:
 
     version: int
     dirs: tuple[Path, ...]
+    memory: bool = False
 
     @classmethod
     def name_for(cls, hierarchy: _Hierarchy, name: str) -> _JobCgroup:
-        return cls(hierarchy.version, tuple(parent / name for parent in hierarchy.parents))
+        return cls(hierarchy.version, tuple(parent / name for parent in hierarchy.parents), hierarchy.memory)
 
     def create(self, limits: Limits) -> None:
         for path in self.dirs:
             path.mkdir()
         period = 100_000
         quota = None if limits.cpus is None else max(1000, int(limits.cpus * period))
+        memory = limits.job_memory_mb * 1024 * 1024
         if self.version == 2:
             (job,) = self.dirs
             _write(job / "cpu.weight", "100")
             _write(job / "cpu.max", f"{quota or 'max'} {period}")
             _write(job / "pids.max", str(limits.processes))
+            if self.memory:  # all of the job's memory, shared memory and tmpfs pages included; no swap
+                _write(job / "memory.max", str(memory))
+                with contextlib.suppress(OSError):
+                    _write(job / "memory.swap.max", "0")
         else:
-            cpu, pids = self.dirs
+            cpu, pids, *rest = self.dirs
             _write(cpu / "cpu.shares", "1024")
             _write(cpu / "cpu.cfs_period_us", str(period))
             _write(cpu / "cpu.cfs_quota_us", str(quota or -1))
             _write(pids / "pids.max", str(limits.processes))
+            for mem in rest:
+                _write(mem / "memory.limit_in_bytes", str(memory))
+                with contextlib.suppress(OSError):  # memory and swap together (where swap is accounted)
+                    _write(mem / "memory.memsw.limit_in_bytes", str(memory))
 
     def join(self) -> None:
         """Move the calling process into the job's cgroup."""
@@ -280,7 +323,7 @@ class _JobCgroup:
     def hit_process_limit(self, children: int) -> bool:
         """Whether a fork or clone of the job failed at ``pids.max`` (the ``pids.events`` counter), or
         the job holds more than ``children`` processes."""
-        events = self.dirs[-1] / "pids.events"
+        events = self.dirs[0 if self.version == 2 else 1] / "pids.events"
         with contextlib.suppress(OSError, ValueError):
             if int(events.read_text().split()[1]) > 0:
                 return True
@@ -379,6 +422,8 @@ def protections(*, use_bwrap: bool = True, use_cgroups: bool = True, jobs: int =
         "process limit": cgroups or (bwrap and root) or not root,
         "process limit per job, unique across graders": cgroups or (bwrap and root),
         "CPU share per job (cgroup)": cgroups,
+        "memory limit per job, shared memory included (cgroup)": cgroups and memory_cgroup_available(),
+        "no keyrings or System V IPC (seccomp)": seccomp.program() is not None,
         "disk limit on HOME and /tmp (tmpfs)": bwrap,
         "job's processes all killed at its end": cgroups or bwrap,
         "no network": bwrap,
@@ -425,16 +470,20 @@ def write_kernel_spec(spec_dir: Path, config: SandboxConfig) -> Path:
 # --- the job -------------------------------------------------------------------------------------
 
 
-def _set_limits(limits: Limits, *, cgroup: bool) -> None:
-    """The job's resource limits. With a cgroup, ``pids.max`` is the process limit and
-    ``RLIMIT_NPROC`` only a backstop above it, so that a fork bomb meets the cgroup's limit first
-    (the one that is counted, see :func:`_wait_within_process_limit`)."""
+def _set_limits(limits: Limits, *, cgroup: bool = False) -> None:
+    """Set the job's rlimits on the calling process.
+
+    :param cgroup: The job has a cgroup: its ``pids.max`` is the process limit, and ``RLIMIT_NPROC``
+        (per uid) is set a little above it, so that the cgroup's limit is always the one reached,
+        counted in ``pids.events`` and reported the same way on every machine.
+    """
     mb = 1024 * 1024
     for name, value in (
         (resource.RLIMIT_AS, limits.memory_mb * mb),
         (resource.RLIMIT_CPU, limits.cpu_s),
         (resource.RLIMIT_FSIZE, limits.file_mb * mb),
-        (resource.RLIMIT_NPROC, 2 * limits.processes if cgroup else limits.processes),
+        (resource.RLIMIT_NPROC, limits.processes + (64 if cgroup else 0)),
+        (resource.RLIMIT_NOFILE, limits.files),
         (resource.RLIMIT_CORE, 0),
     ):
         hard = resource.getrlimit(name)[1]
@@ -464,7 +513,8 @@ def _kernel_env(config: SandboxConfig, home: str) -> dict[str, str]:
     return env
 
 
-def _bwrap_argv(config: SandboxConfig, command: list[str], *, uid: int | None, data_fd: int | None) -> list[str]:
+def _bwrap_argv(config: SandboxConfig, command: list[str], *, uid: int | None, data_fd: int | None,
+                seccomp_fd: int | None = None) -> list[str]:
     disk = config.limits.disk_mb * 1024 * 1024
     argv = [
         _bwrap(), "--die-with-parent", "--new-session", "--clearenv",
@@ -496,6 +546,8 @@ def _bwrap_argv(config: SandboxConfig, command: list[str], *, uid: int | None, d
     argv += ["--bind", config.home, config.home]
     if data_fd is not None:
         argv += ["--perms", "0444", "--ro-bind-data", str(data_fd), _CONNECTION_INSIDE]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     # Nothing but the tmpfs and the socket folder is writable (bubblewrap's own root and /dev are
     # unlimited tmpfs, writable in a user namespace).
     argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", SANDBOX_HOME]
@@ -540,6 +592,9 @@ class _Job:
         """Kill what is left of the job, remove its cgroup, release its uid (idempotent)."""
         if self.cgroup is not None:
             self.cgroup.destroy()
+        if self.uid is not None and self._lock_fd is not None:  # before the uid goes back to the pool
+            with contextlib.suppress(OSError):
+                seccomp.purge_keys(self.uid)
         for name in ("_lock_fd", "_reaper_fd"):
             fd = getattr(self, name)
             if fd is not None:
@@ -579,6 +634,7 @@ class _Job:
         :returns: The started process (bubblewrap, or the command itself).
         """
         cpus = _slot_cpus(self.config.slot, self.config.jobs) if self.cgroup is None else None
+        filter_program = seccomp.program()
 
         def prepare() -> None:  # in the child, between fork and exec
             if self.cgroup is not None:
@@ -586,24 +642,36 @@ class _Job:
             if cpus is not None:
                 os.sched_setaffinity(0, cpus)
             _set_limits(self.config.limits, cgroup=self.cgroup is not None)
+            if filter_program is not None and not self.bwrap:  # bubblewrap installs it itself
+                seccomp.install(filter_program)
 
         fds = list(pass_fds)
-        data_fd = None
+        data_fd = seccomp_fd = None
         if self.bwrap and data is not None:
-            data_fd, write_end = os.pipe()
-            os.write(write_end, data)  # a connection file (< 1 kB) fits in the pipe's buffer
-            os.close(write_end)
+            data_fd = _pipe_with(data)  # a connection file (< 1 kB) fits in the pipe's buffer
             fds.append(data_fd)
+        if self.bwrap and filter_program is not None:
+            seccomp_fd = _pipe_with(filter_program)  # a few hundred bytes
+            fds.append(seccomp_fd)
         try:
             if self.bwrap:
-                argv = _bwrap_argv(self.config, command, uid=self.uid, data_fd=data_fd)
+                argv = _bwrap_argv(self.config, command, uid=self.uid, data_fd=data_fd, seccomp_fd=seccomp_fd)
                 return subprocess.Popen(argv, env={}, pass_fds=fds, preexec_fn=prepare)  # noqa: PLW1509
             home = self.config.home
             return subprocess.Popen(command, env=_kernel_env(self.config, home), cwd=home, pass_fds=fds,
                                     preexec_fn=prepare)  # noqa: PLW1509
         finally:
-            if data_fd is not None:
-                os.close(data_fd)
+            for fd in (data_fd, seccomp_fd):
+                if fd is not None:
+                    os.close(fd)
+
+
+def _pipe_with(data: bytes) -> int:
+    """The read end of a pipe that holds ``data`` (small enough for the pipe's buffer), then its end."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, data)
+    os.close(write_end)
+    return read_end
 
 
 def _forward_termination(proc: subprocess.Popen) -> None:
@@ -736,6 +804,7 @@ def main(argv: list[str] | None = None) -> None:
     ``... --command CONFIG -- COMMAND...`` runs a command under the same sandbox (see :func:`run_command`).
     """
     args = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # the worker ignores it; the job gets the default
     if len(args) == 3 and args[0] == "--kernel":
         _kernel_main(int(args[1]), args[2])
         return

@@ -37,7 +37,9 @@ def decide(events: list[dict], *, timed_out: bool, exitcode: int | None, passed:
     """The status of one job, and a note that says what happened.
 
     :param events: The worker's records (``invalid``, ``kernel-failed``, ``copy``, ``cell``,
-        ``restart``, ``gave-up``, ``done``); a later record of a cell replaces an earlier one.
+        ``restart``, ``gave-up``, ``done``); a later record of a cell replaces an earlier one. A
+        cell's status is ``ok``, ``error``, ``timeout``, ``dead``, ``malformed`` (kernel traffic the
+        worker could not read) or ``overflow`` (the job's output budget was spent).
     :param timed_out: Whether the grader stopped the job at its notebook limit.
     :param exitcode: The worker's exit status (``None`` when it was stopped).
     :param passed: Whether every check passed.
@@ -56,14 +58,23 @@ def decide(events: list[dict], *, timed_out: bool, exitcode: int | None, passed:
               and 0 <= e["index"] < len(copy)}
     if timed_out:
         return "timeout", f"the notebook ran past its {timeout_s} s limit and was stopped"
-    fatal = [e for _, e in sorted(latest.items()) if e["status"] == "dead"]
+    in_order = [e for _, e in sorted(latest.items())]
+    broken = next((e for e in in_order if e.get("status") == "malformed"), None)
+    if broken is not None:
+        return "crashed", (f"the kernel sent a message the grader could not read (a wrong signature or malformed "
+                           f"content) in {_where(copy[broken['index']], broken['index'])}, and the job was stopped")
+    flood = next((e for e in in_order if e.get("status") == "overflow"), None)
+    if flood is not None:
+        return "crashed", (f"the notebook's output passed what the grader keeps for one notebook, in "
+                           f"{_where(copy[flood['index']], flood['index'])}, and the job was stopped")
+    fatal = [e for e in in_order if e["status"] == "dead"]
     if fatal:
         notes = [f"{_where(copy[e['index']], e['index'])} ended the kernel "
                  f"({str(e.get('how') or 'it died')[:120]})" for e in fatal[:3]]
         again = ("the grader gave up after that many kernels" if "gave-up" in kinds
                  else "the rest of the notebook ran again in a fresh kernel without it")
         return "crashed", "; ".join(notes) + f"; {again}"
-    slow = next((e for _, e in sorted(latest.items()) if e["status"] == "timeout"), None)
+    slow = next((e for e in in_order if e["status"] == "timeout"), None)
     if slow is not None:
         return "timeout", (f"{_where(copy[slow['index']], slow['index'])} ran past the {cell_timeout_s} s limit and "
                            "was interrupted")

@@ -9,17 +9,26 @@ its budget, so that a notebook can send only numbers, never objects or code.
 from __future__ import annotations
 
 import base64
+import json
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["VALUES_MIME", "MalformedValues", "Raised", "decode_input", "decode_values", "encode_input",
-           "encode_value"]
+__all__ = ["RESULTS_BUDGET", "TEXT_CHARS", "VALUES_BYTES", "VALUES_MIME", "MalformedValues", "Raised",
+           "decode_input", "decode_values", "encode_input", "encode_value", "load_values"]
 
 VALUES_MIME = "application/x-grading-values+json"
 _MAX_DEPTH = 8
 _MAX_ELEMENTS = 2_000_000
+# The JSON text of one probe's values: at most this many characters, and this many brackets and
+# commas (arrays travel as base64 text, one element each), whatever a notebook sends.
+VALUES_BYTES = 8 * 1024 * 1024
+TEXT_CHARS = 20_000  # characters of text the worker keeps per cell
+# Bytes of one job's results file: the worker stops the job before passing it, the grader reads no
+# more, and the worker's RLIMIT_FSIZE backs it up.
+RESULTS_BUDGET = 48 * 1024 * 1024
+_MAX_JSON_ELEMENTS = 100_000
 _ERROR_CHARS = 400
 
 
@@ -79,6 +88,27 @@ def encode_value(value, depth: int = 0):
     if array.dtype.kind not in "biuf":
         raise TypeError(f"expected numbers, got {type(value).__name__}")
     return {"t": array.dtype.str, "s": list(array.shape), "b": base64.b64encode(array.tobytes()).decode()}
+
+
+def load_values(text: str):
+    """Parse the JSON text of one :data:`VALUES_MIME` output, refusing before parsing what could not fit.
+
+    The text is at most :data:`VALUES_BYTES` long (the worker drops longer ones), and its nesting
+    and element count are bounded by counting brackets and commas, so that a small text can never
+    become a large structure in the grader's memory.
+
+    :param text: The JSON text the worker recorded.
+    :returns: The parsed JSON, for :func:`decode_values`.
+    :raises MalformedValues: Too long, too many elements, or not JSON.
+    """
+    if not isinstance(text, str) or len(text) > VALUES_BYTES:
+        raise MalformedValues("too large")
+    if sum(text.count(c) for c in "[{,") > _MAX_JSON_ELEMENTS:
+        raise MalformedValues("too many elements")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise MalformedValues("not JSON") from None
 
 
 def decode_values(raw, *, depth: int = 0, budget: list[int] | None = None):

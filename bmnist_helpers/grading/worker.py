@@ -32,16 +32,21 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402
 
-from .notebook import InvalidNotebook, SolutionCell, build_grading_copy, read_submission  # noqa: E402
+from .notebook import InvalidNotebook, SolutionCell, build_grading_copy, read_submission, stubbed_tasks  # noqa: E402
 from .sandbox import PROCESS_LIMIT_MARK  # noqa: E402
-from .values import VALUES_MIME  # noqa: E402
+from .values import RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES, VALUES_MIME  # noqa: E402
 
 __all__ = ["main"]
 
-_TEXT_LIMIT = 20_000  # characters of text kept per cell
-_VALUES_LIMIT = 32 * 1024 * 1024  # bytes of hidden-check values kept per cell
+_TEXT_LIMIT = TEXT_CHARS
 _TIMEOUT_ENAME = "GraderCellTimeout"
+_RESERVE = 64 * 1024  # kept back for the records that end a job
 _MAX_KERNELS = 4  # kernels per notebook: the first, and one more after each cell that ended one
+
+
+def _clean(text: object, limit: int) -> str:
+    """Text as the grader may store it: at most ``limit`` characters, lone surrogates replaced."""
+    return str(text)[:limit].encode("utf-8", "replace").decode("utf-8")
 
 
 def _client_class():
@@ -52,27 +57,33 @@ def _client_class():
 
         ``output`` and ``clear_output`` are replaced, not extended: the grader needs the text and the
         values only, and keeping every output (a print flood, a huge image) would let one notebook
-        fill the worker's memory.
+        fill the worker's memory. Values count only in a probe cell (``probe``); anywhere else they
+        are dropped unread.
         """
 
         captured: dict = {}
+        probe: bool = False
 
         def output(self, outs, msg, display_id, cell_index):
             kind, content = msg["msg_type"], msg["content"]
             cap = self.captured
+            if not isinstance(content, dict):
+                raise _Malformed
             if kind == "stream" and content.get("name") == "stdout":
-                cap["text"] = (cap.get("text", "") + str(content.get("text", "")))[:_TEXT_LIMIT]
+                cap["text"] = _clean(cap.get("text", "") + _clean(content.get("text", ""), _TEXT_LIMIT), _TEXT_LIMIT)
             elif kind in ("execute_result", "display_data"):
-                data = content.get("data") or {}
-                if VALUES_MIME in data:  # a probe sends exactly one; anything else makes the values void
-                    cap["values_count"] = cap.get("values_count", 0) + 1
-                    size = len(json.dumps(data[VALUES_MIME]))
-                    cap["values"] = data[VALUES_MIME] if size <= _VALUES_LIMIT else None
+                data = content.get("data")
+                data = data if isinstance(data, dict) else {}
+                if VALUES_MIME in data:
+                    if self.probe:  # a probe sends exactly one; anything else makes the values void
+                        cap["values_count"] = cap.get("values_count", 0) + 1
+                        cap["values"] = _values_text(data[VALUES_MIME])
                 elif "text/plain" in data:
-                    cap["text"] = (cap.get("text", "") + str(data["text/plain"]) + "\n")[:_TEXT_LIMIT]
+                    text = cap.get("text", "") + _clean(data["text/plain"], _TEXT_LIMIT) + "\n"
+                    cap["text"] = _clean(text, _TEXT_LIMIT)
             elif kind == "error":
-                cap["error"] = {"ename": str(content.get("ename", ""))[:200],
-                                "evalue": str(content.get("evalue", ""))[:2000]}
+                cap["error"] = {"ename": _clean(content.get("ename", ""), 200),
+                                "evalue": _clean(content.get("evalue", ""), 2000)}
             return None
 
         def clear_output(self, outs, msg, cell_index):
@@ -81,9 +92,38 @@ def _client_class():
     return Client
 
 
-def _write(results, record: dict) -> None:
-    results.write(json.dumps(record) + "\n")
-    results.flush()
+class _Malformed(Exception):
+    """The kernel sent a message the worker cannot read."""
+
+
+def _values_text(values: object) -> str | None:
+    """The values as JSON text, or ``None`` when they pass :data:`.values.VALUES_BYTES`."""
+    try:
+        text = json.dumps(values, ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return text if len(text) <= VALUES_BYTES else None
+
+
+class _Results:
+    """The job's results file: one JSON line per record, within :data:`RESULTS_BUDGET` bytes."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.written = 0
+
+    def write(self, record: dict, *, final: bool = False) -> bool:
+        """Append ``record``; ``False`` (and nothing written) when it would pass the budget.
+
+        :param final: A record that ends the job, which may use the reserve.
+        """
+        line = json.dumps(record, ensure_ascii=True) + "\n"
+        if self.written + len(line) > RESULTS_BUDGET - (0 if final else _RESERVE):
+            return False
+        self.handle.write(line)
+        self.handle.flush()
+        self.written += len(line)
+        return True
 
 
 def run_job(job: dict) -> None:
@@ -94,7 +134,8 @@ def run_job(job: dict) -> None:
         prefix), ``home`` (the kernel's working folder), ``results``.
     """
     fd = os.open(job["results"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # the grader's alone
-    with os.fdopen(fd, "a", encoding="utf-8") as results:
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        results = _Results(handle)
         plan = json.loads(Path(job["plan"]).read_text())
         solution = [SolutionCell(c["id"], c["source"], tuple(c["tags"])) for c in plan["cells"]]
         student = None
@@ -102,16 +143,19 @@ def run_job(job: dict) -> None:
             try:
                 student = read_submission(Path(job["submission"]).read_bytes())
             except InvalidNotebook as exc:
-                _write(results, {"event": "invalid", "note": str(exc)})
+                results.write({"event": "invalid", "note": _clean(exc, 2000)}, final=True)
                 return
         copy = build_grading_copy(student, solution, [tuple(p) for p in plan["probes"]],
                                   functions=plan["functions"], instructor=set(plan["instructor"]))
-        _write(results, {"event": "copy", "cells": [
-            {"role": c.role, "name": c.name, "task": c.task, "expected": c.expected} for c in copy]})
+        cells = [{"role": c.role, "name": c.name, "task": c.task, "expected": c.expected} for c in copy]
+        stubbed = stubbed_tasks(copy, plan["functions"]) if student is not None else []
+        if not results.write({"event": "copy", "cells": cells, "stubbed": stubbed}):
+            results.write({"event": "invalid", "note": "the notebook has more cells than the grader reads"}, final=True)
+            return
         nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": job["kernel_name"], "language": "python",
                                                                "display_name": job["kernel_name"]}})
         nb.cells = [nbformat.v4.new_code_cell(c.source, id=f"c{i}") for i, c in enumerate(copy)]
-        _execute(nb, job, results)
+        _execute(nb, job, results, probes={i for i, c in enumerate(copy) if c.role == "probe"})
 
 
 def _exit_of(km) -> str:
@@ -131,7 +175,7 @@ def _exit_of(km) -> str:
     return f"it exited with status {code}"
 
 
-def _execute(nb, job: dict, results) -> None:
+def _execute(nb, job: dict, results: _Results, *, probes: set[int]) -> None:
     """Run the copy; where a cell ends the kernel, run the copy again in a fresh kernel without it.
 
     Every cell's record is written as it ends; a later attempt's record of a cell replaces an
@@ -140,19 +184,20 @@ def _execute(nb, job: dict, results) -> None:
     """
     fatal: set[int] = set()
     for _attempt in range(_MAX_KERNELS):
-        outcome = _attempt_copy(nb, job, results, skip=fatal)
-        if outcome is None or outcome == "failed":
+        outcome = _attempt_copy(nb, job, results, probes=probes, skip=fatal)
+        if outcome is None:
             return
         fatal.add(outcome[0])
-        _write(results, {"event": "restart", "after": outcome[0], "how": outcome[1]})
-    _write(results, {"event": "gave-up", "kernels": _MAX_KERNELS})
+        results.write({"event": "restart", "after": outcome[0], "how": outcome[1]}, final=True)
+    results.write({"event": "gave-up", "kernels": _MAX_KERNELS}, final=True)
 
 
-def _attempt_copy(nb, job: dict, results, *, skip: set[int]) -> tuple[int, str] | str | None:
+def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int],
+                  skip: set[int]) -> tuple[int, str] | None:
     """One kernel's run of the copy, leaving out ``skip``.
 
-    :returns: ``None`` when every cell ran, ``(index, how)`` of the cell that ended the kernel, or
-        ``"failed"`` when no kernel could be started.
+    :returns: ``(index, how)`` of the cell that ended the kernel; ``None`` when the copy ran to its
+        end, or the job ends here (no kernel, unreadable traffic, output budget spent).
     """
     from jupyter_client.manager import AsyncKernelManager
     from nbclient.exceptions import DeadKernelError
@@ -174,17 +219,19 @@ def _attempt_copy(nb, job: dict, results, *, skip: set[int]) -> tuple[int, str] 
         try:
             stack.enter_context(client.setup_kernel())
         except Exception as exc:  # noqa: BLE001 - any failure to start is the sandbox's
-            _write(results, {"event": "kernel-failed", "note": f"{type(exc).__name__}: {str(exc)[:300]}"})
-            return "failed"
+            results.write({"event": "kernel-failed", "note": _clean(f"{type(exc).__name__}: {exc}", 300)}, final=True)
+            return None
         for index, cell in enumerate(nb.cells):
             if index in skip:
                 continue
-            client.captured = {}
+            client.captured, client.probe = {}, index in probes
             status, start = "ok", time.perf_counter()
             try:
                 client.execute_cell(cell, index, store_history=False)
             except DeadKernelError:
                 status = "dead"
+            except Exception:  # noqa: BLE001 - a bad signature, a malformed message: the kernel's traffic
+                status = "malformed"
             cap = client.captured
             content = (replies.get(index) or {}).get("content", {})
             if status == "ok" and content.get("ename") == _TIMEOUT_ENAME and content.get("evalue") == token:
@@ -194,19 +241,21 @@ def _attempt_copy(nb, job: dict, results, *, skip: set[int]) -> tuple[int, str] 
             record = {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
                       "seconds": round(time.perf_counter() - start, 3), "error": cap.get("error"),
                       "values": cap.get("values"), "values_count": cap.get("values_count", 0)}
-            how = ""
             if mark.exists():  # the sandbox stopped the job at its process limit
                 mark.unlink()
-                record["limit"], status = "processes", "dead"
-                how = "it started more processes than the job's limit, and the job was stopped"
+                record["limit"], record["status"] = "processes", "dead"
+                record["how"] = "it started more processes than the job's limit, and the job was stopped"
             elif status == "dead":
-                how = _exit_of(km)
-            if how:
-                record["how"] = how
-            _write(results, record)
-            if status == "dead":
-                return index, how
-        _write(results, {"event": "done"})
+                record["how"] = _exit_of(km)
+            if not results.write(record):
+                results.write({"event": "cell", "index": index, "status": "overflow", "text": "", "seconds": 0,
+                               "error": None, "values": None, "values_count": 0}, final=True)
+                return None
+            if record["status"] == "dead":
+                return index, record["how"]
+            if status == "malformed":
+                return None
+        results.write({"event": "done"}, final=True)
     return None
 
 
@@ -223,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m {__spec__.name if __spec__ else 'worker'} JOB.json", file=sys.stderr)
         return 2
     _die_with_parent()
+    # Past RLIMIT_FSIZE a write fails with EFBIG instead of killing the worker: the budget of the
+    # results file (_Results) is what stops a job; the limit only backs it up. The sandbox's launcher
+    # restores the default for the kernel.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     job = json.loads(Path(args[0]).read_text())
     if os.getppid() != job["grader_pid"]:  # the grader died before the line above took effect
         return 3
