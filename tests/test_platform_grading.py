@@ -40,7 +40,7 @@ def test_every_platform_export_is_graded_with_its_students(tmp_path):
         ("smithalice_123", "smithalice", "smithalice_LATE_123_456_binary_mnist-1.ipynb"),
     ]
     assert [(r["submission"], r["student"], r["source"]) for r in rows] == sorted(expected)
-    assert {(r["status"], r["total"]) for r in rows} == {("partial", "0")}  # untouched stubs: graded, no points
+    assert {(r["status"], r["total"]) for r in rows} == {("not-attempted", "0")}  # untouched stubs: graded, no points
     for name in (MOODLE_WORKSHEET, MOODLE_FEEDBACK, CANVAS_GRADEBOOK, CANVAS_FEEDBACK):
         assert (out / name).is_file(), name
     assert sorted(p.stem for p in (out / "feedback").iterdir()) == sorted(r["submission"] for r in rows)
