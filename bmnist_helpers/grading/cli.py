@@ -181,7 +181,9 @@ def grade(
     try:
         plan_file = tmp / "plan.json"
         write_private(plan_file, json.dumps(plan.for_workers()).encode())
-        _grade_all(todo, _Run(plan, plan_file, options, tmp), results, jobs=jobs, log=log)
+        _grade_all(todo, _Run(plan, plan_file, options, tmp), results, jobs=jobs, log=log,
+                   beside=active["CPU share per job (cgroup)"]
+                   and active.get("memory limit per job, shared memory included (cgroup)", False))
     except BaseException:
         if not results.done and not resume:
             (Path(out) / "results.jsonl").unlink(missing_ok=True)  # this run's own header, nothing graded
@@ -195,33 +197,45 @@ def grade(
     return grades
 
 
-def _grade_all(todo: list[Submission], run: _Run, results: ResultsFile, *, jobs: int,
+def _grade_all(todo: list[Submission], run: _Run, results: ResultsFile, *, jobs: int, beside: bool,
                log: Callable[[str], None]) -> None:
-    """Run the reference alone first, then the submissions; score and record each as it finishes."""
-    # No student job runs beside the reference: none can starve it or take its memory.
-    reference = _reference(run, log=log)
+    """Run the reference and the submissions; score and record each as it finishes.
+
+    :param beside: Each job has a CPU share and a memory limit of its own (cgroups), so no student
+        job can starve the reference or take its memory: it runs beside the first submissions.
+        Otherwise it runs alone, first.
+    """
     slots: queue.Queue[int] = queue.Queue()
     for slot in range(jobs):
         slots.put(slot)
     lock = threading.Lock()
 
-    def one(item: tuple[int, Submission]) -> None:
-        number, sub = item
+    def with_slot(work):
         slot = slots.get()
         try:
-            ran = _run_one(sub, run, workdir=run.tmp / f"job-{number:05d}", slot=slot)
+            return work(slot)
         finally:
             slots.put(slot)
-        graded = ran if isinstance(ran, Grade) else _score_one(sub, ran, reference, run)
+
+    def one(item: tuple[int, Submission]) -> None:
+        number, sub = item
+        ran = with_slot(lambda slot: _run_one(sub, run, workdir=run.tmp / f"job-{number:05d}", slot=slot))
+        # Scoring waits for the reference run.
+        graded = ran if isinstance(ran, Grade) else _score_one(sub, ran, reference.result(), run)
         with lock:
             results.append(graded, digest(sub.data), student_record(sub))
         log(f"  {graded.submission}: {graded.status}, {graded.total} points, {graded.seconds:.1f} s")
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    # Threads beyond the job slots only wait for the reference run, never for a slot it holds.
+    with ThreadPoolExecutor(max_workers=2 * max(1, jobs) + 1) as pool:
+        reference = pool.submit(with_slot, lambda slot: _reference(run, log=log, slot=slot))
+        if not beside:
+            reference.result()  # alone: no student job starts before it has finished
         list(pool.map(one, enumerate(todo)))
+        reference.result()  # the solution failing its own checks stops the run, even for an empty class
 
 
-def _reference(run: _Run, *, log: Callable[[str], None], attempts: int = 2) -> Reference:
+def _reference(run: _Run, *, log: Callable[[str], None], slot: int = 0, attempts: int = 2) -> Reference:
     """Run the solution's own grading copy (retried once: a machine's hiccup is not the solution's
     fault); its hidden-check values and texts are the references.
 
@@ -231,7 +245,7 @@ def _reference(run: _Run, *, log: Callable[[str], None], attempts: int = 2) -> R
         workdir = run.tmp / f"reference-{attempt}"
         workdir.mkdir(mode=0o700)
         try:
-            result = run_job(None, plan=run.plan_file, workdir=workdir, slot=0, options=run.options)
+            result = run_job(None, plan=run.plan_file, workdir=workdir, slot=slot, options=run.options)
             return reference_from_run(result, run.plan)
         except ValueError:
             if attempt == attempts:
