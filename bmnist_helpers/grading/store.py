@@ -18,10 +18,11 @@ from pathlib import Path
 
 from .report import Grade, Marking, write_reports
 
-__all__ = ["RESULTS", "OutputInUse", "ResultsFile", "digest", "merge", "open_results", "read_results"]
+__all__ = ["IDENTITY", "RESULTS", "OutputInUse", "ResultsFile", "digest", "merge", "open_results", "read_results"]
 
 RESULTS = "results.jsonl"
 _OUTPUTS = (RESULTS, "grades.csv", "feedback")
+IDENTITY = ("lesson", "seed", "params", "solution")  # what runs must share to be resumed or merged (Plan.identity)
 
 
 class OutputInUse(ValueError):
@@ -143,8 +144,7 @@ def open_results(out: Path, meta: dict, *, resume: bool, force: bool, log=print)
                               "use another --out, or --force to set the old files aside")
         _truncate_partial_line(out / RESULTS)
         old, done, students = read_results(out)
-        keys = ("lesson", "seed", "params", "solution")
-        differs = [k for k in keys if old.get(k) != meta.get(k)]
+        differs = [k for k in IDENTITY if old.get(k) != meta.get(k)]
         if differs:
             raise OutputInUse(f"--resume: {out} was graded with another {', '.join(differs)} "
                               f"({', '.join(f'{k}={old.get(k)!r}' for k in differs)}); resume with the same values, "
@@ -176,14 +176,13 @@ def merge(parts: list[Path], out: Path) -> list[Grade]:
         meta, part_grades, students = read_results(part)
         metas.append(meta)
         grades += [(d, g, students.get(name, {})) for name, (d, g) in part_grades.items()]
-    keys = ("lesson", "seed", "params", "solution")
-    if any(tuple(m.get(k) for k in keys) != tuple(metas[0].get(k) for k in keys) for m in metas):
+    if any(tuple(m.get(k) for k in IDENTITY) != tuple(metas[0].get(k) for k in IDENTITY) for m in metas):
         raise ValueError("the shards were graded with different seeds, parameters, lessons or solutions; "
                          "rerun with one --seed")
     names = [g.submission for _, g, _ in grades]
     if len(names) != len(set(names)):
         raise ValueError("a submission appears in more than one shard")
-    meta = {k: metas[0].get(k) for k in (*keys, "marking", "protections")}
+    meta = {k: metas[0].get(k) for k in (*IDENTITY, "marking", "protections")}
     results = open_results(out, meta, resume=False, force=False)
     for file_digest, grade, student in sorted(grades, key=lambda row: row[1].submission):
         results.append(grade, file_digest, student)
