@@ -32,7 +32,7 @@ $(BIN)/python:
 
 # The dev extra is the instructor and lab extras plus the test tools; `kernel` registers the bmnist
 # kernel (the one the notebooks ask for) with its JAX compilation cache, as Binder's postBuild does.
-$(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt
+$(STAMP): $(BIN)/python pyproject.toml setup.py kit/pyproject.toml engine/pyproject.toml lesson/pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/python -m bmnist_helpers kernel --sys-prefix >/dev/null
@@ -43,12 +43,12 @@ data: setup
 
 # Regenerate the exercise from the solution (the exercise is never edited by hand).
 exercise: setup
-	$(BIN)/python -m bmnist_helpers.exercise
+	$(BIN)/python -m bmnist_lesson.exercise
 
 # Re-run the solution in a fresh kernel and store its outputs as the expected results.
 solution: setup data
-	$(BIN)/python -m bmnist_helpers.exercise --execute-solution
-	$(BIN)/python -m bmnist_helpers.exercise
+	$(BIN)/python -m bmnist_lesson.exercise --execute-solution
+	$(BIN)/python -m bmnist_lesson.exercise
 
 grade: setup data
 	$(BIN)/bmnist-grade $(SUBMISSIONS) --out $(GRADES)

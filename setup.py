@@ -1,50 +1,48 @@
-"""Build step of bmnist-kit: the wheel carries the lesson as package data.
+"""The instructor's checkout as one editable distribution (``bmnist-course``): the packages of the
+three distributions from their folders, with the union of their dependencies, scripts and entry
+points as their own ``pyproject.toml`` files declare them. The distributions themselves are built
+from their folders (``make wheels``)."""
 
-Instructors edit ``solutions/binary_mnist.py``; ``make solution`` and ``make exercise`` write the
-executed solution and the exercise notebooks beside it, at the repository root. Those files stay
-where they are. Building a wheel copies them, with ``constraints.txt``, into
-``bmnist_helpers/_lesson/`` of the build tree only (never of the checkout), so that an installed
-kit can write the lesson (``python -m bmnist_helpers lesson``) and grade without a checkout. An
-editable install gets no copies: ``bmnist_helpers.lesson`` then reads the checkout's own files.
-Everything else about the package is in ``pyproject.toml``.
-"""
-
+import sys
 from pathlib import Path
 
 from setuptools import setup
-from setuptools.command.build_py import build_py
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 HERE = Path(__file__).resolve().parent
-# Keep in step with bmnist_helpers/lesson.py (_FILES); tests/test_install.py checks the wheel.
-LESSON_FILES = {
-    "notebooks/binary_mnist.ipynb": "binary_mnist.ipynb",
-    "solutions/binary_mnist.ipynb": "binary_mnist_solution.ipynb",
-    "constraints.txt": "constraints.txt",
-}
+PARTS = {"kit": "bmnist_helpers", "engine": "nbjudge", "lesson": "bmnist_lesson"}
+# What an instructor's checkout needs besides the parts: the lab and the test tools.
+DEV = ["pytest>=8", "ruff", "playwright", "mypy", "build"]
 
 
-class BuildPyWithLesson(build_py):
-    """``build_py`` that also copies the lesson files into ``bmnist_helpers/_lesson``."""
-
-    def _lesson_targets(self):
-        lesson = Path(self.build_lib, "bmnist_helpers", "_lesson")
-        return {HERE / source: lesson / name for source, name in LESSON_FILES.items()}
-
-    def run(self):
-        super().run()
-        if getattr(self, "editable_mode", False):
-            return
-        for source, target in self._lesson_targets().items():
-            if not source.is_file():
-                raise SystemExit(f"error: {source} is missing; build bmnist-kit from a checkout or its sdist")
-            self.mkpath(str(target.parent))
-            self.copy_file(str(source), str(target))
-
-    def get_outputs(self, include_bytecode=True):
-        outputs = super().get_outputs(include_bytecode)
-        if getattr(self, "editable_mode", False):
-            return outputs
-        return outputs + [str(t) for t in self._lesson_targets().values()]
+def _project(folder: str) -> dict:
+    return tomllib.loads((HERE / folder / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 
 
-setup(cmdclass={"build_py": BuildPyWithLesson})
+def _packages(folder: str, package: str) -> list[str]:
+    root = HERE / folder
+    return sorted(".".join(p.parent.relative_to(root).parts) for p in (root / package).rglob("__init__.py"))
+
+
+projects = {folder: _project(folder) for folder in PARTS}
+own = {p["name"] for p in projects.values()}
+requires = sorted({r for p in projects.values() for r in p.get("dependencies", []) if r.split(">")[0] not in own})
+extras = {name: reqs for p in projects.values() for name, reqs in p.get("optional-dependencies", {}).items()}
+scripts = {name: target for p in projects.values() for name, target in p.get("scripts", {}).items()}
+groups: dict[str, list[str]] = {}
+for p in projects.values():
+    for group, points in p.get("entry-points", {}).items():
+        groups.setdefault(group, []).extend(f"{name} = {target}" for name, target in points.items())
+
+setup(
+    packages=[pkg for folder, package in PARTS.items() for pkg in _packages(folder, package)],
+    package_dir={package: f"{folder}/{package}" for folder, package in PARTS.items()},
+    package_data={"bmnist_lesson": ["nbval_sanitize.cfg"]},
+    install_requires=requires,
+    extras_require={**extras, "dev": [*extras.get("lab", []), *DEV]},
+    entry_points={"console_scripts": [f"{n} = {t}" for n, t in scripts.items()], **groups},
+)

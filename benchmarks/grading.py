@@ -24,10 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _nbtime import execute  # noqa: E402
-
-from bmnist_helpers.binary_mnist import LESSON  # noqa: E402
-from bmnist_helpers.exercise import ROOT, load_solution  # noqa: E402
-from bmnist_helpers.grading import cli  # noqa: E402
+from bmnist_lesson import LESSON  # noqa: E402
+from bmnist_lesson.exercise import ROOT, load_solution  # noqa: E402
+from nbjudge import cli  # noqa: E402
 
 SUBMISSION = ROOT / "tests" / "fixtures" / "submissions" / "full-marks.ipynb"
 SEED = 1

@@ -27,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _nbtime import OTHER, cell_table, execute, role_seconds  # noqa: E402
 from baseline import ROLES, baseline_notebook  # noqa: E402
-
-from bmnist_helpers.exercise import ROOT, load_solution  # noqa: E402
 from bmnist_helpers.kernel import xla_flags  # noqa: E402
+from bmnist_lesson.exercise import ROOT, load_solution  # noqa: E402
 
 GOAL_COLD, GOAL_WARM, GOAL_ACCURACY = 0.25, 0.2, 0.99
 

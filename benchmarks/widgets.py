@@ -18,6 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bmnist_helpers.widgets import seed_explorer, threshold_explorer  # noqa: E402
+
 from tests.solution_ns import solution_namespace  # noqa: E402
 
 

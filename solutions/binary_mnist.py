@@ -48,16 +48,27 @@
 # %% tags=["setup"]
 # Setup. ensure_kit checks that this kernel has the kit and what it needs, adds only what is
 # missing (it says what), and never replaces a package the runtime already has. Where the kit
-# itself is missing (Colab), pip installs it alone first. More, and what to do when it stops:
-# https://github.com/bmnist-kit/bmnist-kit#runtimes-that-come-with-their-own-packages
+# itself is missing (Colab, a JupyterHub), pip installs it alone first: from KIT_URL, which the
+# course's release sets, else from BMNIST_WHEELHOUSE or the package index.
 KIT = "bmnist-kit==0.1.0"
+KIT_URL = None
 try:
     from bmnist_helpers.setup import ensure_kit
 except ModuleNotFoundError:
     import importlib, os, subprocess, sys
-    print(f"installing {KIT} alone: pip install --no-deps {KIT}")
-    wheels = ["--find-links", os.environ["BMNIST_WHEELHOUSE"]] if os.environ.get("BMNIST_WHEELHOUSE") else []
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *wheels, KIT], check=True)
+    wheels = os.environ.get("BMNIST_WHEELHOUSE")
+    source = ["--find-links", wheels, KIT] if wheels else [KIT_URL or KIT]
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *source],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        class KitNotInstalled(Exception):
+            def _render_traceback_(self):  # IPython shows these lines instead of a traceback
+                return list(self.args)
+        said = (pip.stderr.strip() or pip.stdout.strip() or "no message").splitlines()[-1][:300]
+        raise KitNotInstalled(f"The kit could not be installed: pip install --no-deps {' '.join(source)} ({said}).",
+                              "Check your network and that this address opens in a browser, or ask your "
+                              "instructor for the kit's wheel; then run this cell again.") from None
+    print(f"installed the kit alone: pip install --no-deps {' '.join(source)}")
     importlib.invalidate_caches()
     from bmnist_helpers.setup import ensure_kit
 ensure_kit(KIT)

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import nbformat
-
-from bmnist_helpers.exercise import EXPECTED_TAG, SOLUTION_ONLY_TAG, cell_tags, load_solution, task_of
+from bmnist_lesson.exercise import EXPECTED_TAG, SOLUTION_ONLY_TAG, cell_tags, load_solution, task_of
 
 
 @dataclass

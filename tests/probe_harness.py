@@ -14,12 +14,12 @@ from unittest import mock
 import jupytext
 import matplotlib.pyplot as plt
 import numpy as np
+from bmnist_lesson import LESSON
+from bmnist_lesson.exercise import SOLUTION_PY
+from nbjudge.lessons import judge
+from nbjudge.plan import probe_source
+from nbjudge.values import VALUES_MIME, decode_values
 
-from bmnist_helpers.binary_mnist import LESSON
-from bmnist_helpers.exercise import SOLUTION_PY
-from bmnist_helpers.grading.lessons import judge
-from bmnist_helpers.grading.plan import probe_source
-from bmnist_helpers.grading.values import VALUES_MIME, decode_values
 from tests.solution_ns import definition_cells
 
 CHECKS = {check.task: check for check in LESSON.checks}

@@ -8,8 +8,7 @@ import types
 
 import jupytext
 import matplotlib.pyplot as plt
-
-from bmnist_helpers.exercise import SOLUTION_PY, cell_tags
+from bmnist_lesson.exercise import SOLUTION_PY, cell_tags
 
 DEFINITION_TAGS = {"setup", "parameters", "keys", "data", "helpers"}
 

@@ -9,8 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from nbjudge import archive, cli
 
-from bmnist_helpers.grading import archive, cli
 from tests.conftest import ROOT
 
 NOTEBOOK = (ROOT / "tests" / "fixtures" / "submissions" / "untouched.ipynb").read_bytes()
@@ -115,7 +115,7 @@ def test_a_clean_zip_reads_notebooks_and_skips_mac_folders(tmp_path):
 
 
 def test_a_zip_named_twice_is_read_once(tmp_path):
-    from bmnist_helpers.grading.intake import collect
+    from nbjudge.intake import collect
 
     export = _zip(tmp_path / "export.zip", [(GOOD, NOTEBOOK)])
     warnings: list[str] = []

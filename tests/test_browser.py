@@ -21,10 +21,10 @@ import time
 import nbformat
 import numpy as np
 import pytest
-
-from bmnist_helpers.exercise import EXERCISE_IPYNB, SOLUTION_IPYNB
 from bmnist_helpers.lab import lab_options, student_copy
 from bmnist_helpers.widgets import threshold_metrics
+from bmnist_lesson.exercise import EXERCISE_IPYNB, SOLUTION_IPYNB
+
 from tests.conftest import ROOT
 from tests.jupyter_server import jupyter
 

@@ -3,7 +3,7 @@
 The grader runs the same probe cells in a sandboxed kernel (tests/test_grading.py grades whole
 notebooks); here they run on namespaces of functions, so that many implementations and seeds
 take seconds, not a grading run each. Each part of a check is called directly: what is drawn
-(:mod:`bmnist_helpers.binary_mnist.draws`), what runs in the kernel (``.probes``), the verdict
+(:mod:`bmnist_lesson.draws`), what runs in the kernel (``.probes``), the verdict
 (``.verdicts``).
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bmnist_lesson import LESSON, draws, probes, verdicts
+from nbjudge.lessons import CheckFailed
+from nbjudge.values import MalformedValues, decode_values
 
-from bmnist_helpers.binary_mnist import LESSON, draws, probes, verdicts
-from bmnist_helpers.grading.lessons import CheckFailed
-from bmnist_helpers.grading.values import MalformedValues, decode_values
 from tests.fixtures.alternatives import ALTERNATIVES, EARLY_BINDING, WRONG
 from tests.probe_harness import inputs, probe_cell, probe_values, solution_globals, verdict
 
@@ -147,7 +147,7 @@ def test_a_trivial_answer_does_not_pass_by_agreeing_with_its_own_trivial_helper(
 
 
 def test_probes_hold_no_solution_code():
-    from bmnist_helpers.exercise import load_solution, solution_regions
+    from bmnist_lesson.exercise import load_solution, solution_regions
 
     answers = [line.strip() for c in load_solution().cells for region in solution_regions(c.source)
                for line in region.splitlines() if len(line.strip()) > 25]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bmnist_helpers import data
+
 from tests.conftest import ROOT, SHARED_MNIST, local_mirror
 
 # --- synthetic idx files, served from a loopback HTTP server ---------------------------------

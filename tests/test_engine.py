@@ -19,16 +19,16 @@ import time
 from pathlib import Path
 
 import pytest
+from bmnist_lesson import TASK_FUNCTIONS
+from nbjudge import cli
+from nbjudge.status import STATUSES
 
-from bmnist_helpers.binary_mnist import TASK_FUNCTIONS
-from bmnist_helpers.grading import cli
-from bmnist_helpers.grading.status import STATUSES
 from tests.conftest import ROOT
 from tests.lessons import make_toy
 
 pytestmark = pytest.mark.grading
 
-ENGINE = ROOT / "bmnist_helpers" / "grading"
+ENGINE = ROOT / "engine" / "nbjudge"
 TOY = ROOT / "tests" / "lessons" / "toy_lesson"
 SEED = 11
 COMMON = ["--lesson", str(TOY), "--seed", str(SEED), "--cell-timeout", "5", "--timeout", "60"]
@@ -36,7 +36,7 @@ CLASS = make_toy.submissions()
 
 
 def _grade(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "bmnist-grade"), *args], capture_output=True, text=True,
+    return subprocess.run([str(Path(sys.executable).parent / "nbjudge"), *args], capture_output=True, text=True,
                           timeout=300, **kwargs)
 
 
@@ -135,7 +135,7 @@ def test_statuses_carry_the_graders_own_notes(toy_class):
 
 def test_shards_merge_to_the_same_report_as_one_run(toy_class, tmp_path):
     shards = [tmp_path / f"shard-{k}" for k in (1, 2)]
-    procs = [subprocess.Popen([str(Path(sys.executable).parent / "bmnist-grade"), str(toy_class["class"]),
+    procs = [subprocess.Popen([str(Path(sys.executable).parent / "nbjudge"), str(toy_class["class"]),
                                "--out", str(out), "--shard", f"{k}/2", "--jobs", "1", *COMMON],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for k, out in enumerate(shards, 1)]
@@ -165,7 +165,7 @@ def _processes_mentioning(text: str) -> list[int]:
 def test_a_killed_run_resumes_to_the_grades_of_an_uninterrupted_one(toy_class, tmp_path):
     out = tmp_path / "out"
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "grading-*")))
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "bmnist-grade"), str(toy_class["class"]),
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "nbjudge"), str(toy_class["class"]),
                              "--out", str(out), "--jobs", "1", *COMMON],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = out / "results.jsonl"

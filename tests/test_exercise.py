@@ -8,10 +8,10 @@ import re
 import jupytext
 import nbformat
 import pytest
+from bmnist_helpers import exercise
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from bmnist_helpers import exercise
 from tests.conftest import ROOT
 
 _STUB = re.compile(r'^[ \t]*raise NotImplementedError\("TODO: task (\d+), \w+"\)$', re.M)

@@ -20,9 +20,9 @@ import copy
 
 import nbformat
 import pytest
+from bmnist_lesson import GRADING_PARAMS
+from bmnist_lesson.exercise import EXPECTED_TAG, SOLUTION_IPYNB, cell_tags, load_solution
 
-from bmnist_helpers.binary_mnist import GRADING_PARAMS
-from bmnist_helpers.exercise import EXPECTED_TAG, SOLUTION_IPYNB, cell_tags, load_solution
 from tests.fixtures.alternatives import ALTERNATIVES, WRONG
 from tests.lesson_cells import LessonRun, Printed, stored_printed
 

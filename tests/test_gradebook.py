@@ -6,7 +6,7 @@ import csv
 import io
 import zipfile
 
-from bmnist_helpers.grading.gradebook import (
+from nbjudge.gradebook import (
     CANVAS_COLUMNS,
     CANVAS_FEEDBACK,
     CANVAS_GRADEBOOK,
@@ -16,9 +16,10 @@ from bmnist_helpers.grading.gradebook import (
     GradebookRow,
     write_gradebooks,
 )
-from bmnist_helpers.grading.intake import collect, student_record
-from bmnist_helpers.grading.report import Grade, Marking, write_reports
-from bmnist_helpers.grading.store import merge, open_results, read_results
+from nbjudge.intake import collect, student_record
+from nbjudge.report import Grade, Marking, write_reports
+from nbjudge.store import merge, open_results, read_results
+
 from tests.test_platforms import EXPORTS, write_export
 
 MARKING = Marking(tasks=(1, 2, 3, 4, 5), hidden=2, expected=1)

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import jupytext
 import pytest
-
-from bmnist_helpers.binary_mnist import LESSON
 from bmnist_helpers.data import MNIST_FILES
-from bmnist_helpers.exercise import SOLUTION_IPYNB, SOLUTION_PY, cell_tags, load_solution, solution_regions
-from bmnist_helpers.grading import cli, report
-from bmnist_helpers.grading.plan import build_plan
-from bmnist_helpers.grading.sandbox import protections
+from bmnist_lesson import LESSON
+from bmnist_lesson.exercise import SOLUTION_IPYNB, SOLUTION_PY, cell_tags, load_solution, solution_regions
+from nbjudge import cli, report
+from nbjudge.plan import build_plan
+from nbjudge.sandbox import protections
+
 from tests.conftest import ROOT, local_mirror
 from tests.fixtures import make_submissions
 
@@ -331,7 +331,7 @@ def test_grade_command_is_installed_and_documents_itself():
 
 def test_the_grader_starts_under_a_hard_memory_limit():
     """Slurm and ``ulimit -v`` set a hard RLIMIT_AS; capping a worker must stay within it."""
-    code = ("import resource, subprocess\nfrom bmnist_helpers.grading.run import _cap_worker\n"
+    code = ("import resource, subprocess\nfrom nbjudge.run import _cap_worker\n"
             "p = subprocess.Popen(['sleep', '5'])\n_cap_worker(p.pid)\n"
             "print(resource.prlimit(p.pid, resource.RLIMIT_AS)[1])\np.kill()\n")
     hard = 16 * 2**30

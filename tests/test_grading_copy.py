@@ -7,11 +7,11 @@ import json
 
 import nbformat
 import pytest
+from bmnist_lesson import LESSON, TASK_FUNCTIONS
+from bmnist_lesson.exercise import SOLUTION_IPYNB, cell_tags
+from nbjudge.notebook import InvalidNotebook, build_grading_copy, read_submission
+from nbjudge.plan import build_plan
 
-from bmnist_helpers.binary_mnist import LESSON, TASK_FUNCTIONS
-from bmnist_helpers.exercise import SOLUTION_IPYNB, cell_tags
-from bmnist_helpers.grading.notebook import InvalidNotebook, build_grading_copy, read_submission
-from bmnist_helpers.grading.plan import build_plan
 from tests.fixtures import make_submissions
 
 FIXTURES = make_submissions.fixtures()

@@ -31,13 +31,13 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import bmnist_helpers
 import nbformat
 import pytest
-
-import bmnist_helpers
 from bmnist_helpers import kernel, lesson, setup
 from bmnist_helpers.__main__ import main as kit_main
-from bmnist_helpers.grading import cli
+from nbjudge import cli
+
 from tests.conftest import ROOT, local_mirror
 
 VERSION = bmnist_helpers.__version__
@@ -106,7 +106,7 @@ def test_kernel_command_registers_the_notebooks_kernel_with_its_cache(tmp_path):
 def test_xla_flags_this_jaxlib_refuses_are_left_out(monkeypatch):
     # XLA aborts at start-up on a flag it does not know (a jax upgrade may drop one), so the kernel
     # gets only flags a child process started with.
-    from bmnist_helpers.binary_mnist import GRADING_COMPILE_FLAGS
+    from bmnist_lesson import GRADING_COMPILE_FLAGS
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/nonexistent")
     kernel.xla_flags.cache_clear()
@@ -248,7 +248,7 @@ def test_wheel_carries_the_lesson_and_builds_quietly(built):
         for source, packaged in lesson._FILES.values():
             assert whl.read(f"bmnist_helpers/_lesson/{packaged}") == (ROOT / source).read_bytes(), packaged
         meta = whl.read(f"bmnist_kit-{VERSION}.dist-info/METADATA").decode()
-    assert "bmnist_helpers/grading/cli.py" in names and "bmnist_helpers/nbval_sanitize.cfg" in names
+    assert "engine/nbjudge/cli.py" in names and "lesson/bmnist_lesson/nbval_sanitize.cfg" in names
     assert not any(n.startswith(("tests/", "solutions/", "notebooks/")) for n in names)
     assert "License-Expression: MIT" in meta
     assert "Requires-Dist: jupyterlab>=4.0; extra == \"lab\"" in meta

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from bmnist_helpers.grading.intake import MAX_BYTES, RESERVED_NAMES, Submission, collect, safe_name
+from nbjudge.intake import MAX_BYTES, RESERVED_NAMES, Submission, collect, safe_name
 
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 

@@ -1,7 +1,7 @@
 """Jobs are isolated from each other: CPU share, process limit, disk, teardown (issue 9, item 5).
 
 Each test launches small jobs through the grader's own launcher
-(``python -m bmnist_helpers.grading.sandbox --command CONFIG -- COMMAND``: the same bubblewrap,
+(``python -m nbjudge.sandbox --command CONFIG -- COMMAND``: the same bubblewrap,
 cgroup, uid and limits as a kernel), or a real kernel through a kernel spec with IPC transport.
 """
 
@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from bmnist_helpers.grading import sandbox
-from bmnist_helpers.grading.sandbox import KERNEL_NAME, Limits, SandboxConfig, protections, write_kernel_spec
+from nbjudge import sandbox
+from nbjudge.kernel_path import kernel_path, site_view
+from nbjudge.sandbox import KERNEL_NAME, Limits, SandboxConfig, protections, write_kernel_spec
 
 BWRAP = protections()["file system hidden (bubblewrap)"] and subprocess.run(
     ["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev", "true"],
@@ -45,7 +45,8 @@ def _job_dir(tmp_path: Path, name: str) -> Path:
 def _launch(tmp_path: Path, name: str, code: str, *args: object, **config: object) -> subprocess.Popen:
     """Start ``python -c code args...`` as a sandboxed job; its stdout is piped."""
     home = _job_dir(tmp_path, name)
-    cfg = SandboxConfig(home=str(home), readable=sandbox._readable_paths(), **config)
+    config.setdefault("readable", sandbox._readable_paths())
+    cfg = SandboxConfig(home=str(home), **config)
     path = home.parent / "sandbox.json"
     path.write_text(cfg.to_json())
     command = [sys.executable, "-c", textwrap.dedent(code), *map(str, args)]
@@ -384,15 +385,48 @@ def test_protections_report_what_a_job_gets(tmp_path):
     assert pinned is (len(os.sched_getaffinity(0)) > 1)
 
 
-@needs_bwrap
-def test_a_lessons_private_files_are_hidden_from_the_kernel(tmp_path):
-    """The verdicts lie in the kit's package, which the kernel reads; the lesson hides them."""
-    from bmnist_helpers.binary_mnist import LESSON
+_SEES = """
+import importlib, os, sys
+seen = []
+for name in sys.argv[1].split(","):
+    try:
+        importlib.import_module(name)
+        seen.append(name)
+    except ImportError:
+        pass
+for path in sys.argv[2].split(","):
+    try:
+        open(path, "rb").close()
+        seen.append(path)
+    except OSError:
+        pass
+for folder in sys.argv[3].split(","):
+    for root, dirs, files in os.walk(folder):
+        seen += [os.path.join(root, f) for f in files if "verdicts" in f or "binary_mnist" in f]
+print(";".join(seen))
+"""
 
-    private = [str(p) for p in LESSON.private()]
-    verdicts = next(p for p in private if p.endswith("verdicts.py"))
-    read = "import sys\ntry:\n    print(len(open(sys.argv[1]).read()))\nexcept OSError:\n    print(0)"
-    assert int(_output(_launch(tmp_path, "plain", read, verdicts))) > 1000
-    assert int(_output(_launch(tmp_path, "hidden", read, verdicts, hidden=private))) == 0
-    probes = "import bmnist_helpers.binary_mnist.probes\nprint(1)"  # the kernel's part still imports
-    assert int(_output(_launch(tmp_path, "probes", probes, hidden=private))) == 1
+
+@needs_bwrap
+def test_a_kernel_sees_the_probes_and_no_verdict_or_solution(tmp_path):
+    """By construction: the kernels' import folder holds the lesson's kernel modules, the kit and the
+    engine's kernel side; site-packages shows nothing of the instructor's distributions; the
+    checkout is not mounted. Without that construction the same kernel reads the verdicts."""
+    from bmnist_lesson import LESSON, verdicts
+    from bmnist_lesson.files import solution_notebook
+
+    imports = kernel_path(tmp_path / "kernel-path", LESSON.kernel_modules)
+    view = site_view()
+    wanted = "bmnist_lesson.kernel.probes,bmnist_helpers.data,nbjudge.probe"
+    unwanted = "bmnist_lesson.verdicts,bmnist_lesson.draws,nbjudge.cli,nbjudge.report"
+    secret = f"{verdicts.__file__},{solution_notebook()}"
+    args = (f"{wanted},{unwanted}", secret, ",".join([*view.folders, str(imports)]))
+    env = {"PYTHONPATH": str(imports), "PYTHONDONTWRITEBYTECODE": "1"}
+    seen = _output(_launch(tmp_path, "constructed", _SEES, *args, env=env, site_folders=list(view.folders),
+                           site_entries=list(view.entries), readable=[*sandbox._readable_paths(), str(imports)]))
+    assert seen.strip().split(";") == wanted.split(","), seen
+    assert not list(imports.rglob("*.pyc")) and not (imports / "bmnist_lesson" / "verdicts.py").exists()
+    lesson_folder = str(Path(verdicts.__file__).parent)
+    control = _output(_launch(tmp_path, "control", "import sys; print(len(open(sys.argv[1]).read()))",
+                              verdicts.__file__, readable=[*sandbox._readable_paths(), lesson_folder]))
+    assert int(control) > 1000  # the same sandbox, with the lesson's folder mounted, reads them

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-
 from bmnist_helpers import lab
-from bmnist_helpers.exercise import EXERCISE_IPYNB
+from bmnist_lesson.exercise import EXERCISE_IPYNB
+
 from tests.conftest import ROOT
 
 

@@ -10,11 +10,11 @@ import re
 import sys
 from pathlib import Path
 
+import bmnist_helpers
 import pytest
 import tomllib
-
-import bmnist_helpers
 from bmnist_helpers import kernel, lesson
+
 from tests.conftest import ROOT
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

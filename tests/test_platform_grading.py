@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from nbjudge.gradebook import CANVAS_FEEDBACK, CANVAS_GRADEBOOK, MOODLE_FEEDBACK, MOODLE_WORKSHEET
 
-from bmnist_helpers.grading.gradebook import CANVAS_FEEDBACK, CANVAS_GRADEBOOK, MOODLE_FEEDBACK, MOODLE_WORKSHEET
 from tests.test_platforms import EXPORTS, UNTOUCHED, write_export
 
 pytestmark = pytest.mark.grading

@@ -6,9 +6,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from nbjudge.intake import Submission, collect
+from nbjudge.platforms import identify
 
-from bmnist_helpers.grading.intake import Submission, collect
-from bmnist_helpers.grading.platforms import identify
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"

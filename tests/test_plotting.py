@@ -8,7 +8,6 @@ import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-
 from bmnist_helpers import plotting
 
 

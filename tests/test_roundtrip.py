@@ -13,8 +13,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from bmnist_helpers import exercise
+
 from tests.conftest import ROOT
 from tests.jupyter_server import jupyter
 

@@ -11,13 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bmnist_helpers
 import pytest
 import tomllib
-
-import bmnist_helpers
 from bmnist_helpers import setup
 from bmnist_helpers.__main__ import main as kit_main
 from bmnist_helpers.setup import Requirement, SetupError
+
 from tests.conftest import ROOT
 
 # A Colab-like runtime: what it has, and what its kernel imported before the first cell.

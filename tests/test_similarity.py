@@ -7,11 +7,11 @@ import io
 import tokenize
 
 import nbformat
+from bmnist_lesson import TASK_FUNCTIONS
+from bmnist_lesson.exercise import EXERCISE_IPYNB
+from nbjudge import cli
+from nbjudge.similarity import REPORT, answer_code, find_pairs, scaffold_lines
 
-from bmnist_helpers.binary_mnist import TASK_FUNCTIONS
-from bmnist_helpers.exercise import EXERCISE_IPYNB
-from bmnist_helpers.grading import cli
-from bmnist_helpers.grading.similarity import REPORT, answer_code, find_pairs, scaffold_lines
 from tests.fixtures.alternatives import ALTERNATIVES
 from tests.test_platforms import write_export
 

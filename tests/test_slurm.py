@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from bmnist_helpers.data import default_cache_dir
-from bmnist_helpers.grading.gradebook import MOODLE_FEEDBACK, MOODLE_WORKSHEET
+from nbjudge.gradebook import MOODLE_FEEDBACK, MOODLE_WORKSHEET
+
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"

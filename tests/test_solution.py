@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from bmnist_lesson.exercise import SOLUTION_PY
 
-from bmnist_helpers.exercise import SOLUTION_PY
 from tests.conftest import ROOT
 
 # --- task 1: dataloader (seed erratum 2) -----------------------------------------------------

@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from bmnist_helpers.grading.compare import close
-from bmnist_helpers.grading.lessons import Check, Lesson
+from nbjudge.compare import close
+from nbjudge.lessons import Check, Lesson
 
 __all__ = ["LESSON"]
 

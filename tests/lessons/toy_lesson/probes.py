@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from bmnist_helpers.grading.probe import attempt, student
+from nbjudge.probe import attempt, student
 
 
 def mean(inputs: dict, namespace: dict) -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .lessons import Lesson
 from .notebook import SolutionCell, apply_params, dependencies, normalised_code, solution_cells
+from .solution import check_solution
 from .values import encode_input
 
 __all__ = ["Plan", "build_plan", "probe_source"]
@@ -88,8 +89,7 @@ def build_plan(lesson: Lesson, *, seed: int, params: Mapping[str, str], solution
     :raises ValueError: An unusable solution, or bad parameters.
     """
     path = Path(solution or lesson.solution)
-    if lesson.check_solution is not None:
-        lesson.check_solution(path)
+    check_solution(path, lesson)
     data = path.read_bytes()
     notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
     every = solution_cells(notebook)

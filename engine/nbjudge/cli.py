@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .intake import Submission, collect, student_record
+from .kernel_path import kernel_path, site_view
 from .lessons import Lesson, LessonError, NotReady, installed_lessons, load_lesson
 from .plan import Plan, build_plan
 from .report import Grade, Marking, Reference, reference_from_run, score, summary_table
@@ -95,17 +96,14 @@ class _Run:
     tmp: Path
 
 
-def _options(lesson: Lesson, *, jobs: int, timeout_s: int, cell_timeout_s: int | None, memory_mb: int,
-             bwrap: bool) -> RunOptions:
-    env = lesson.kernel_env()  # once, before jobs start side by side (it may check the installation)
-    roots = [str(root) for root in lesson.source_roots]
-    if roots:
-        env = {**env, "PYTHONPATH": os.pathsep.join(roots)}
+def _options(lesson: Lesson, *, imports: Path, jobs: int, timeout_s: int, cell_timeout_s: int | None,
+             memory_mb: int, bwrap: bool) -> RunOptions:
+    """The run's options; ``imports`` is the kernels' import folder (:func:`.kernel_path.kernel_path`)."""
+    env = {**lesson.kernel_env(), "PYTHONPATH": str(imports)}  # once, before jobs start side by side
     return RunOptions(
         cell_timeout_s=min(cell_timeout_s or DEFAULT_CELL_TIMEOUT_S, timeout_s), notebook_timeout_s=timeout_s,
         limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), use_bwrap=bwrap, jobs=jobs,
-        kernel_env=env, readable=tuple(sorted({*map(str, lesson.readable()), *roots})),
-        hidden=tuple(sorted(map(str, lesson.private()))))
+        kernel_env=env, readable=tuple(sorted({*map(str, lesson.readable()), str(imports)})), site=site_view())
 
 
 def grade(
@@ -164,8 +162,6 @@ def grade(
     if use_bwrap and shutil.which("bwrap") and not bwrap:
         log("warning: bubblewrap is installed but cannot create a sandbox here; grading without it")
     lesson.prepare(log)
-    options = _options(lesson, jobs=jobs, timeout_s=timeout_s, cell_timeout_s=cell_timeout_s, memory_mb=memory_mb,
-                       bwrap=bwrap)
     active = protections(use_bwrap=bwrap, jobs=jobs)
     meta = {**plan.identity(), "solution_file": str(plan.solution_path), "marking": asdict(Marking.of(lesson)),
             "protections": active}
@@ -179,6 +175,8 @@ def grade(
     reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(tmp)], stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        options = _options(lesson, imports=kernel_path(tmp / "kernel-path", lesson.kernel_modules), jobs=jobs,
+                           timeout_s=timeout_s, cell_timeout_s=cell_timeout_s, memory_mb=memory_mb, bwrap=bwrap)
         plan_file = tmp / "plan.json"
         write_private(plan_file, json.dumps(plan.for_workers()).encode())
         _grade_all(todo, _Run(plan, plan_file, options, tmp), results, jobs=jobs, log=log,
@@ -337,7 +335,7 @@ def _exit_on_term(signum, frame) -> None:
     raise SystemExit(128 + signum)  # so that the temp folders are removed on the way out
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(lesson: str | None) -> argparse.ArgumentParser:
     prog = _prog()
     parser = argparse.ArgumentParser(
         prog=prog, formatter_class=_Help,
@@ -349,9 +347,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("submissions", nargs="+", type=Path, help="notebooks or folders of notebooks")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.jsonl, grades.csv and feedback/")
-    parser.add_argument("--lesson", default=None,
+    parser.add_argument("--lesson", default=lesson,
                         help="the lesson: an installed lesson's name, a module name, or the path of a package folder "
-                             f"with a LESSON (default: the installed one; installed: {', '.join(installed_lessons())})")
+                             f"with a LESSON (default: {lesson or 'the one installed'}; installed: "
+                             f"{', '.join(installed_lessons()) or 'none'})")
     parser.add_argument("--jobs", type=int, default=None,
                         help=f"notebooks graded in parallel (default: the CPU cores, as far as memory allows: "
                              f"{default_jobs()} here)")
@@ -376,8 +375,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point."""
+def main(argv: list[str] | None = None, *, lesson: str | None = None) -> int:
+    """Command line entry point (``nbjudge``).
+
+    :param argv: Arguments (default: ``sys.argv[1:]``).
+    :param lesson: The default of ``--lesson`` (a lesson's own command, e.g. ``bmnist-grade``, names
+        its lesson); ``None``: the one lesson installed.
+    """
     argv = sys.argv[1:] if argv is None else argv
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_term)
@@ -386,8 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["similarity"]:  # a report for the instructor, never a grade
         from .similarity import main as similarity_main
 
-        return similarity_main(argv[1:], prog=f"{_prog()} similarity")
-    parser = _parser()
+        return similarity_main(argv[1:], prog=f"{_prog()} similarity", lesson=lesson)
+    parser = _parser(lesson)
     args = parser.parse_args(argv)
     if args.shard != (1, 1) and args.seed is None and not args.resume:
         parser.error("--shard needs --seed, so that every shard runs the same hidden checks")

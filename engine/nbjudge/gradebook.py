@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._atomic import write_atomic
+from ._atomic import write_atomic
 
 __all__ = [
     "CANVAS_COLUMNS", "CANVAS_FEEDBACK", "CANVAS_GRADEBOOK", "MOODLE_COLUMNS", "MOODLE_FEEDBACK", "MOODLE_WORKSHEET",

@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._atomic import write_atomic
+from ._atomic import write_atomic
 from .gradebook import GradebookRow, write_gradebooks
-from .lessons import Lesson, judge
+from .lessons import Lesson, LessonError, judge
 from .plan import Plan
 from .run import RunResult
 from .status import decide
@@ -26,7 +26,6 @@ from .values import MalformedValues, decode_values, load_values
 
 __all__ = ["Grade", "Marking", "Reference", "reference_from_run", "score", "summary_table", "write_reports"]
 
-SANITIZE_FILE = Path(__file__).resolve().parent.parent / "nbval_sanitize.cfg"
 _TRUNCATE = 1500
 _SANITIZE_CHARS = 20_000  # characters of a cell's text compared (the worker keeps as many)
 _DIFF_LINES, _DIFF_CHARS = 200, 300  # a diff compares at most these many lines, each cut to so many characters
@@ -94,23 +93,36 @@ class Reference:
 
 
 @functools.cache
-def _sanitizers() -> list[tuple[re.Pattern, str]]:
+def sanitizers(path: Path | None) -> tuple[tuple[re.Pattern, str], ...]:
+    """The patterns of an nbval sanitize file (``[section]`` with ``regex:`` and ``replace:``).
+
+    :param path: The lesson's file (:attr:`Lesson.sanitize`); ``None``: no patterns.
+    :raises LessonError: The file cannot be read or a pattern does not compile.
+    """
+    if path is None:
+        return ()
     parser = configparser.ConfigParser(interpolation=None)
-    parser.read(SANITIZE_FILE, encoding="utf-8")
-    return [(re.compile(parser[s]["regex"]), parser[s]["replace"]) for s in parser.sections()]
+    try:
+        if not parser.read(path, encoding="utf-8"):
+            raise OSError("missing")
+        return tuple((re.compile(parser[s]["regex"]), parser[s]["replace"]) for s in parser.sections())
+    except (OSError, KeyError, re.error, configparser.Error) as exc:
+        raise LessonError(f"the lesson's sanitize file {path} is not usable ({exc}); give an nbval sanitize file "
+                          "with a regex and a replace line in each section") from None
 
 
-def sanitize(text: str) -> str:
-    """The text as compared: volatile parts replaced (the kit's nbval sanitize file), figure reprs dropped.
+def sanitize(text: str, rules: tuple[tuple[re.Pattern, str], ...] = ()) -> str:
+    """The text as compared: volatile parts replaced (the lesson's sanitize patterns), figure reprs dropped.
 
     Student output goes through this in the grader process, so its time is bounded: the text is
     cut to :data:`_SANITIZE_CHARS` first (the worker keeps no more of a cell), and the patterns are
     linear (a match starts only where a run of digits starts).
 
     :param text: A cell's text output.
+    :param rules: The patterns, from :func:`sanitizers`.
     """
     text = text[:_SANITIZE_CHARS]
-    for pattern, replacement in _sanitizers():
+    for pattern, replacement in rules:
         text = pattern.sub(replacement, text)
     return "\n".join(line.rstrip() for line in text.splitlines() if line.strip() and not _FIGURE.match(line.strip()))
 
@@ -146,7 +158,8 @@ def reference_from_run(result: RunResult, plan: Plan) -> Reference:
     if not copy or broken or result.timed_out:
         raise ValueError("the solution itself does not run cleanly in its grading copy: "
                          + (", ".join(broken[:5]) or "no cells ran") + f"; check --param values.\n{result.log[-2000:]}")
-    texts = {c["name"]: sanitize(records[i].get("text", "")) for i, c in enumerate(copy) if c["expected"]}
+    rules = sanitizers(plan.lesson.sanitize)
+    texts = {c["name"]: sanitize(records[i].get("text", ""), rules) for i, c in enumerate(copy) if c["expected"]}
     tasks = {c["name"]: c["task"] for c in copy if c["expected"]}
     values = {c["task"]: _values(records[i]) for i, c in enumerate(copy) if c["role"] == "probe"}
     checks = {check.task: check for check in plan.lesson.checks}
@@ -270,7 +283,7 @@ def _expected_failure(cell: dict, record: dict | None, reference: Reference, pla
     expected = reference.texts.get(cell["name"], "")
     if record is None:
         return {"task": cell["task"], "kind": "expected", "cell": cell["name"], "message": "not run"}
-    got = sanitize(record.get("text", ""))
+    got = sanitize(record.get("text", ""), sanitizers(plan.lesson.sanitize))
     if record["status"] == "ok" and got == expected:
         return None
     message = ""

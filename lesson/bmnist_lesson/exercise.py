@@ -1,7 +1,7 @@
 """Generate the student exercise from the solution notebook (nbdev/nbgrader style).
 
-``solutions/binary_mnist.py`` is the single source. Every answer in it sits between
-``### BEGIN SOLUTION`` and ``### END SOLUTION`` inside a function; the generator replaces each
+Instructor tooling (``bmnist-lesson``). ``solutions/binary_mnist.py`` is the single source. Every
+answer in it sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` inside a function; the generator replaces each
 such region with a stub that raises ``NotImplementedError("TODO: ...")``, clears every output,
 drops solution-only cells, puts beside each expected-result cell a markdown copy of the output
 stored in ``solutions/binary_mnist.ipynb`` (text in a fenced block, figures as image
@@ -9,9 +9,9 @@ attachments), and writes ``notebooks/binary_mnist.py`` and ``.ipynb`` exactly as
 contents manager would save them, so that opening them in JupyterLab changes nothing. Command
 line::
 
-    python -m bmnist_helpers.exercise                       # regenerate the exercise
-    python -m bmnist_helpers.exercise --check               # exit 1 if the exercise is stale
-    python -m bmnist_helpers.exercise --execute-solution    # re-run the solution, store outputs
+    python -m bmnist_lesson.exercise                       # regenerate the exercise
+    python -m bmnist_lesson.exercise --check               # exit 1 if the exercise is stale
+    python -m bmnist_lesson.exercise --execute-solution    # re-run the solution, store outputs
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbjudge import write_atomic
+from nbjudge.tags import EXPECTED_TAG, cell_tags, task_of
 
-from ._atomic import write_atomic
-from .grading.tags import EXPECTED_TAG, cell_tags, task_of
-from .lesson import CHECKOUT, in_checkout, lesson_path
+from .files import CHECKOUT, SOLUTION_PY, in_checkout, solution_notebook
 
 __all__ = [
     "BEGIN",
@@ -50,13 +50,11 @@ __all__ = [
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 SOLUTION_ONLY_TAG = "solution-only"
-# The .py sources exist only in a checkout; the notebooks are the checkout's, or, in an installed
-# wheel, the package's copies (bmnist_helpers.lesson finds them).
+# The generator works in a checkout: the sources are solutions/ and it writes notebooks/.
 ROOT = CHECKOUT
-SOLUTION_PY = ROOT / "solutions" / "binary_mnist.py"
-SOLUTION_IPYNB = lesson_path("solution")
+SOLUTION_IPYNB = solution_notebook()
 EXERCISE_PY = ROOT / "notebooks" / "binary_mnist.py"
-EXERCISE_IPYNB = lesson_path("exercise")
+EXERCISE_IPYNB = ROOT / "notebooks" / "binary_mnist.ipynb"
 _KERNELSPEC = {"display_name": "bmnist", "language": "python", "name": "bmnist"}
 _REGION = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n(.*?)^[ \t]*{re.escape(END)}[^\n]*$", re.M | re.S)
 _DEF = re.compile(r"^[ \t]*def (\w+)\(", re.M)
@@ -258,7 +256,7 @@ def load_solution(path: Path = SOLUTION_PY) -> nbformat.NotebookNode:
 def _note(source: Path) -> nbformat.NotebookNode:
     rel = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
     return nbformat.v4.new_markdown_cell(
-        f"<sub>The kit's exercise is generated from `{rel}` by `make exercise` (`python -m bmnist_helpers.exercise`); "
+        f"<sub>The kit's exercise is generated from `{rel}` by `make exercise` (`python -m bmnist_lesson.exercise`); "
         "instructors change the solution and regenerate. `make lab` gives a student a copy of it to work in, "
         "`work/binary_mnist.ipynb`, which no update of the kit overwrites.</sub>",
         id="generated-note",
@@ -410,14 +408,13 @@ def stale_files() -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m bmnist_helpers.exercise", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bmnist_lesson.exercise", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the committed exercise is stale")
     parser.add_argument("--execute-solution", action="store_true", help="re-run the solution and store its outputs")
     args = parser.parse_args(argv)
     if not in_checkout():
-        print("error: generating the lesson needs a checkout of the repository (its source is "
-              "solutions/binary_mnist.py); an installed kit writes its notebooks with "
-              "`python -m bmnist_helpers lesson DIR`", file=sys.stderr)
+        print("error: generating the exercise needs the instructor's checkout of the repository (its source "
+              "is solutions/binary_mnist.py)", file=sys.stderr)
         return 2
     try:
         if args.execute_solution:

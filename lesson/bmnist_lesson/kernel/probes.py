@@ -1,6 +1,6 @@
 """The kernel's part of the binary-MNIST hidden checks: call the student's functions on the drawn
 inputs and return raw values. Runs inside the student's sandboxed kernel (see
-:mod:`bmnist_helpers.grading.probe`); holds no answer to any task.
+:mod:`nbjudge.probe`); holds no answer to any task.
 
 Tasks 3 and 4 build on earlier tasks, and each is judged against what the student's *own* earlier
 functions return on the same inputs: the objective against the student's own ``mlp`` logits, the
@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from nbjudge.probe import attempt, student
 
-from ..grading.probe import attempt, student
 from . import usable
 
 __all__ = ["dataloader", "model", "objective", "training", "examples"]

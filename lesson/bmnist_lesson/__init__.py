@@ -1,9 +1,12 @@
-"""The binary-MNIST lesson as the grading engine sees it: tasks, points, hidden checks, parameters.
+"""The instructor's side of the binary-MNIST lesson: tasks, points, hidden checks, parameters.
 
-``bmnist-grade`` grades this lesson unless told ``--lesson`` another. The engine
-(:mod:`bmnist_helpers.grading`) knows nothing of what is declared here; each hidden check is in
-three parts: :mod:`.draws` (inputs, in the grader), :mod:`.probes` (calls of the student's
-functions, in the kernel) and :mod:`.verdicts` (in the grader).
+This package is installed by instructors only (``bmnist-lesson``); students get the kit
+(``bmnist_helpers``) and the exercise. ``bmnist-grade`` grades this lesson with the engine
+(:mod:`nbjudge`), which knows nothing of what is declared here. Each hidden check is in three
+parts: :mod:`.draws` (inputs, in the grader), :mod:`.kernel.probes` (calls of the student's
+functions, in the kernel: the only module of this package a kernel sees, with
+:mod:`.kernel.usable`) and :mod:`.verdicts` (in the grader). The executed solution is
+:func:`.files.solution_notebook`.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..grading.lessons import Check, Lesson, NotReady
-from ..lesson import check_solution, lesson_path
-from . import draws
+from bmnist_helpers.lesson import lesson_path
+from nbjudge import Check, Lesson, NotReady
 
+from . import draws
+from .files import SANITIZE_FILE, solution_notebook
+
+__version__ = "0.1.0"
 __all__ = ["GRADING_COMPILE_FLAGS", "GRADING_PARAMS", "LESSON", "TASK_FUNCTIONS"]
 
 TASK_FUNCTIONS = {
@@ -36,7 +42,8 @@ GRADING_PARAMS = {"NUM_STEPS": "200", "TARGET_ACCURACY": "0.98", "NUM_INITS": "2
 # no backend optimisation they compile in about two thirds of the time (the lesson's kernel keeps
 # level 1, under which its 100 random initialisations run faster).
 GRADING_COMPILE_FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=0")
-_PROBES, _VERDICTS = __name__ + ".probes", __name__ + ".verdicts"  # verdicts: imported by the grader only
+_KERNEL = __name__ + ".kernel"
+_PROBES, _VERDICTS = _KERNEL + ".probes", __name__ + ".verdicts"  # verdicts: imported by the grader only
 _CHECKS = tuple(Check(task, getattr(draws, name), f"{_PROBES}:{name}", f"{_VERDICTS}:{name}")
                 for task, name in enumerate(("dataloader", "model", "objective", "training", "examples"), 1))
 
@@ -45,8 +52,8 @@ def _kernel_env() -> dict[str, str]:
     """JAX on the CPU with a compilation cache of the kernel's own (in its private home: no kernel
     can plant a compiled program for another), the grader's XLA flags where this jaxlib accepts
     them, MNIST from the read-only cache and no download."""
-    from ..data import default_cache_dir
-    from ..kernel import xla_flags
+    from bmnist_helpers.data import default_cache_dir
+    from bmnist_helpers.kernel import xla_flags
 
     env = {"JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": "{home}/.jax-cache",
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05", "MPLBACKEND": "agg",
@@ -57,24 +64,16 @@ def _kernel_env() -> dict[str, str]:
 
 def _readable() -> list[Path]:
     """The MNIST cache, where it exists."""
-    from ..data import default_cache_dir
+    from bmnist_helpers.data import default_cache_dir
 
     cache = default_cache_dir()
     return [cache] if cache.exists() else []
 
 
-def _private() -> list[Path]:
-    """What the kernels must not read although it lies in the kit's package: the verdicts (the
-    grader's own formulas) and, in an installed kit, the packaged solution."""
-    from ..lesson import PACKAGE_DIR
-
-    return [Path(__file__).resolve().parent / "verdicts.py", PACKAGE_DIR / "_lesson"]
-
-
 def _prepare(log: Callable[[str], None]) -> None:
     """MNIST in the cache before any kernel starts (the kernels have no network): the kit's own
     downloader with its mirrors (``BMNIST_MIRRORS``), in the grader process."""
-    from ..data import CacheError, MirrorError, default_cache_dir, fetch
+    from bmnist_helpers.data import CacheError, MirrorError, default_cache_dir, fetch
 
     try:
         fetch()
@@ -86,7 +85,7 @@ def _prepare(log: Callable[[str], None]) -> None:
 
 LESSON = Lesson(
     name="binary-mnist",
-    solution=lesson_path("solution"),
+    solution=solution_notebook(),
     exercise=lesson_path("exercise"),
     tasks=TASK_FUNCTIONS,
     checks=_CHECKS,
@@ -94,7 +93,7 @@ LESSON = Lesson(
     skip_tags=frozenset({"solution-only", "explore"}),
     kernel_env=_kernel_env,
     readable=_readable,
-    private=_private,
+    kernel_modules=(_KERNEL, "bmnist_helpers"),
+    sanitize=SANITIZE_FILE,
     prepare=_prepare,
-    check_solution=check_solution,
 )

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .kernel_path import SiteView
 from .sandbox import KERNEL_NAME, Limits, SandboxConfig, write_kernel_spec
 from .values import RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES
 
@@ -39,8 +40,8 @@ class RunOptions:
     use_bwrap: bool = True
     jobs: int = 1
     kernel_env: dict[str, str] = field(default_factory=dict)  # the lesson's, ``{home}`` for the kernel's home
-    readable: tuple[str, ...] = ()  # folders the kernel may read besides Python and the engine's package
-    hidden: tuple[str, ...] = ()  # paths inside those the kernel must not read (the lesson's private files)
+    readable: tuple[str, ...] = ()  # folders the kernel may read besides Python (the kernel path, a data cache)
+    site: SiteView = SiteView(folders=(), entries=())  # what the kernel sees of site-packages
 
 
 @dataclass
@@ -82,7 +83,7 @@ def run_job(submission: Path | None, *, plan: Path, workdir: Path, slot: int, op
     os.chmod(workdir, 0o711)  # the sandbox uid may pass through to its home, but not list the folder
     config = SandboxConfig(home=str(home), limits=options.limits, slot=slot, jobs=options.jobs,
                            use_bwrap=options.use_bwrap, readable=list(options.readable), env=dict(options.kernel_env),
-                           hidden=list(options.hidden))
+                           site_folders=list(options.site.folders), site_entries=list(options.site.entries))
     spec_dir = write_kernel_spec(workdir / "jupyter", config)
     results = workdir / "results.jsonl"
     job = {"submission": None if submission is None else str(submission), "plan": str(plan),

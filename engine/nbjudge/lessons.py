@@ -23,7 +23,7 @@ import importlib.util
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["ENTRY_POINTS", "Check", "CheckFailed", "Lesson", "LessonError", "NotReady", "installed_lessons", "judge",
@@ -95,14 +95,16 @@ class Lesson:
         is the task's number.
     :param kernel_env: ``kernel_env() -> {NAME: value}`` for the kernels; ``{home}`` in a value is
         the kernel's home folder. Called once per grading run, before any job starts.
-    :param readable: ``readable() -> [folder, ...]`` the kernels may read besides Python and the
-        lesson's own package.
-    :param private: ``private() -> [path, ...]`` inside those that the kernels must not read (the
-        verdicts, a packaged solution): hidden in the sandbox.
+    :param readable: ``readable() -> [folder, ...]`` the kernels may read besides Python (a data cache, say).
+    :param kernel_modules: What the kernels import of the lesson's side: modules or packages (the
+        probes, the student kit when it is not installed as a distribution of its own), named as the
+        grader imports them. Each is copied, without bytecode, into a read-only folder on the kernels'
+        ``PYTHONPATH``; nothing else of the lesson's package (its verdicts, its solution) reaches a
+        kernel. Each check's probe module must be among them.
+    :param sanitize: An nbval sanitize file: the patterns that make printed output comparable (timings,
+        addresses). Applied to the reference and the student's output alike.
     :param prepare: ``prepare(log)`` before any job starts (fill a data cache); raises
         :class:`NotReady` with the command that fixes it.
-    :param check_solution: ``check_solution(path)`` refuses a notebook that cannot serve as the
-        solution (raises :class:`ValueError`).
     """
 
     name: str
@@ -117,15 +119,9 @@ class Lesson:
     stub: re.Pattern = re.compile(r"TODO: task (\d+)")
     kernel_env: Callable[[], dict[str, str]] = _no_env
     readable: Callable[[], list[Path]] = _no_folders
-    private: Callable[[], list[Path]] = _no_folders
+    kernel_modules: tuple[str, ...] = ()
+    sanitize: Path | None = None
     prepare: Callable[[Callable[[str], None]], None] = _nothing
-    check_solution: Callable[[Path], None] | None = None
-    source_roots: tuple[Path, ...] = ()  # set by load_lesson: folders to put on the kernel's sys.path
-
-    @property
-    def max_points(self) -> int:
-        """The most points a submission can get."""
-        return len(self.tasks) * (self.hidden_points + self.expected_points)
 
     def function_tasks(self) -> dict[str, int]:
         """``{function name: task}`` for every function a task defines."""
@@ -185,10 +181,8 @@ def load_lesson(spec: str | None = None) -> Lesson:
     if spec in installed:
         spec, _, attribute = installed[spec].partition(":")
     path = Path(spec)
-    roots: tuple[Path, ...] = ()
     if path.is_dir() and (path / "__init__.py").is_file():
         root = path.resolve().parent
-        roots = (root,)
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))
         spec = path.resolve().name
@@ -206,4 +200,13 @@ def load_lesson(spec: str | None = None) -> Lesson:
     tasks = sorted(lesson.tasks)
     if sorted(c.task for c in lesson.checks) != tasks:
         raise LessonError(f"--lesson {spec}: every task needs exactly one check (tasks {tasks})")
-    return replace(lesson, source_roots=roots) if roots else lesson
+    outside = [c.probe for c in lesson.checks if not _within(c.probe.partition(":")[0], lesson.kernel_modules)]
+    if outside:
+        raise LessonError(f"--lesson {spec}: the probes {', '.join(outside)} are not in the lesson's kernel_modules "
+                          f"{list(lesson.kernel_modules)}; add their module there, or the kernels cannot import them")
+    return lesson
+
+
+def _within(module: str, roots: tuple[str, ...]) -> bool:
+    """Whether ``module`` is one of ``roots`` or inside one of them."""
+    return any(module == root or module.startswith(root + ".") for root in roots)

@@ -1,12 +1,12 @@
-"""The lesson's notebooks wherever the kit lives, and ``python -m bmnist_helpers lesson DIR``.
+"""The lesson's exercise wherever the kit lives, and ``python -m bmnist_helpers lesson DIR``.
 
-In a checkout of the repository the files are its own (``notebooks/``, ``solutions/``,
-``constraints.txt``). In an installed wheel they are package data in ``bmnist_helpers/_lesson``,
-copied there by the build step in ``setup.py``. Only the standard library is used here, so that a
-student's base install can write the lesson::
+In a checkout of the repository the files are its own (``notebooks/``, ``constraints.txt``). In an
+installed wheel they are package data in ``bmnist_helpers/_lesson``, copied there by the build step
+in ``kit/setup.py``. The kit holds the exercise only: the solution is the instructor's, and neither
+the kit nor its wheel carries it. Only the standard library is used here, so that a student's
+base install can write the lesson::
 
     python -m bmnist_helpers lesson DIR              # the exercise: DIR/binary_mnist.ipynb
-    python -m bmnist_helpers lesson DIR --solution   # the executed solution: DIR/binary_mnist_solution.ipynb
 
 A file already in DIR that differs from the kit's (a student's work) is never overwritten without
 ``--force``, and with ``--force`` it is first kept as a numbered backup beside it.
@@ -15,22 +15,17 @@ A file already in DIR that differs from the kit's (a student's work) is never ov
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
 from ._atomic import write_atomic
-from .grading.tags import EXPECTED_TAG, cell_tags, task_of
 
 __all__ = [
     "CHECKOUT",
     "LessonExists",
-    "NotASolution",
     "WriteResult",
-    "check_solution",
     "in_checkout",
     "lesson_file",
     "lesson_path",
@@ -38,25 +33,22 @@ __all__ = [
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-CHECKOUT = PACKAGE_DIR.parent  # the repository root, when the package is used from a checkout
+CHECKOUT = PACKAGE_DIR.parents[1]  # the repository root, when the package is used from a checkout (kit/bmnist_helpers)
 _DATA = PACKAGE_DIR / "_lesson"
 # kind: (path in a checkout, name in the package data and in the folder the lesson is written to).
-# setup.py's LESSON_FILES makes the same copies.
+# kit/setup.py's LESSON_FILES makes the same copies.
 _FILES = {
     "exercise": ("notebooks/binary_mnist.ipynb", "binary_mnist.ipynb"),
-    "solution": ("solutions/binary_mnist.ipynb", "binary_mnist_solution.ipynb"),
     "constraints": ("constraints.txt", "constraints.txt"),
 }
-_SOURCE = "solutions/binary_mnist.py"
-_STUB = re.compile(r'raise NotImplementedError\("TODO')
+SOLUTION_REFUSED = (
+    "the solution is not part of bmnist-kit: it is your instructor's, and they publish what you may see of it. "
+    "The exercise's expected-result boxes show what each task should print and draw."
+)
 
 
 class LessonExists(FileExistsError):
     """The target folder holds a different version of the notebook (probably a student's work)."""
-
-
-class NotASolution(ValueError):
-    """A notebook given as the solution is not an executed solution notebook."""
 
 
 @dataclass(frozen=True)
@@ -70,13 +62,13 @@ class WriteResult:
 
 def in_checkout() -> bool:
     """Whether the package is used from a checkout of the repository (an editable install)."""
-    return (CHECKOUT / _SOURCE).is_file() and (CHECKOUT / "pyproject.toml").is_file()
+    return (CHECKOUT / _FILES["exercise"][0]).is_file() and (CHECKOUT / "kit" / "pyproject.toml").is_file()
 
 
 def lesson_path(kind: str) -> Path:
     """Where a lesson file is: the checkout's own file in a checkout, else the package's copy.
 
-    :param kind: ``exercise``, ``solution`` or ``constraints``.
+    :param kind: ``exercise`` or ``constraints``.
     :returns: The path; it may be missing in a broken install (see :func:`lesson_file`).
     :raises ValueError: Unknown kind.
     """
@@ -89,7 +81,7 @@ def lesson_path(kind: str) -> Path:
 def lesson_file(kind: str) -> Path:
     """Like :func:`lesson_path`, but the file must exist.
 
-    :param kind: ``exercise``, ``solution`` or ``constraints``.
+    :param kind: ``exercise`` or ``constraints``.
     :raises FileNotFoundError: The install lacks the file, with the command that repairs it.
     """
     path = lesson_path(kind)
@@ -109,11 +101,10 @@ def _backup_name(path: Path) -> Path:
     raise LessonExists(f"{path.parent} holds too many backups of {path.name}; move some away")
 
 
-def write_lesson(folder: Path, *, solution: bool = False, force: bool = False) -> WriteResult:
-    """Write the exercise (or the executed solution) notebook into ``folder``.
+def write_lesson(folder: Path, *, force: bool = False) -> WriteResult:
+    """Write the exercise notebook into ``folder``.
 
     :param folder: Target folder; created if missing.
-    :param solution: Write the solution notebook instead of the exercise.
     :param force: Replace a different file of the same name; the old one is kept as a backup.
     :returns: The path written and what happened.
     :raises LessonExists: A different file is there and ``force`` is not set.
@@ -122,7 +113,7 @@ def write_lesson(folder: Path, *, solution: bool = False, force: bool = False) -
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder} is a file, not a folder; name a folder to write the lesson into")
-    kind = "solution" if solution else "exercise"
+    kind = "exercise"
     data = lesson_file(kind).read_bytes()
     target = folder / _FILES[kind][1]
     if target.is_dir():
@@ -144,49 +135,6 @@ def write_lesson(folder: Path, *, solution: bool = False, force: bool = False) -
     return WriteResult(target, "replaced", backup)
 
 
-def _source(cell: dict) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
-
-
-def check_solution(path: Path) -> None:
-    """Refuse a notebook that cannot serve as the grader's solution, before grading starts.
-
-    The solution must be an executed solution notebook: answer cells and expected-result cells for
-    every task, each expected-result cell with its stored outputs, and no ``TODO`` stubs.
-
-    :param path: The notebook given as ``--solution``.
-    :raises NotASolution: What is wrong, and how to get a usable notebook.
-    """
-    fix = (
-        "give the executed solution: `python -m bmnist_helpers lesson DIR --solution` writes the kit's, "
-        "`make solution` re-runs it in a checkout, or run all cells of your own variant and save it"
-    )
-    try:
-        nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NotASolution(f"--solution {path}: cannot read it as a notebook ({exc}); {fix}") from exc
-    if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
-        raise NotASolution(f"--solution {path}: not an nbformat 4 notebook; {fix}")
-    code = [c for c in nb["cells"] if isinstance(c, dict) and c.get("cell_type") == "code"]
-    stubs = [c.get("id", "?") for c in code if _STUB.search(_source(c))]
-    if stubs:
-        raise NotASolution(f"--solution {path}: this is the exercise, not the solution (TODO stubs in {stubs}); {fix}")
-    from .binary_mnist import TASK_FUNCTIONS  # here: that package declares this lesson from this module's files
-
-    expected = [c for c in code if EXPECTED_TAG in cell_tags(c)]
-    answers = {task_of(c) for c in code if EXPECTED_TAG not in cell_tags(c)}
-    missing_expected = [n for n in TASK_FUNCTIONS if n not in {task_of(c) for c in expected}]
-    missing_answers = [n for n in TASK_FUNCTIONS if n not in answers]
-    if missing_expected or missing_answers:
-        what = [f"expected-result cells of task(s) {missing_expected}"] if missing_expected else []
-        what += [f"answer cells of task(s) {missing_answers}"] if missing_answers else []
-        raise NotASolution(f"--solution {path}: no {' and no '.join(what)} (cells tagged task-N); {fix}")
-    unrun = [c.get("id", "?") for c in expected if not c.get("outputs")]
-    if unrun:
-        raise NotASolution(f"--solution {path}: expected-result cells {unrun} have no stored outputs; {fix}")
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``lesson`` command's arguments.
 
@@ -194,7 +142,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument("folder", type=Path, help="folder to write the notebook into (created if missing)")
     parser.add_argument("--solution", action="store_true",
-                        help=f"write the executed solution ({_FILES['solution'][1]}) instead of the exercise")
+                        help="(not in the kit: the solution is the instructor's; this says so and writes nothing)")
     parser.add_argument("--force", action="store_true",
                         help="replace a different notebook of the same name; the old one is kept as a backup")
 
@@ -203,10 +151,13 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``lesson`` command.
 
     :param args: Parsed arguments (see :func:`configure_parser`).
-    :returns: Exit status: 0 written or unchanged, 1 refused.
+    :returns: Exit status: 0 written or unchanged, 1 refused (``--solution`` among them).
     """
+    if args.solution:
+        print(f"error: {SOLUTION_REFUSED}", file=sys.stderr)
+        return 1
     try:
-        result = write_lesson(args.folder, solution=args.solution, force=args.force)
+        result = write_lesson(args.folder, force=args.force)
     except (LessonExists, NotADirectoryError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

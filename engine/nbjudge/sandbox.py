@@ -81,7 +81,6 @@ import socket
 import stat
 import subprocess
 import sys
-import sysconfig
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -103,6 +102,7 @@ _CGROUP_FS = Path("/sys/fs/cgroup")
 _CGROUP_PARENT = "grading-sandbox"  # job cgroups are grading-sandbox/job-<launcher pid>-<random>
 _CONNECTION_INSIDE = "/run/grading/kernel.json"
 _MODULE = f"{__package__}.sandbox"  # this module, as the launcher is started
+_KERNEL_MODULE = f"{__package__}.kernel_start"  # the kernel's start, inside the sandbox (on the kernel path)
 # Written into the job's folder when the job reached its process limit and was stopped for it.
 PROCESS_LIMIT_MARK = "process-limit-reached"
 _MINIMAL_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -152,8 +152,8 @@ class SandboxConfig:
     :param use_bwrap: Whether bubblewrap may be used.
     :param use_cgroups: Whether a cgroup per job may be used.
     :param readable: Extra folders the kernel may read.
-    :param hidden: Files and folders inside the readable ones that the kernel must not read
-        (bubblewrap: an empty file or folder is mounted over each).
+    :param site_folders: Python's site-packages folders, shown empty (bubblewrap) except for...
+    :param site_entries: ...these entries of them (see :func:`.kernel_path.site_view`).
     :param env: Extra environment variables for the kernel; ``{home}`` in a value is the kernel's home.
     """
 
@@ -165,7 +165,8 @@ class SandboxConfig:
     use_cgroups: bool = True
     readable: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    hidden: list[str] = field(default_factory=list)
+    site_folders: list[str] = field(default_factory=list)
+    site_entries: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         """Serialise for the launcher."""
@@ -435,13 +436,9 @@ def protections(*, use_bwrap: bool = True, use_cgroups: bool = True, jobs: int =
 
 
 def _readable_paths() -> list[str]:
-    """What a kernel must be able to read: Python, the venv, the package this engine is part of."""
-    paths = {
-        sys.prefix,
-        sys.base_prefix,
-        sysconfig.get_paths()["purelib"],
-        str(Path(__file__).resolve().parents[1]),
-    }
+    """What a kernel must be able to read: Python and the venv (of their site-packages, only the
+    :attr:`SandboxConfig.site_entries`)."""
+    paths = {sys.prefix, sys.base_prefix}
     return sorted(p for p in paths if Path(p).exists())
 
 
@@ -538,11 +535,13 @@ def _bwrap_argv(config: SandboxConfig, command: list[str], *, uid: int | None, d
         argv += ["--perms", "0755", "--dir", parent]
     for path in config.readable:
         argv += ["--ro-bind", path, path]
-    for path in config.hidden:  # inside a readable folder, but not for the kernel
-        if Path(path).is_dir():
-            argv += ["--tmpfs", path]
-        elif Path(path).exists():
-            argv += ["--ro-bind", "/dev/null", path]
+    site = [folder for folder in config.site_folders if Path(folder).is_dir()]
+    for folder in site:  # Python's site-packages: only the entries named, nothing of the instructor's
+        argv += ["--perms", "0755", "--tmpfs", folder]
+    for entry in config.site_entries:
+        argv += ["--ro-bind", entry, entry]
+    for folder in site:
+        argv += ["--remount-ro", folder]
     argv += ["--bind", config.home, config.home]
     if data_fd is not None:
         argv += ["--perms", "0444", "--ro-bind-data", str(data_fd), _CONNECTION_INSIDE]
@@ -718,7 +717,7 @@ def launch(config: SandboxConfig, connection_file: str) -> int:
         if job.uid is not None:  # the kernel binds its sockets here, then the folder is root's again
             os.chown(home, job.uid, job.uid)
             os.chmod(home, 0o700)
-        command = [sys.executable, "-m", _MODULE, "--kernel", str(kernel_end.fileno()), connection]
+        command = [sys.executable, "-m", _KERNEL_MODULE, str(kernel_end.fileno()), connection]
         try:
             proc = job.start(command, data=data, pass_fds=(kernel_end.fileno(),))
         finally:
@@ -777,22 +776,6 @@ def run_command(config: SandboxConfig, command: list[str], *, timeout_s: float |
             return proc.wait()
 
 
-def _kernel_main(gate_fd: int, connection_file: str) -> None:
-    """Inside the sandbox: bind the kernel's sockets, tell the launcher, wait for its go, run."""
-    if sys.path and sys.path[0] in ("", os.getcwd()):
-        del sys.path[0]  # as ipykernel_launcher does: the working directory is not a module source
-    from ipykernel.kernelapp import IPKernelApp
-
-    app = IPKernelApp.instance()
-    # parent_handle=1: the launcher's PR_SET_PDEATHSIG chain, not a poller, ends the kernel with its
-    # parent (and no "Ctrl-C will not work" banner in the grader's log).
-    app.initialize(["-f", connection_file, "--IPKernelApp.parent_handle=1"])
-    with socket.socket(fileno=gate_fd) as gate:
-        gate.sendall(b"r")
-        gate.recv(1)
-    app.start()
-
-
 def _exit_status(status: int) -> None:
     sys.exit(128 - status if status < 0 else status)
 
@@ -805,9 +788,6 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # the worker ignores it; the job gets the default
-    if len(args) == 3 and args[0] == "--kernel":
-        _kernel_main(int(args[1]), args[2])
-        return
     if len(args) >= 4 and args[0] == "--command" and args[2] == "--":
         _die_with_parent()
         _exit_status(run_command(SandboxConfig.from_json(Path(args[1]).read_text()), args[3:]))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 
-from .._atomic import write_atomic
+from ._atomic import write_atomic
 from .intake import Submission, collect
 from .notebook import InvalidNotebook, read_submission
 
@@ -35,6 +35,7 @@ __all__ = ["DEFAULT_THRESHOLD", "Pair", "answer_code", "find_pairs", "main", "re
 DEFAULT_THRESHOLD = 0.6
 NOISE_CHARS = 25  # copydetect's k: shorter shared runs of (tokenized) code are noise
 REPORT = "similarity.md"
+SOLUTION_ROW = "(the lesson's solution)"  # the solution's answers, compared like a submission's
 
 
 @dataclass(frozen=True)
@@ -159,13 +160,19 @@ def find_pairs(codes: Mapping[str, str], *, threshold: float = DEFAULT_THRESHOLD
 
 
 def report_text(pairs: list[Pair], *, count: int, threshold: float) -> str:
-    """The Markdown report: one section per pair, with the shared lines."""
+    """The Markdown report: the submissions that match the lesson's solution first (a student who
+    found it), then one section per pair, with the shared lines."""
+    found = [pair.second for pair in pairs if pair.first == SOLUTION_ROW]
     lines = ["# Similar answers", "",
              "A report for the instructor to read, never a grade: similar code can have innocent causes (the "
              "same tutorial, a study group that discussed the approach). Only the answer cells were compared, "
              "without the given scaffolding, docstrings and comments; variable names do not matter.", "",
              f"{count} notebook(s) with answers compared; {len(pairs)} pair(s) share at least {threshold:.0%} of "
              "either answer.", ""]
+    if found:
+        lines += ["## Answers that match the lesson's solution", "",
+                  f"{len(found)} submission(s) share at least {threshold:.0%} of their answer code with the "
+                  "solution (its section below shows the shared lines): " + ", ".join(found) + ".", ""]
     for pair in pairs:
         fence = "`" * max(3, max((len(run) for run in "".join(pair.shared).split() if set(run) == {"`"}),
                                  default=0) + 1)
@@ -181,29 +188,35 @@ def _same_student(a: Submission, b: Submission) -> bool:
 
 
 def similarity_report(paths: list[Path], *, out: Path, exercise: Path, task_functions: Mapping[int, Iterable[str]],
-                      threshold: float = DEFAULT_THRESHOLD, log=print) -> list[Pair]:
-    """Compare the answers of a class and write ``out/similarity.md``.
+                      solution: Path | None = None, threshold: float = DEFAULT_THRESHOLD, log=print) -> list[Pair]:
+    """Compare the answers of a class, and of the lesson's solution, and write ``out/similarity.md``.
 
     :param paths: Notebooks, folders or zip exports (as grading takes them).
     :param out: Folder of the report.
     :param exercise: The exercise notebook (its answer cells are the scaffolding).
     :param task_functions: The lesson's task functions by task.
+    :param solution: The solution notebook: a submission close to it is listed first, as
+        :data:`SOLUTION_ROW`'s pair.
     :param threshold: Smallest share reported.
     :returns: The pairs listed.
     """
     rows = [row for row in collect(paths, warn=log) if row.data is not None]
     scaffold = scaffold_lines(exercise, task_functions=task_functions)
     codes = {row.name: answer_code(row.data, task_functions=task_functions, scaffold=scaffold) for row in rows}
+    if solution is not None:
+        codes[SOLUTION_ROW] = answer_code(Path(solution).read_bytes(), task_functions=task_functions,
+                                          scaffold=scaffold)
     by_name = {row.name: row for row in rows}
     pairs = [p for p in find_pairs(codes, threshold=threshold)
-             if not _same_student(by_name[p.first], by_name[p.second])]
+             if not (p.first in by_name and p.second in by_name
+                     and _same_student(by_name[p.first], by_name[p.second]))]
     write_atomic(Path(out) / REPORT, report_text(pairs, count=sum(bool(c.strip()) for c in codes.values()),
                                                  threshold=threshold))
     return pairs
 
 
-def main(argv: list[str], *, prog: str = "similarity") -> int:
-    """The ``similarity`` subcommand of the grader."""
+def main(argv: list[str], *, prog: str = "similarity", lesson: str | None = None) -> int:
+    """The ``similarity`` subcommand of the grader; ``lesson``: the default of ``--lesson``."""
     from .lessons import LessonError, load_lesson
 
     parser = argparse.ArgumentParser(prog=prog, description="List pairs of similar answers (a report, never a grade).")
@@ -211,7 +224,8 @@ def main(argv: list[str], *, prog: str = "similarity") -> int:
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {REPORT}")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help="smallest share of either answer's code that two answers share, 0 to 1")
-    parser.add_argument("--lesson", default=None, help="the lesson, as for grading (default: the installed one)")
+    parser.add_argument("--lesson", default=lesson,
+                        help=f"the lesson, as for grading (default: {lesson or 'the installed one'})")
     parser.add_argument("--exercise", type=Path, default=None,
                         help="the exercise the students started from (default: the lesson's)")
     args = parser.parse_args(argv)
@@ -223,7 +237,7 @@ def main(argv: list[str], *, prog: str = "similarity") -> int:
         if exercise is None:
             raise LessonError("the lesson names no exercise notebook; give --exercise")
         pairs = similarity_report(args.submissions, out=args.out, exercise=exercise, task_functions=lesson.tasks,
-                                  threshold=args.threshold)
+                                  solution=lesson.solution, threshold=args.threshold)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
