@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 SUBMISSIONS ?= submissions
 GRADES ?= grades
 
-.PHONY: lab test setup data exercise solution grade bench lint clean-venv
+.PHONY: lab test setup data exercise solution grade release wheels bench lint clean-venv
 
 # The student's own copy, work/binary_mnist.ipynb (git-ignored; made once from the exercise, never
 # overwritten), opens first, and the URL JupyterLab prints leads to it. The repository is the file
@@ -52,6 +52,21 @@ solution: setup data
 
 grade: setup data
 	$(BIN)/bmnist-grade $(SUBMISSIONS) --out $(GRADES)
+
+# What students get (the exercise, the kit's wheel, a README for students; nothing that answers a task):
+#   make release OUT=DIR [KIT_URL=https://.../bmnist_kit-X.Y.Z-py3-none-any.whl] [REPO_URL=https://github.com/COURSE/REPO]
+# KIT_URL: where you publish the kit's wheel (the setup cell installs it from there); REPO_URL: the
+# repository that holds the release (the students' README links Colab and Binder to it).
+KIT_URL ?=
+REPO_URL ?=
+release: setup
+	@test -n "$(OUT)" || { echo "make release needs OUT=DIR, a new folder for the release" >&2; exit 2; }
+	$(BIN)/python -m bmnist_lesson.release "$(OUT)" --kit-url "$(KIT_URL)" --repo-url "$(REPO_URL)"
+
+# The wheel of each distribution: bmnist-kit (students), nbjudge (the engine), bmnist-lesson (instructors).
+wheels: setup
+	@test -n "$(OUT)" || { echo "make wheels needs OUT=DIR, the folder for the wheels" >&2; exit 2; }
+	$(BIN)/python -m bmnist_lesson.release --wheels "$(OUT)"
 
 # Side-by-side speed ratios (kit vs the sheet-style baseline); about six minutes on a quiet machine.
 # A class of 7: with its reference run, 8 jobs share 2 cores evenly. Quicker: BENCH_GRADING="--class-size 3 --jobs 2"

@@ -1,17 +1,20 @@
-"""The kit installed, not only cloned.
+"""The distributions installed, not only cloned.
 
 Fast tests: the ``lesson`` and ``kernel`` commands and ``bmnist-grade --solution`` checks. Slow
-tests (marker ``install``): the wheel is built once per session from a copy of the checkout's files,
-then installed into fresh venvs (no system site-packages; PyPI and the warm pip cache only):
+tests (marker ``install``): the three wheels are built once per session from a copy of the
+checkout's files (``make wheels``), then installed into fresh venvs (no system site-packages; PyPI
+and the warm pip cache only):
 
-* installed: ``pip install -c constraints.txt "bmnist_kit-*.whl[instructor]"``; from an empty folder
+* installed: the kit, the engine and the lesson with ``-c constraints.txt``; from an empty folder
   outside the checkout, write the lesson, register the kernel with Binder's ``postBuild``, run the
-  exercise's setup, parameters and data cells in that kernel, and grade two fixture submissions;
-* floor: every dependency at the lower bound ``pyproject.toml`` declares (wheels only, the kit
-  from the built wheel), and the solution notebook run in that venv's kernel;
+  exercise's setup, parameters and data cells in that kernel, and grade two fixture submissions
+  against the lesson wheel's own solution;
+* floor: every dependency at the lower bound the distributions declare (wheels only), and the
+  solution notebook run in that venv's kernel;
 * Colab-like: Colab's versions (``COLAB``), with numpy, IPython, ipywidgets and matplotlib.pyplot
   imported by the kernel before the first cell; the setup cell installs the kit from a find-links
-  folder holding the wheel (``BMNIST_WHEELHOUSE``) and the rest from the package index.
+  folder holding the wheel (``BMNIST_WHEELHOUSE``) and the rest from the package index;
+* the engine alone: its wheel in a venv without jax or the kit grades the toy lesson.
 
 In floor and Colab-like: the expected-result outputs equal the stored ones, the explorers build
 their widgets, and no package installed before the setup cell has another version after it.
@@ -20,6 +23,8 @@ their widgets, and no package installed before the setup cell has another versio
 from __future__ import annotations
 
 import csv
+import functools
+import http.server
 import io
 import json
 import os
@@ -27,6 +32,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,10 +87,10 @@ def test_lesson_never_overwrites_a_students_work(tmp_path, capsys):
     assert result.backup.read_text() == "my second try"
 
 
-def test_lesson_solution_and_bad_folders(tmp_path, capsys):
-    assert kit_main(["lesson", str(tmp_path), "--solution"]) == 0
-    solution = tmp_path / "binary_mnist_solution.ipynb"
-    assert solution.read_bytes() == (ROOT / "solutions" / "binary_mnist.ipynb").read_bytes()
+def test_lesson_solution_is_the_instructors_and_bad_folders(tmp_path, capsys):
+    assert kit_main(["lesson", str(tmp_path), "--solution"]) == 1
+    assert "the solution is not part of bmnist-kit" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
     afile = tmp_path / "afile"
     afile.write_text("x")
     assert kit_main(["lesson", str(afile)]) == 1
@@ -119,11 +125,11 @@ def test_xla_flags_this_jaxlib_refuses_are_left_out(monkeypatch):
 
 
 def test_generator_refuses_to_run_outside_a_checkout(monkeypatch, capsys):
-    from bmnist_helpers import exercise
+    from bmnist_lesson import exercise
 
     monkeypatch.setattr(exercise, "in_checkout", lambda: False)
     assert exercise.main([]) == 2
-    assert "needs a checkout" in capsys.readouterr().err
+    assert "needs the instructor's checkout" in capsys.readouterr().err
 
 
 # --- bmnist-grade --solution --------------------------------------------------------------------
@@ -169,10 +175,13 @@ def test_grader_refuses_the_exercise_as_solution(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_the_kits_solution_passes_the_check():
-    lesson.check_solution(lesson.lesson_file("solution"))
-    with pytest.raises(lesson.NotASolution, match="cannot read it"):
-        lesson.check_solution(ROOT / "README.md")
+def test_the_lessons_solution_passes_the_check():
+    from bmnist_lesson import LESSON
+    from nbjudge.solution import NotASolution, check_solution
+
+    check_solution(LESSON.solution, LESSON)
+    with pytest.raises(NotASolution, match="cannot read it"):
+        check_solution(ROOT / "README.md", LESSON)
 
 
 # --- the routes, in fresh venvs -----------------------------------------------------------------
@@ -180,8 +189,14 @@ def test_the_kits_solution_passes_the_check():
 
 @dataclass(frozen=True)
 class Built:
-    wheel: Path
-    log: str
+    """The three wheels (``kit``, ``engine``, ``lesson``), built as ``make wheels`` builds them."""
+
+    wheels: dict[str, Path]
+
+    @property
+    def wheel(self) -> Path:
+        """The student kit's."""
+        return self.wheels["kit"]
 
 
 def _run(argv, *, check=True, **kwargs) -> subprocess.CompletedProcess:
@@ -193,9 +208,8 @@ def _run(argv, *, check=True, **kwargs) -> subprocess.CompletedProcess:
 
 
 def _grade_two_fixtures(venv: Path, env: dict, home: Path) -> dict[str, dict]:
-    """The packaged solution written into ``home``, and two fixture submissions graded there with the
+    """Two fixture submissions graded in ``home`` against the lesson wheel's own solution, with the
     shipped grading parameters; the rows of ``grades.csv`` by submission."""
-    _run([venv / "bin" / "python", "-m", "bmnist_helpers", "lesson", ".", "--solution"], env=env, cwd=home)
     for name in ("full-marks", "untouched"):
         shutil.copy(FIXTURES / f"{name}.ipynb", home / f"{name}.ipynb")
     _run([venv / "bin" / "bmnist-grade", "full-marks.ipynb", "untouched.ipynb", "--out", "grades", "--seed", "20231107",
@@ -220,40 +234,59 @@ def _venv(path: Path, env: dict[str, str]) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory) -> Built:
-    """The wheel, built once from a copy of the checkout's tracked and new files (no stale build/)."""
-    src = tmp_path_factory.mktemp("src")
+def copy_of_checkout(folder: Path) -> Path:
+    """The checkout's tracked and new files, copied into ``folder`` (no stale build/ or egg-info)."""
     files = _run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT).stdout.split("\n")
     for name in filter(None, files):
         if (ROOT / name).is_file():
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, src / name)
-    dist = tmp_path_factory.mktemp("dist")
-    proc = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", src, "-w", dist])
-    wheels = list(dist.glob("bmnist_kit-*.whl"))
-    assert len(wheels) == 1, proc.stdout
-    return Built(wheels[0], proc.stdout + proc.stderr)
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Built:
+    """The three wheels, built once from a copy of the checkout."""
+    from bmnist_lesson.release import build_wheels
+
+    src = copy_of_checkout(tmp_path_factory.mktemp("src"))
+    return Built(build_wheels(tmp_path_factory.mktemp("dist"), root=src))
+
+
+def _wheel(path: Path) -> tuple[set[str], zipfile.ZipFile]:
+    whl = zipfile.ZipFile(path)
+    return set(whl.namelist()), whl
 
 
 @pytest.mark.install
-def test_wheel_carries_the_lesson_and_builds_quietly(built):
-    # This machine's pip configuration names index folders that do not exist; pip warns about each.
-    warnings = [line for line in built.log.splitlines() if "warn" in line.lower()
-                and not line.startswith("WARNING: Location 'file:")]
-    assert not warnings, "\n".join(warnings)
-    assert built.wheel.name == f"bmnist_kit-{VERSION}-py3-none-any.whl"
-    with zipfile.ZipFile(built.wheel) as whl:
-        names = set(whl.namelist())
-        for source, packaged in lesson._FILES.values():
-            assert whl.read(f"bmnist_helpers/_lesson/{packaged}") == (ROOT / source).read_bytes(), packaged
-        meta = whl.read(f"bmnist_kit-{VERSION}.dist-info/METADATA").decode()
-    assert "engine/nbjudge/cli.py" in names and "lesson/bmnist_lesson/nbval_sanitize.cfg" in names
-    assert not any(n.startswith(("tests/", "solutions/", "notebooks/")) for n in names)
+def test_each_wheel_carries_its_own_part_only(built):
+    from bmnist_lesson import __version__ as lesson_version
+    from nbjudge import __version__ as engine_version
+
+    assert {folder: w.name for folder, w in built.wheels.items()} == {
+        "kit": f"bmnist_kit-{VERSION}-py3-none-any.whl", "engine": f"nbjudge-{engine_version}-py3-none-any.whl",
+        "lesson": f"bmnist_lesson-{lesson_version}-py3-none-any.whl"}
+    names, kit = _wheel(built.wheels["kit"])
+    for source, packaged in lesson._FILES.values():
+        assert kit.read(f"bmnist_helpers/_lesson/{packaged}") == (ROOT / source).read_bytes(), packaged
+    assert {n.split("/")[0] for n in names} == {"bmnist_helpers", f"bmnist_kit-{VERSION}.dist-info"}
+    assert not [n for n in names if "solution" in n or "verdicts" in n or n.endswith("entry_points.txt")]
+    meta = kit.read(f"bmnist_kit-{VERSION}.dist-info/METADATA").decode()
     assert "License-Expression: MIT" in meta
     assert "Requires-Dist: jupyterlab>=4.0; extra == \"lab\"" in meta
-    assert "Requires-Dist: nbclient>=0.9; extra == \"instructor\"" in meta
     assert "Requires-Dist: numpy>=1.24.1\n" in meta, "the supported range is in the wheel's metadata"
+    assert not [line for line in meta.splitlines() if line.startswith("Requires-Dist") and "nb" in line]
+
+    names, engine = _wheel(built.wheels["engine"])
+    assert {n.split("/")[0] for n in names} == {"nbjudge", f"nbjudge-{engine_version}.dist-info"}
+    meta = engine.read(f"nbjudge-{engine_version}.dist-info/METADATA").decode()
+    assert "jax" not in meta and "bmnist" not in meta.lower().split("description")[0]
+
+    names, lesson_whl = _wheel(built.wheels["lesson"])
+    assert lesson_whl.read("bmnist_lesson/_solution/binary_mnist.ipynb") == \
+        (ROOT / "solutions" / "binary_mnist.ipynb").read_bytes()
+    points = lesson_whl.read(f"bmnist_lesson-{lesson_version}.dist-info/entry_points.txt").decode()
+    assert "binary-mnist = bmnist_lesson:LESSON" in points and "bmnist-grade = bmnist_lesson.cli:main" in points
 
 
 _RUN_CELLS = """
@@ -276,7 +309,7 @@ def _stream(cell) -> str:
 
 @pytest.mark.install
 def test_installed_route(built, tmp_path):
-    """pip install the wheel with the instructor extra, then use it only from outside the checkout."""
+    """pip install the three wheels, then use them only from outside the checkout."""
     home = tmp_path / "classroom"
     home.mkdir()
     env = _env(tmp_path)
@@ -284,13 +317,14 @@ def test_installed_route(built, tmp_path):
     env = _env(tmp_path, venv)
     py = venv / "bin" / "python"
     constraints = ROOT / "constraints.txt"
-    _run([py, "-m", "pip", "install", *PIP_QUICK, "-c", constraints, f"{built.wheel}[instructor]"], env=env)
+    _run([py, "-m", "pip", "install", *PIP_QUICK, "-c", constraints, *built.wheels.values()], env=env)
     installed = {line.split("==")[0].lower() for line in _run([py, "-m", "pip", "freeze"], env=env).stdout.split()}
-    assert "jupyterlab" not in installed and "bmnist-kit" in installed
+    assert "jupyterlab" not in installed and {"bmnist-kit", "nbjudge", "bmnist-lesson"} <= installed
 
-    # every module of the base install and of the instructor extra imports in this venv alone
-    modules = ["bmnist_helpers." + m for m in ("data", "plotting", "widgets", "lesson", "kernel", "exercise",
-               "grading.cli", "grading.worker", "grading.intake", "grading.sandbox", "__main__")]
+    # every module of the three distributions imports in this venv alone
+    modules = [*("bmnist_helpers." + m for m in ("data", "plotting", "widgets", "lesson", "kernel", "__main__")),
+               *("nbjudge." + m for m in ("cli", "worker", "intake", "sandbox", "similarity")),
+               *("bmnist_lesson." + m for m in ("exercise", "release", "verdicts", "kernel.probes"))]
     _run([py, "-c", f"import importlib; [importlib.import_module(m) for m in {modules!r}]"], env=env, cwd=home)
 
     # the student's part: the lesson, Binder's kernel registration, the setup and data cells
@@ -305,7 +339,7 @@ def test_installed_route(built, tmp_path):
     data = next(c for c in solution.cells if "data" in c.metadata.get("tags", []))
     assert _stream(ran.cells[2]) == _stream(data) != ""
 
-    # the instructor's part: the packaged solution and bmnist-grade on two fixture submissions
+    # the instructor's part: the lesson wheel's solution and bmnist-grade on two fixture submissions
     rows = _grade_two_fixtures(venv, env, home)
     expected = json.loads((FIXTURES / "expected.json").read_text())
     for name, points in (("full-marks", 15), ("untouched", 0)):
@@ -332,15 +366,17 @@ print(json.dumps({"preimported": globals().get("PREIMPORTED"),
 
 
 def floor_requirements() -> list[str]:
-    """The floor of the supported range, from pyproject.toml: every dependency of the base install
-    and of the instructor extra (the grader, and the kernel: ipykernel, ipython) at its lower bound."""
+    """The floor of the supported range: every dependency that the three distributions declare (the
+    kit, the engine with the kernel's ipykernel and ipython, the lesson) at its lower bound; the
+    distributions themselves are the built wheels."""
     import tomllib
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    floors = []
-    for requirement in project["dependencies"] + project["optional-dependencies"]["instructor"]:
-        name, lower = re.fullmatch(r"([\w.-]+)>=([\w.]+)", requirement.split(";")[0].strip()).groups()
-        floors.append(f"{name}=={lower}")
+    floors, own = [], {"bmnist-kit", "nbjudge", "bmnist-lesson"}
+    for folder in ("kit", "engine", "lesson"):
+        for requirement in tomllib.loads((ROOT / folder / "pyproject.toml").read_text())["project"]["dependencies"]:
+            name, lower = re.fullmatch(r"([\w.-]+)>=([\w.]+)", requirement.split(";")[0].strip()).groups()
+            if name not in own and f"{name}=={lower}" not in floors:
+                floors.append(f"{name}=={lower}")
     return floors
 
 
@@ -349,9 +385,41 @@ def _versions(py: Path, env: dict[str, str]) -> dict[str, str]:
     return {setup.canonical(d["name"]): d["version"] for d in listed}
 
 
-def _run_lesson(py: Path, env: dict[str, str], tmp_path: Path, monkeypatch, *, wheelhouse: Path):
-    """Run the solution notebook (quick parameters) in a kernel of ``py``, started as a managed
-    runtime starts one: with numpy, IPython, ipywidgets and matplotlib.pyplot already imported.
+def _runtime_kernel(py: Path, env: dict[str, str], tmp_path: Path, monkeypatch, *, wheelhouse: Path | None) -> str:
+    """A kernel of ``py`` started as a managed runtime starts one: with numpy, IPython, ipywidgets
+    and matplotlib.pyplot already imported; ``wheelhouse``: its ``BMNIST_WHEELHOUSE``.
+
+    :returns: The kernel's name.
+    """
+    startup = tmp_path / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True, exist_ok=True)
+    (startup / "00-runtime.py").write_text(_STARTUP)
+    spec = tmp_path / "jupyter-path" / "kernels" / "bmnist"
+    spec.mkdir(parents=True, exist_ok=True)
+    kernel_env = {"PATH": env["PATH"], "IPYTHONDIR": str(tmp_path / "ipython")}
+    if wheelhouse is not None:
+        kernel_env["BMNIST_WHEELHOUSE"] = str(wheelhouse)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(py), "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "runtime",
+        "language": "python", "env": kernel_env}))
+    for key in ("PYTHONPATH", "VIRTUAL_ENV", "BMNIST_WHEELHOUSE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter-path"))
+    monkeypatch.setenv("PYTHONNOUSERSITE", "1")
+    return "bmnist"
+
+
+def _execute(nb: nbformat.NotebookNode, kernel: str, tmp_path: Path, *, allow_errors: bool = False) -> None:
+    from nbclient import NotebookClient
+
+    where = {"metadata": {"path": str(tmp_path)}}  # the working folder: outside the checkout
+    NotebookClient(nb, kernel_name=kernel, timeout=900, resources=where, allow_errors=allow_errors).execute()
+
+
+def _run_lesson(py: Path, env: dict[str, str], tmp_path: Path, monkeypatch, *, wheelhouse: Path | None,
+                setup_source: str | None = None):
+    """Run the solution notebook (quick parameters) in a runtime's kernel of ``py``
+    (:func:`_runtime_kernel`); ``setup_source`` replaces its setup cell (a release's).
 
     :returns: The executed notebook, the stored solution, and the report of the last cell.
     """
@@ -359,26 +427,10 @@ def _run_lesson(py: Path, env: dict[str, str], tmp_path: Path, monkeypatch, *, w
     ran = nbformat.read(ROOT / "solutions" / "binary_mnist.ipynb", as_version=4)
     params = next(c for c in ran.cells if "parameters" in c.metadata.get("tags", []))
     params.source += "\nNUM_STEPS = 600\nTARGET_ACCURACY = 0.95  # quick, as bmnist-grade's tests"
+    if setup_source is not None:
+        next(c for c in ran.cells if "setup" in c.metadata.get("tags", [])).source = setup_source
     ran.cells.append(nbformat.v4.new_code_cell(_REPORT))
-
-    startup = tmp_path / "ipython" / "profile_default" / "startup"
-    startup.mkdir(parents=True)
-    (startup / "00-runtime.py").write_text(_STARTUP)
-    spec = tmp_path / "jupyter-path" / "kernels" / "bmnist"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(py), "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "runtime",
-        "language": "python", "env": {"BMNIST_WHEELHOUSE": str(wheelhouse), "PATH": env["PATH"],
-                                      "IPYTHONDIR": str(tmp_path / "ipython")},
-    }))
-    for key in ("PYTHONPATH", "VIRTUAL_ENV"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter-path"))
-    monkeypatch.setenv("PYTHONNOUSERSITE", "1")
-    from nbclient import NotebookClient
-
-    where = {"metadata": {"path": str(tmp_path)}}  # the working folder: outside the checkout
-    NotebookClient(ran, kernel_name="bmnist", timeout=900, resources=where).execute()
+    _execute(ran, _runtime_kernel(py, env, tmp_path, monkeypatch, wheelhouse=wheelhouse), tmp_path)
     return ran, solution, json.loads(_stream(ran.cells[-1]))
 
 
@@ -402,10 +454,38 @@ def _setup_output(ran) -> str:
     return _stream(cell)
 
 
+def _serve(folder: Path, port: int = 0) -> http.server.ThreadingHTTPServer:
+    """An HTTP server on loopback for ``folder``, serving in a thread of its own."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
 @pytest.mark.install
-def test_colab_like_route(built, tmp_path, monkeypatch):
-    """Colab's versions, imported before the first cell; the setup cell adds the kit and what is
-    missing from a find-links folder and the package index, and replaces nothing."""
+def test_release_route_colab_like(tmp_path, monkeypatch):
+    """A release whose KIT_URL is a loopback web server, in Colab's versions imported before the
+    first cell: with the server down, the setup cell says so in two lines and shows no traceback;
+    with it up, the setup cell installs the kit from that URL and what is missing from the package
+    index, replaces nothing, and every expected result equals the instructor's."""
+    from bmnist_lesson.release import write_release
+
+    server = _serve(tmp_path)  # only to hold a free port; the release is served from it below
+    port = server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    url = f"http://127.0.0.1:{port}/wheels/bmnist_kit-{VERSION}-py3-none-any.whl"
+    release = write_release(tmp_path / "release", kit_url=url, repo_url="https://github.com/course/bmnist-exercise",
+                            log=lambda line: None)
+    setup_cell = next(c for c in nbformat.read(release.notebook, as_version=4).cells
+                      if "setup" in c.metadata.get("tags", []))
+    assert f"KIT_URL = {url!r}" in setup_cell.source
+
     env = _env(tmp_path)
     venv = _venv(tmp_path / "colab", env)
     env = _env(tmp_path, venv)
@@ -414,7 +494,22 @@ def test_colab_like_route(built, tmp_path, monkeypatch):
     before = _versions(py, env)
     assert "bmnist-kit" not in before and "optax" not in before and "tueplots" not in before
 
-    ran, solution, report = _run_lesson(py, env, tmp_path, monkeypatch, wheelhouse=built.wheel.parent)
+    # the server is down: two lines, what was tried and what to do; no pip or Python traceback
+    alone = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup_cell.source)])
+    _execute(alone, _runtime_kernel(py, env, tmp_path, monkeypatch, wheelhouse=None), tmp_path, allow_errors=True)
+    outputs = alone.cells[0].outputs
+    assert [o.output_type for o in outputs] == ["error"], outputs
+    lines = "\n".join(outputs[0].traceback).splitlines()
+    assert len(lines) == 2 and url in lines[0] and "ask your instructor" in lines[1], lines
+    assert "Traceback" not in "\n".join(lines) and _versions(py, env) == before
+
+    server = _serve(release.folder, port)
+    try:
+        ran, solution, report = _run_lesson(py, env, tmp_path, monkeypatch, wheelhouse=None,
+                                            setup_source=setup_cell.source)
+    finally:
+        server.shutdown()
+        server.server_close()
     assert report["preimported"] == report["now"] == {"numpy": "2.0.2", "IPython": "7.34.0", "ipywidgets": "7.7.1"}
     _assert_the_lesson_ran_as_stored(ran, solution)
     after = _versions(py, env)
@@ -422,7 +517,7 @@ def test_colab_like_route(built, tmp_path, monkeypatch):
     assert not replaced, f"the setup cell replaced packages the runtime had: {replaced}"
     assert after["bmnist-kit"] == VERSION and {"optax", "tueplots"} <= set(after)
     said = _setup_output(ran)
-    assert f"pip install --no-deps bmnist-kit=={VERSION}" in said and "tueplots, optax" in said
+    assert f"pip install --no-deps {url}" in said and "tueplots, optax" in said
     assert len(said.strip().splitlines()) == 2, said
 
 
@@ -439,7 +534,7 @@ def test_floor_route(built, tmp_path, monkeypatch):
     (tmp_path / "floor.txt").write_text("\n".join(floors) + "\n")
     # wheels only: a floor that a fresh machine would have to compile is not a floor this test can hold
     _run([py, "-m", "pip", "install", *PIP_QUICK, "--only-binary", ":all:", "-c", tmp_path / "floor.txt",
-          f"{built.wheel}[instructor]"], env=env)
+          *built.wheels.values()], env=env)
     before = _versions(py, env)
     for pin in floors:
         name, version = pin.split("==")
@@ -456,3 +551,32 @@ def test_floor_route(built, tmp_path, monkeypatch):
     home.mkdir()
     rows = _grade_two_fixtures(venv, env, home)
     assert (int(rows["full-marks"]["total"]), int(rows["untouched"]["total"])) == (15, 0), rows
+
+
+@pytest.mark.install
+def test_the_engine_alone_grades_the_toy_lesson(built, tmp_path):
+    """The engine's wheel in a venv of its own, without jax or the kit: its console script grades the
+    toy lesson from that lesson's folder; the solution gets full marks, a blank copy less."""
+    from tests.lessons import make_toy
+
+    env = _env(tmp_path)
+    venv = _venv(tmp_path / "engine", env)
+    env = _env(tmp_path, venv)
+    py = venv / "bin" / "python"
+    _run([py, "-m", "pip", "install", *PIP_QUICK, "-c", ROOT / "constraints.txt", built.wheels["engine"]], env=env)
+    installed = {line.split("==")[0].lower() for line in _run([py, "-m", "pip", "freeze"], env=env).stdout.split()}
+    assert "nbjudge" in installed
+    assert not {"jax", "jaxlib", "optax", "matplotlib", "bmnist-kit", "bmnist-lesson"} & installed, installed
+
+    lesson_folder = shutil.copytree(ROOT / "tests" / "lessons" / "toy_lesson", tmp_path / "toy_lesson",
+                                    ignore=shutil.ignore_patterns("__pycache__"))
+    klass = tmp_path / "class"
+    klass.mkdir()
+    submissions = make_toy.submissions()
+    (klass / "solution.ipynb").write_text((lesson_folder / "solution.ipynb").read_text())
+    (klass / "blank.ipynb").write_text(submissions["untouched"][0])
+    _run([venv / "bin" / "nbjudge", klass, "--out", tmp_path / "grades", "--lesson", lesson_folder, "--seed", "11",
+          "--jobs", "2", "--cell-timeout", "30"], env=env, cwd=tmp_path)
+    rows = {r["submission"]: r for r in csv.DictReader(io.StringIO((tmp_path / "grades" / "grades.csv").read_text()))}
+    assert (int(rows["solution"]["total"]), rows["solution"]["status"]) == (6, "ok"), rows["solution"]
+    assert int(rows["blank"]["total"]) < 6, rows["blank"]

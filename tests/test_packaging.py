@@ -1,4 +1,5 @@
-"""Packaging: pyproject, constraints, environment.yml, postBuild, setup.py and the README describe one kit."""
+"""Packaging: the three distributions (kit/, engine/, lesson/), the checkout's install, constraints,
+environment.yml, postBuild and the README agree."""
 
 from __future__ import annotations
 
@@ -11,31 +12,36 @@ import sys
 from pathlib import Path
 
 import bmnist_helpers
+import bmnist_lesson
+import nbjudge
 import pytest
 import tomllib
 from bmnist_helpers import kernel, lesson
 
 from tests.conftest import ROOT
 
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+PARTS = {"kit": "bmnist_helpers", "engine": "nbjudge", "lesson": "bmnist_lesson"}
+PROJECTS = {folder: tomllib.loads((ROOT / folder / "pyproject.toml").read_text())["project"] for folder in PARTS}
+KIT, ENGINE, LESSON = (PROJECTS[f] for f in PARTS)
 BASE = {"jax", "jaxlib", "numpy", "matplotlib", "pillow", "tueplots", "ipywidgets", "optax", "tqdm", "platformdirs"}
-# Which extra each module of the package belongs to; every other module is in the base install.
-MODULE_EXTRA = {"exercise.py": "instructor", "grading": "instructor", "kernel.py": "lab", "lab.py": "lab"}
+# Modules of the kit that belong to its lab extra; every other module of the kit is in its base install.
+KIT_LAB_MODULES = {"kernel.py", "lab.py"}
 
 
 def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def _extra(name: str) -> set[str]:
-    """The distributions an extra declares, with the base and the extras it includes."""
-    declared = {_name(r) for r in PROJECT["dependencies"]}
-    for requirement in PROJECT["optional-dependencies"][name]:
-        if _name(requirement) == "bmnist-kit":
-            for included in re.search(r"\[(.*)\]", requirement).group(1).split(","):
-                declared |= _extra(included.strip())
-        else:
-            declared.add(_name(requirement))
+def _declared(folder: str, *, extras: tuple[str, ...] = ()) -> set[str]:
+    """The distributions one part may import from: its own dependencies (and extras), and, for a
+    part that requires another part of this repository, everything that part declares."""
+    project = PROJECTS[folder]
+    declared = {_name(r) for r in project["dependencies"]}
+    for extra in extras:
+        declared |= {_name(r) for r in project.get("optional-dependencies", {}).get(extra, [])}
+    for other, part in PROJECTS.items():
+        if _name(part["name"]) in declared:
+            declared |= _declared(other) | {_name(part["name"])}
     return declared
 
 
@@ -57,20 +63,42 @@ def _conda() -> dict[str, str]:
     return deps
 
 
-def test_base_install_is_what_a_students_kernel_needs():
-    assert {_name(r) for r in PROJECT["dependencies"]} == BASE
-    assert {"nbval", "jupytext", "nbformat", "nbclient", "jupyter-client"} <= _extra("instructor")
-    assert "jupyterlab" in _extra("lab")
-    assert _extra("instructor") | _extra("lab") | {"pytest", "ruff", "playwright"} == _extra("dev")
-    base = {_name(r) for r in PROJECT["dependencies"]}
-    for student_never_uses in ("jupyterlab", "nbval", "jupytext"):
-        assert student_never_uses not in base
+def test_the_kit_is_what_a_students_kernel_needs_and_nothing_of_the_instructors():
+    assert {_name(r) for r in KIT["dependencies"]} == BASE
+    assert {_name(r) for r in KIT["optional-dependencies"]["lab"]} == {"jupyterlab", "ipykernel"}
+    assert "scripts" not in KIT and "entry-points" not in KIT, "the kit has no console script and no lesson"
+    assert not BASE & {"nbval", "jupytext", "nbclient", "bmnist-lesson", "nbjudge"}
+
+
+def test_the_engine_needs_neither_jax_nor_the_kit():
+    engine = {_name(r) for r in ENGINE["dependencies"]}
+    assert not engine & {"jax", "jaxlib", "optax", "matplotlib", "bmnist-kit", "bmnist-lesson"}
+    assert {"nbformat", "nbclient", "jupyter-client", "ipykernel", "numpy"} <= engine
+    assert ENGINE["scripts"] == {"nbjudge": "nbjudge.cli:main"}
+
+
+def test_the_lesson_is_the_instructors():
+    lesson_deps = {_name(r) for r in LESSON["dependencies"]}
+    assert {"bmnist-kit", "nbjudge", "nbval", "jupytext"} <= lesson_deps
+    assert LESSON["scripts"] == {"bmnist-grade": "bmnist_lesson.cli:main"}
+    assert LESSON["entry-points"]["grading.lessons"] == {"binary-mnist": "bmnist_lesson:LESSON"}
+
+
+def test_the_checkouts_install_is_the_union_of_the_three():
+    """`pip install -e ".[dev]"` at the root installs every part's dependencies, scripts and lesson."""
+    root = importlib.metadata.distribution("bmnist-course")
+    requires = {_name(r) for r in root.requires or [] if "extra ==" not in r}
+    wanted = set().union(*({_name(r) for r in p["dependencies"]} for p in PROJECTS.values()))
+    assert requires == wanted - {"bmnist-kit", "nbjudge", "bmnist-lesson"}
+    points = {(p.group, p.name, p.value) for p in root.entry_points}
+    assert ("console_scripts", "bmnist-grade", "bmnist_lesson.cli:main") in points
+    assert ("console_scripts", "nbjudge", "nbjudge.cli:main") in points
+    assert ("grading.lessons", "binary-mnist", "bmnist_lesson:LESSON") in points
 
 
 def test_every_dependency_has_a_lower_bound():
     """The supported range starts somewhere (tests/test_install.py::test_floor_route runs its floor)."""
-    requirements = PROJECT["dependencies"] + PROJECT["optional-dependencies"]["instructor"] + \
-        PROJECT["optional-dependencies"]["lab"]
+    requirements = [r for p in PROJECTS.values() for r in p["dependencies"]] + KIT["optional-dependencies"]["lab"]
     unbounded = [r for r in requirements if ">=" not in r]
     assert not unbounded, f"no lower bound: {unbounded}"
 
@@ -91,60 +119,65 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
     names |= {m.split(".")[0] for m in re.findall(r'"-m",\s*"([\w.]+)"', source)}
-    return names - set(sys.stdlib_module_names) - {"bmnist_helpers", "__future__", "pip"}  # pip: the installer
+    return names - set(sys.stdlib_module_names) - {"__future__", "pip"}  # pip: the installer
 
 
-def _module_extra(path: Path) -> str:
-    rel = path.relative_to(ROOT / "bmnist_helpers").parts
-    return MODULE_EXTRA.get(rel[0], "base")
-
-
-def test_every_import_is_declared_in_the_extra_that_uses_it():
+def test_every_import_is_declared_by_the_part_that_uses_it():
     dists = _distribution_of()
-    files = sorted((ROOT / "bmnist_helpers").rglob("*.py"))
-    assert len(files) > 10
-    # The notebook's own imports run in the student's kernel: they belong to the base install.
-    files.append(ROOT / "solutions" / "binary_mnist.py")
-    problems = []
-    for path in files:
-        extra = "base" if "solutions" in path.parts else _module_extra(path)
-        declared = {_name(r) for r in PROJECT["dependencies"]} | (set() if extra == "base" else _extra(extra))
-        for name in sorted(_imports(path)):
+    own = set(PARTS.values())
+    problems, count = [], 0
+    files = [(folder, path) for folder, package in PARTS.items()
+             for path in sorted((ROOT / folder / package).rglob("*.py"))]
+    # The notebook's own imports run in the student's kernel: they belong to the kit's base install.
+    files.append(("kit", ROOT / "solutions" / "binary_mnist.py"))
+    for folder, path in files:
+        count += 1
+        extras = ("lab",) if folder == "kit" and path.name in KIT_LAB_MODULES else ()
+        declared = _declared(folder, extras=extras)
+        for name in sorted(_imports(path) - {"__future__"}):
+            if name in own:
+                owner = next(f for f, package in PARTS.items() if package == name)
+                if owner != folder and _name(PROJECTS[owner]["name"]) not in declared:
+                    problems.append(f"{path.relative_to(ROOT)} imports {name}, another part it does not require")
+                continue
             owners = dists.get(name)
             assert owners, f"{path.name} imports {name}, which no installed distribution provides"
             if not owners & declared:
-                problems.append(f"{path.relative_to(ROOT)} ({extra}) imports {name} from {sorted(owners)}")
+                problems.append(f"{path.relative_to(ROOT)} ({folder}) imports {name} from {sorted(owners)}")
+    assert count > 40
     assert not problems, "undeclared imports:\n" + "\n".join(problems)
 
 
 def test_the_import_check_sees_lazy_imports_and_subprocess_modules():
-    helpers = ROOT / "bmnist_helpers"
-    imports = _imports(helpers / "_html.py") | _imports(helpers / "grading" / "worker.py")
+    imports = _imports(ROOT / "kit" / "bmnist_helpers" / "_html.py")
+    imports |= _imports(ROOT / "engine" / "nbjudge" / "worker.py")
     assert {"PIL", "nbclient", "nbformat"} <= imports
 
 
 def test_constraints_pin_every_dependency():
     pins = _pins()
-    for name in _extra("dev"):
+    wanted = set().union(*(_declared(folder, extras=("lab",)) for folder in PARTS)) - {"bmnist-kit", "nbjudge"}
+    for name in wanted | {"pytest", "ruff", "playwright"}:
         assert name in pins, f"constraints.txt does not pin {name}"
 
 
-def test_environment_yml_matches_pyproject_and_constraints():
+def test_environment_yml_matches_the_kit_and_constraints():
     conda, pins = _conda(), _pins()
-    wanted = BASE | {_name(r) for r in PROJECT["optional-dependencies"]["lab"]}
+    wanted = BASE | {_name(r) for r in KIT["optional-dependencies"]["lab"]}
     missing = sorted(wanted - set(conda))
     assert not missing, f"environment.yml lacks {missing}"
     for name in wanted:
         assert conda[name] == pins[name], f"{name}: environment.yml has {conda[name]}, constraints.txt {pins[name]}"
-    assert '-e ".[lab]"' in (ROOT / "environment.yml").read_text()
+    assert '-e "./kit[lab]"' in (ROOT / "environment.yml").read_text(), "Binder gets the student kit only"
 
 
-def test_version_is_written_once():
-    text = (ROOT / "pyproject.toml").read_text()
-    assert "version" not in PROJECT and PROJECT["dynamic"] == ["version"]
-    assert 'version = { attr = "bmnist_helpers.__version__" }' in text
-    assert re.fullmatch(r"\d+\.\d+\.\d+", bmnist_helpers.__version__)
-    assert importlib.metadata.version("bmnist-kit") == bmnist_helpers.__version__
+@pytest.mark.parametrize(("folder", "module"),
+                         [("kit", bmnist_helpers), ("engine", nbjudge), ("lesson", bmnist_lesson)])
+def test_each_version_is_written_once(folder, module):
+    text = (ROOT / folder / "pyproject.toml").read_text()
+    assert "version" not in PROJECTS[folder] and PROJECTS[folder]["dynamic"] == ["version"]
+    assert f'version = {{ attr = "{PARTS[folder]}.__version__" }}' in text
+    assert re.fullmatch(r"\d+\.\d+\.\d+", module.__version__)
 
 
 def test_setup_cells_pin_the_kits_version():
@@ -155,50 +188,52 @@ def test_setup_cells_pin_the_kits_version():
 
 
 def test_license_is_an_spdx_expression():
-    assert PROJECT["license"] == "MIT"  # a TOML table makes setuptools warn on every install
+    assert {p["license"] for p in PROJECTS.values()} == {"MIT"}  # a TOML table makes setuptools warn on every install
 
 
-def test_one_project_url_used_by_readme_and_setup_cell():
-    urls = PROJECT["urls"]
-    assert len(urls) == 1
-    url = next(iter(urls.values()))
-    owner, repo = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+)", url).groups()
-    readme = (ROOT / "README.md").read_text()
-    colab = f"https://colab.research.google.com/github/{owner}/{repo}/blob/main/notebooks/binary_mnist.ipynb"
-    binder = f"https://mybinder.org/v2/gh/{owner}/{repo}/main?labpath=notebooks%2Fbinary_mnist.ipynb"
-    assert colab in readme and binder in readme
-    for path in (ROOT / "README.md", ROOT / "solutions" / "binary_mnist.py", ROOT / "notebooks" / "binary_mnist.py"):
+def test_no_placeholder_url_anywhere_a_student_looks():
+    """The kit and the notebooks name no repository or package index of their own: the release
+    writes the course's (KIT_URL, REPO_URL); the checkout's setup cell has none."""
+    for project in PROJECTS.values():
+        assert "urls" not in project
+    for path in (ROOT / "README.md", ROOT / "solutions" / "binary_mnist.py", ROOT / "notebooks" / "binary_mnist.py",
+                 *(ROOT / "kit").rglob("*.py"), *(ROOT / "kit").rglob("*.md")):
         text = path.read_text()
-        others = set(re.findall(r"github\.com/([\w.-]+/[\w.-]+)", text)) - {f"{owner}/{repo}", "pnkraemer/tueplots"}
-        assert not others, f"{path.name} names another project URL: {others}"
-        assert "git+https" not in text
-    cells = (ROOT / "solutions" / "binary_mnist.py").read_text().split("# %%")
-    setup_cell = next(c for c in cells if c.startswith(' tags=["setup"]'))
-    anchors = re.findall(re.escape(url) + r"#([\w-]+)", setup_cell)
-    assert anchors, "the setup cell links to the README's install instructions"
-    titles = re.findall(r"^#+ (.+)$", readme, re.M)
-    headings = {re.sub(r"[^\w -]", "", t).strip().lower().replace(" ", "-") for t in titles}
-    assert set(anchors) <= headings, f"README has no heading for {anchors}"
+        assert "bmnist-kit/bmnist-kit" not in text, path
+        others = set(re.findall(r"github\.com/([\w.-]+/[\w.-]+)", text)) - {"pnkraemer/tueplots"}
+        assert not others, f"{path.name} names a repository: {others}"
+    for path in (ROOT / "solutions" / "binary_mnist.py", ROOT / "notebooks" / "binary_mnist.py"):
+        assert re.findall(r"^KIT_URL = (.*)$", path.read_text(), re.M) == ["None"]
 
 
-def test_setup_py_copies_what_the_lesson_module_reads():
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    copies = next(ast.literal_eval(n.value) for n in tree.body
-                  if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "LESSON_FILES")
-    assert copies == {in_repo: packaged for in_repo, packaged in lesson._FILES.values()}
-    manifest = (ROOT / "MANIFEST.in").read_text()
-    for source in copies:
-        assert source in manifest, f"MANIFEST.in does not put {source} into the sdist"
+def _copies(setup_py: Path, name: str) -> dict[str, str]:
+    tree = ast.parse(setup_py.read_text())
+    return next(ast.literal_eval(n.value) for n in tree.body
+                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == name)
+
+
+def test_the_build_steps_copy_what_the_packages_read():
+    kit = _copies(ROOT / "kit" / "setup.py", "LESSON_FILES")
+    assert kit == {in_repo: f"bmnist_helpers/_lesson/{packaged}" for in_repo, packaged in lesson._FILES.values()}
+    assert not [source for source in kit if "solution" in source], "the kit's wheel never carries the solution"
+    from bmnist_lesson import files
+
+    solution = _copies(ROOT / "lesson" / "setup.py", "SOLUTION_FILES")
+    assert solution == {"solutions/binary_mnist.ipynb": "bmnist_lesson/_solution/binary_mnist.ipynb"}
+    assert files._PACKAGED.relative_to(files.PACKAGE_DIR.parent) == Path(solution["solutions/binary_mnist.ipynb"])
+    for source in [*kit, *solution]:
         assert (ROOT / source).is_file()
 
 
 def test_in_a_checkout_the_lesson_files_are_the_checkouts_own():
-    assert lesson.in_checkout()
-    assert lesson.lesson_file("solution") == ROOT / "solutions" / "binary_mnist.ipynb"
+    from bmnist_lesson import files
+
+    assert lesson.in_checkout() and files.in_checkout()
+    assert files.solution_notebook() == ROOT / "solutions" / "binary_mnist.ipynb"
     assert lesson.lesson_file("exercise") == ROOT / "notebooks" / "binary_mnist.ipynb"
     assert lesson.lesson_file("constraints") == ROOT / "constraints.txt"
     with pytest.raises(ValueError, match="unknown lesson file"):
-        lesson.lesson_path("answers")
+        lesson.lesson_path("solution")
 
 
 def test_postbuild_registers_the_kernel_the_notebooks_ask_for():

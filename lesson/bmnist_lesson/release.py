@@ -246,7 +246,8 @@ def write_release(out: Path, *, kit_url: str | None = None, repo_url: str | None
                                                      notebook=notebook.name), encoding="utf-8")
         # Binder (repo2docker): the kit with JupyterLab, then the notebook's kernel.
         (stage / "requirements.txt").write_text(f"./wheels/{wheel.name}[lab]\n", encoding="utf-8")
-        post_build = "#!/usr/bin/env bash\nset -euo pipefail\npython -m bmnist_helpers kernel --sys-prefix --name bmnist\n"
+        post_build = ("#!/usr/bin/env bash\nset -euo pipefail\n"
+                      "python -m bmnist_helpers kernel --sys-prefix --name bmnist\n")
         (stage / "postBuild").write_text(post_build, encoding="utf-8")
         (stage / "postBuild").chmod(0o755)
         found = leaks(stage, answer_lines())

@@ -60,7 +60,17 @@ def submissions() -> dict[str, tuple[str, str, dict[int, int]]]:
     }
 
 
+def executed_solution() -> str:
+    """The solution notebook run in a fresh kernel, with its outputs (the engine takes only an
+    executed solution)."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.reads(notebook(), as_version=4)
+    NotebookClient(nb, kernel_name="python3", timeout=60).execute()
+    return nbformat.writes(nb)
+
+
 if __name__ == "__main__":
-    SOLUTION.write_text(notebook())
+    SOLUTION.write_text(executed_solution())
     print(f"wrote {SOLUTION}")
     json.loads(SOLUTION.read_text())

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from nbjudge.compare import close
-from nbjudge.lessons import Check, Lesson
+from nbjudge import Check, Lesson, close
 
 __all__ = ["LESSON"]
 
@@ -36,4 +35,5 @@ LESSON = Lesson(
     checks=(Check(1, _draw_values, f"{__name__}.probes:mean", _judge_mean),
             Check(2, _draw_values, f"{__name__}.probes:standardise", _judge_standardise)),
     params={"SCALE": "2"},
+    kernel_modules=(f"{__name__}.probes",),
 )
