@@ -179,3 +179,25 @@ def test_a_row_no_gradebook_can_place_is_named_in_a_warning_and_its_note(tmp_pat
     placed = {line[1] for line in _table(out / CANVAS_GRADEBOOK)[2:]}
     assert placed == {"123", "125", "126", "127", "129"}  # every student with one placeable row, and only those
 
+
+def test_force_keeps_every_earlier_output_byte_identical(tmp_path):
+    moodle_rows, moodle_grades = _class(tmp_path, "moodle", [15, 10, 5])
+    canvas_rows, canvas_grades = _graded(tmp_path, CANVAS_CLASS)
+    students = {r.name: student_record(r) for r in [*moodle_rows, *canvas_rows]}
+    out = tmp_path / "grades"
+    meta = {"lesson": "binary_mnist", "seed": 1, "marking": {"tasks": [1, 2, 3, 4, 5], "hidden": 2, "expected": 1}}
+    snapshots = []
+    for run in range(3):
+        results = open_results(out, meta, resume=False, force=run > 0, log=lambda _: None)
+        for grade in [*moodle_grades, *canvas_grades]:
+            changed = Grade(grade.submission, grade.status, {t: (p + run) % 4 for t, p in grade.points.items()})
+            results.append(changed, "", students[grade.submission])
+        results.rebuild()
+        snapshots.append({p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
+                          if p.is_file() and not p.relative_to(out).as_posix().startswith("previous-")})
+    for name in (MOODLE_WORKSHEET, MOODLE_FEEDBACK, CANVAS_GRADEBOOK, CANVAS_FEEDBACK, "grades.csv", "results.jsonl"):
+        assert snapshots[0][name] != snapshots[1][name] != snapshots[2][name], name  # each run wrote its own
+    for number, snapshot in enumerate(snapshots[:2], start=1):  # and every earlier one is kept as it was
+        kept = {p.relative_to(out / f"previous-{number}").as_posix(): p.read_bytes()
+                for p in (out / f"previous-{number}").rglob("*") if p.is_file()}
+        assert kept == snapshot
