@@ -50,8 +50,10 @@ solution: setup data
 	$(BIN)/python -m bmnist_helpers.exercise --execute-solution
 	$(BIN)/python -m bmnist_helpers.exercise
 
+# ARGS go to bmnist-grade as they are, e.g. make grade ARGS="--resume" or ARGS="--force --jobs 4"
+ARGS ?=
 grade: setup data
-	$(BIN)/bmnist-grade $(SUBMISSIONS) --out $(GRADES)
+	$(BIN)/bmnist-grade $(SUBMISSIONS) --out $(GRADES) $(ARGS)
 
 # Side-by-side speed ratios (kit vs the sheet-style baseline); about six minutes on a quiet machine.
 # A class of 7: with its reference run, 8 jobs share 2 cores evenly. Quicker: BENCH_GRADING="--class-size 3 --jobs 2"

@@ -224,3 +224,14 @@ def test_help_reads_cleanly():
     assert "(default: None)" not in text and ") (default:" not in text
     assert "(default: 1/1)" in text and "(default: 600)" in text and "bmnist-grade merge" in text
     assert text.startswith("usage: bmnist-grade ")
+
+
+# --- issue 26: what the command line says and passes on ----------------------------------------------
+
+
+def test_make_grade_passes_options_on():
+    done = subprocess.run(["make", "-n", "grade", "ARGS=--resume --jobs 3", "SUBMISSIONS=subs", "GRADES=out"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if "bmnist-grade" in line]
+    assert line.split()[1:] == ["subs", "--out", "out", "--resume", "--jobs", "3"]
