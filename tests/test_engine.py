@@ -229,6 +229,22 @@ def test_help_reads_cleanly():
 # --- issue 26: what the command line says and passes on ----------------------------------------------
 
 
+def test_resume_says_why_each_notebook_is_graded_again(tmp_path):
+    klass = _write_class(tmp_path / "class", ["full", "untouched", "wrong-2"])
+    out = tmp_path / "out"
+    first = _grade(str(klass), "--out", str(out), "--jobs", "2", *COMMON)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (klass / "untouched.ipynb").write_text(CLASS["wrong-mean"][0])  # the student submitted again
+    (klass / "wrong-mean.ipynb").write_text(CLASS["wrong-mean"][0])  # a late submission
+    resumed = _grade(str(klass), "--out", str(out), "--resume", *COMMON)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "grading 2 notebook(s) of 4" in resumed.stdout
+    assert "  untouched: graded again: its file changed since its line in results.jsonl was written" in resumed.stdout
+    assert "  wrong-mean: graded again: it has no line in results.jsonl yet" in resumed.stdout
+    assert "full: graded again" not in resumed.stdout and "wrong-2: graded again" not in resumed.stdout
+    assert _rows(out)["untouched"]["status"] == "partial" and _rows(out)["wrong-mean"]["status"] == "partial"
+
+
 def test_make_grade_passes_options_on():
     done = subprocess.run(["make", "-n", "grade", "ARGS=--resume --jobs 3", "SUBMISSIONS=subs", "GRADES=out"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
