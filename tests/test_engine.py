@@ -245,6 +245,16 @@ def test_resume_says_why_each_notebook_is_graded_again(tmp_path):
     assert _rows(out)["untouched"]["status"] == "partial" and _rows(out)["wrong-mean"]["status"] == "partial"
 
 
+def test_help_names_zips_and_every_default():
+    text = " ".join(cli._parser().format_help().split())
+    assert "or zip files: a platform's export as downloaded (Moodle, Canvas, Gradescope, nbgrader)" in text
+    assert "gradebooks and zips" in text  # what --force sets aside
+    done = _grade("similarity", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "zip files: a platform's export" in text and "0 to 1 (default: 0.6)" in text
+
+
 def test_make_grade_passes_options_on():
     done = subprocess.run(["make", "-n", "grade", "ARGS=--resume --jobs 3", "SUBMISSIONS=subs", "GRADES=out"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)

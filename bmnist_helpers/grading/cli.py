@@ -362,7 +362,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"Shards (--shard K/N with one --seed) are joined with: {prog} merge SHARD_DIR... --out DIR. "
                f"Similar answers across a class are listed by: {prog} similarity SUBMISSIONS... --out DIR",
     )
-    parser.add_argument("submissions", nargs="+", type=Path, help="notebooks or folders of notebooks")
+    parser.add_argument("submissions", nargs="+", type=Path,
+                        help="notebooks, folders of notebooks (searched recursively), or zip files: a platform's "
+                             "export as downloaded (Moodle, Canvas, Gradescope, nbgrader), as a zip or unpacked")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.jsonl, grades.csv and feedback/")
     parser.add_argument("--lesson", default=None,
                         help="the lesson: an installed lesson's name, a module name, or the path of a package folder "
@@ -385,7 +387,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="grade only the notebooks OUT has no result for, or whose file changed since (same "
                             "lesson, seed and parameters); the log says why each one is graded")
     again.add_argument("--force", action="store_true",
-                       help="move an earlier run's results in OUT into OUT/previous-N/ and start anew")
+                       help="move an earlier run's outputs in OUT (results, grades, feedback, gradebooks and zips) "
+                            "into OUT/previous-N/ and start anew")
     parser.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even where it works")
     parser.add_argument("--solution", type=Path, default=None,
                         help="another executed solution notebook to grade against (default: the lesson's own)")
