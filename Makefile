@@ -50,8 +50,10 @@ solution: setup data
 	$(BIN)/python -m bmnist_lesson.exercise --execute-solution
 	$(BIN)/python -m bmnist_lesson.exercise
 
+# ARGS go to bmnist-grade as they are, e.g. make grade ARGS="--resume" or ARGS="--force --jobs 4"
+ARGS ?=
 grade: setup data
-	$(BIN)/bmnist-grade $(SUBMISSIONS) --out $(GRADES)
+	$(BIN)/bmnist-grade $(SUBMISSIONS) --out $(GRADES) $(ARGS)
 
 # What students get (the exercise, the kit's wheel, a README for students; nothing that answers a task):
 #   make release OUT=DIR [KIT_URL=https://.../bmnist_kit-X.Y.Z-py3-none-any.whl] [REPO_URL=https://github.com/COURSE/REPO]

@@ -224,3 +224,40 @@ def test_help_reads_cleanly():
     assert "(default: None)" not in text and ") (default:" not in text
     assert "(default: 1/1)" in text and "(default: 600)" in text and "bmnist-grade merge" in text
     assert text.startswith("usage: bmnist-grade ")
+
+
+# --- issue 26: what the command line says and passes on ----------------------------------------------
+
+
+def test_resume_says_why_each_notebook_is_graded_again(tmp_path):
+    klass = _write_class(tmp_path / "class", ["full", "untouched", "wrong-2"])
+    out = tmp_path / "out"
+    first = _grade(str(klass), "--out", str(out), "--jobs", "2", *COMMON)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (klass / "untouched.ipynb").write_text(CLASS["wrong-mean"][0])  # the student submitted again
+    (klass / "wrong-mean.ipynb").write_text(CLASS["wrong-mean"][0])  # a late submission
+    resumed = _grade(str(klass), "--out", str(out), "--resume", *COMMON)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "grading 2 notebook(s) of 4" in resumed.stdout
+    assert "  untouched: graded again: its file changed since its line in results.jsonl was written" in resumed.stdout
+    assert "  wrong-mean: graded again: it has no line in results.jsonl yet" in resumed.stdout
+    assert "full: graded again" not in resumed.stdout and "wrong-2: graded again" not in resumed.stdout
+    assert _rows(out)["untouched"]["status"] == "partial" and _rows(out)["wrong-mean"]["status"] == "partial"
+
+
+def test_help_names_zips_and_every_default():
+    text = " ".join(cli._parser().format_help().split())
+    assert "or zip files: a platform's export as downloaded (Moodle, Canvas, Gradescope, nbgrader)" in text
+    assert "gradebooks and zips" in text  # what --force sets aside
+    done = _grade("similarity", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "zip files: a platform's export" in text and "0 to 1 (default: 0.6)" in text
+
+
+def test_make_grade_passes_options_on():
+    done = subprocess.run(["make", "-n", "grade", "ARGS=--resume --jobs 3", "SUBMISSIONS=subs", "GRADES=out"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if "bmnist-grade" in line]
+    assert line.split()[1:] == ["subs", "--out", "out", "--resume", "--jobs", "3"]

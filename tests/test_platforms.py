@@ -163,7 +163,8 @@ def test_an_unknown_layout_keeps_todays_naming_and_a_student(tmp_path):
 ])
 def test_a_platform_like_name_that_does_not_parse_keeps_todays_naming_with_a_note(tmp_path, path, platform):
     (row,), _ = _collect(write_export(tmp_path / "subs", {path: FULL}, as_zip=False))
-    assert row.platform == "" and row.student == row.name == "binary_mnist" if "/" in path else row.name
+    file_stem = path.rsplit("/", 1)[-1].removesuffix(".ipynb")  # named after its file, as any file is
+    assert row.platform == "" and row.student == row.name == file_stem
     assert row.note == f"the name looks like a {platform} export's but does not parse; named as a file"
 
 
@@ -187,3 +188,47 @@ def test_folders_inside_a_submission_cannot_claim_another_student(tmp_path):
     course = {"submitted/ann/ps1/submitted/bob/ps1/binary_mnist.ipynb": FULL}
     (row,), _ = _collect(write_export(tmp_path / "course", course, as_zip=False))
     assert row.student == "ann"
+
+
+# --- names as the platforms write them (issue 26) -------------------------------------------------
+# Canvas: lib/content_zipper.rb keeps [[:word:]] (letters and marks of any script, digits, "_") of the
+# lower-cased sortable name; Moodle: mod/assign/classes/downloader.php keeps the full name in any script.
+
+
+@pytest.mark.parametrize("file_name, login, late", [
+    ("müllerjürgen_125_791_binary_mnist.ipynb", "müllerjürgen", "0"),
+    ("mu\u0308llerju\u0308rgen_LATE_125_791_binary_mnist.ipynb", "müllerjürgen", "1"),  # unzipped as NFD (macOS)
+    ("王小明_125_791_binary_mnist.ipynb", "王小明", "0"),
+    ("ओमप्रकाश_125_791_binary_mnist.ipynb", "ओमप्रकाश", "0"),  # vowel signs are marks, which Canvas keeps
+    ("o_brien_125_791_binary_mnist_2.ipynb", "o_brien", "0"),  # "_" is a word character too
+])
+def test_canvas_names_in_any_script(file_name, login, late):
+    found = identify(("export", file_name))
+    assert (found.platform, found.student, found.label, found.note) == ("canvas", login, f"{login}_125", None)
+    assert found.ids == {"login": login, "user_id": "125", "attachment_id": "791", "late": late}
+
+
+def test_canvas_anonymous_download_has_a_student_but_no_user_id():
+    found = identify(("export", "LATE_anon_x1Y2z_791_binary_mnist.ipynb"))
+    assert (found.platform, found.student) == ("canvas", "anon_x1Y2z")
+    assert found.ids == {"anonymous_id": "x1Y2z", "attachment_id": "791", "late": "1"}
+
+
+@pytest.mark.parametrize("file_name", [
+    "Müllerjürgen_125_791_binary_mnist.ipynb",  # Canvas lower-cases the name
+    "müller-jürgen_125_791_binary_mnist.ipynb",  # and keeps no "-"
+    "müllerjürgen_LATE_١٢٥_791_binary_mnist.ipynb",  # ids are ASCII digits
+])
+def test_canvas_like_names_that_canvas_cannot_write_get_a_note(file_name):
+    found = identify(("export", file_name))
+    assert found.platform == ""
+    assert found.note == "the name looks like a Canvas export's but does not parse; named as a file"
+
+
+@pytest.mark.parametrize("folder", ["Jürgen Müller_12_assignsubmission_file",
+                                    "Jürgen Müller_12_assignsubmission_file_"])
+def test_moodle_folders_of_every_version_in_any_script(folder):
+    """Moodle 4.1 and later name the folder without the trailing "_" of earlier versions."""
+    found = identify(("export", folder, "binary_mnist.ipynb"))
+    assert (found.platform, found.student, found.ids) == (
+        "moodle", "Jürgen Müller", {"participant": "12", "full_name": "Jürgen Müller"})

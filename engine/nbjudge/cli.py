@@ -168,9 +168,13 @@ def grade(
     k, n = shard
     chosen = found[k - 1 :: n]
     results = open_results(Path(out), meta, resume=resume, force=force, log=log)
-    todo = [s for s in chosen if results.done.get(s.name, ("", None))[0] != digest(s.data) or s.data is None]
+    why = {s.name: _why_again(s, results.done) for s in chosen}
+    todo = [s for s in chosen if why[s.name] is not None]
     log(f"grading {len(todo)} notebook(s) of {len(chosen)}, lesson {lesson.name}, seed {seed}, {jobs} job(s); "
         "protections: " + ", ".join(f"{p}: {'yes' if on else 'NO'}" for p, on in active.items()))
+    if resume:
+        for sub in todo:
+            log(f"  {sub.name}: graded again: {why[sub.name]}")
     tmp = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))  # mode 0700
     reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(tmp)], stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -193,6 +197,17 @@ def grade(
     grades = results.rebuild([s.name for s in chosen], log=log)
     log(summary_table(grades, Marking.of(lesson)))
     return grades
+
+
+def _why_again(sub: Submission, done: dict[str, tuple[str, Grade]]) -> str | None:
+    """Why ``sub`` is graded in this run although the results file may hold it; ``None``: it does not need to be."""
+    if sub.data is None:
+        return "it could not be read, so its row is made again"
+    if sub.name not in done:
+        return "it has no line in results.jsonl yet"
+    if done[sub.name][0] != digest(sub.data):
+        return "its file changed since its line in results.jsonl was written"
+    return None
 
 
 def _grade_all(todo: list[Submission], run: _Run, results: ResultsFile, *, jobs: int, beside: bool,
@@ -345,7 +360,9 @@ def _parser(lesson: str | None) -> argparse.ArgumentParser:
         epilog=f"Shards (--shard K/N with one --seed) are joined with: {prog} merge SHARD_DIR... --out DIR. "
                f"Similar answers across a class are listed by: {prog} similarity SUBMISSIONS... --out DIR",
     )
-    parser.add_argument("submissions", nargs="+", type=Path, help="notebooks or folders of notebooks")
+    parser.add_argument("submissions", nargs="+", type=Path,
+                        help="notebooks, folders of notebooks (searched recursively), or zip files: a platform's "
+                             "export as downloaded (Moodle, Canvas, Gradescope, nbgrader), as a zip or unpacked")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.jsonl, grades.csv and feedback/")
     parser.add_argument("--lesson", default=lesson,
                         help="the lesson: an installed lesson's name, a module name, or the path of a package folder "
@@ -366,9 +383,11 @@ def _parser(lesson: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--shard", type=_shard, default="1/1", help="K/N: grade every N-th notebook from the K-th")
     again = parser.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
-                       help="grade only the notebooks OUT has no result for (same lesson, seed and parameters)")
+                       help="grade only the notebooks OUT has no result for, or whose file changed since (same "
+                            "lesson, seed and parameters); the log says why each one is graded")
     again.add_argument("--force", action="store_true",
-                       help="move an earlier run's results in OUT into OUT/previous-N/ and start anew")
+                       help="move an earlier run's outputs in OUT (results, grades, feedback, gradebooks and zips) "
+                            "into OUT/previous-N/ and start anew")
     parser.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even where it works")
     parser.add_argument("--solution", type=Path, default=None,
                         help="another executed solution notebook to grade against (default: the lesson's own)")

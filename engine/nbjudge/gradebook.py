@@ -17,7 +17,11 @@ that has rows:
   (``login_USERID_ATTACHMENTID_``) so that Canvas matches it to the student.
 
 A student with more than one graded row is left out of the platform files (never one picked
-silently) and named in the returned warnings; grades.csv still has every row.
+silently) and named in the returned warnings; so is a row without the identifier the import
+matches on (an anonymous Canvas download has no user id). grades.csv still has every row, and
+:func:`unplaced` gives, for its note column, why each row that no platform file holds is left out:
+those rows, and rows that matched no platform's layout in a run that writes a platform file (a
+file of the export whose name did not parse), are never dropped silently.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ._atomic import write_atomic
 
 __all__ = [
     "CANVAS_COLUMNS", "CANVAS_FEEDBACK", "CANVAS_GRADEBOOK", "MOODLE_COLUMNS", "MOODLE_FEEDBACK", "MOODLE_WORKSHEET",
-    "GradebookRow", "write_gradebooks",
+    "GradebookRow", "unplaced", "write_gradebooks",
 ]
 
 MOODLE_WORKSHEET = "moodle-grading-worksheet.csv"
@@ -144,6 +148,61 @@ def _canvas(rows: list[GradebookRow], out: Path, *, assignment: str, assignment_
     return _write_both(out / CANVAS_GRADEBOOK, table, out / CANVAS_FEEDBACK, files)
 
 
+def _key(row: GradebookRow) -> str | None:
+    """The identifier the row's platform import matches on (ASCII digits), or ``None``."""
+    value = row.ids.get(_KEYS[row.platform], "")
+    return value if value.isascii() and value.isdigit() else None
+
+
+@dataclass(frozen=True)
+class _Split:
+    """A platform's rows: those its files hold, and why each other one is left out."""
+
+    placed: list[GradebookRow]
+    left_out: dict[str, str]  # row name: why
+    warnings: list[str]
+
+
+def _split(rows: list[GradebookRow], platform: str) -> _Split:
+    key = _KEYS[platform]
+    mine = [r for r in rows if r.platform == platform]
+    keyed = [r for r in mine if _key(r) is not None]
+    counts = Counter(_key(r) for r in keyed)
+    left_out, warnings = {}, []
+    for number in sorted(n for n, c in counts.items() if c > 1):
+        names = sorted(r.name for r in keyed if _key(r) == number)
+        warnings.append(f"warning: {platform} {key} {number} has {counts[number]} graded rows ({', '.join(names)}); "
+                        f"left out of the {platform} files: enter that student's grade by hand")
+        left_out.update(dict.fromkeys(names, f"{platform} {key} {number} has {counts[number]} graded rows; none is in "
+                                      f"the {platform} files: enter this student's grade by hand"))
+    for row in (r for r in mine if _key(r) is None):
+        why = (f"no {platform} {key} in its file's name (an anonymous download)" if platform == "canvas"
+               else f"no {platform} {key} in its path")
+        warnings.append(f"warning: {row.name}: {why}; left out of the {platform} files: enter its grade by hand")
+        left_out[row.name] = f"{why}; not in the {platform} files: enter this grade by hand"
+    return _Split([r for r in keyed if counts[_key(r)] == 1], left_out, warnings)
+
+
+def unplaced(rows: list[GradebookRow]) -> dict[str, str]:
+    """Why each row is in no platform file that :func:`write_gradebooks` writes, for grades.csv's note.
+
+    Listed: a row of Moodle or Canvas that its platform's files leave out (a student with two graded
+    rows, no identifier), and, where any platform file is written, a row that matched no platform's
+    layout (most likely a file of the export whose name did not parse). Rows of Gradescope and
+    nbgrader, for which no file is written, are not listed.
+
+    :param rows: Every graded row.
+    :returns: ``{row name: why}``.
+    """
+    splits = [_split(rows, platform) for platform in _KEYS]
+    found = {name: why for split in splits for name, why in split.left_out.items()}
+    files = sorted(f"{platform} files" for platform, split in zip(_KEYS, splits, strict=True) if split.placed)
+    if files:
+        found.update({r.name: f"matched no platform's layout, so it is not in the {' or '.join(files)}: enter this "
+                      "grade by hand" for r in rows if not r.platform})
+    return found
+
+
 def write_gradebooks(
     rows: list[GradebookRow], out: Path, *, assignment: str = "assignment", canvas_assignment_id: str | None = None
 ) -> tuple[list[Path], list[str]]:
@@ -153,18 +212,14 @@ def write_gradebooks(
     :param out: The report folder (beside grades.csv).
     :param assignment: The assignment's name in Canvas's gradebook column.
     :param canvas_assignment_id: The Canvas assignment id, so that the import fills that assignment.
-    :returns: The files written, and one warning per student left out.
+    :returns: The files written, and one warning per student (or row) of Moodle or Canvas left out.
     """
     written: list[Path] = []
     warnings: list[str] = []
-    for platform, key in _KEYS.items():
-        mine = [r for r in rows if r.platform == platform and r.ids.get(key, "").isdigit()]
-        counts = Counter(r.ids[key] for r in mine)
-        for number in sorted(n for n, c in counts.items() if c > 1):
-            names = ", ".join(sorted(r.name for r in mine if r.ids[key] == number))
-            warnings.append(f"warning: {platform} {key} {number} has {counts[number]} graded rows ({names}); left out "
-                            f"of the {platform} files: enter that student's grade by hand")
-        mine = [r for r in mine if counts[r.ids[key]] == 1]
+    for platform in _KEYS:
+        split = _split(rows, platform)
+        warnings += split.warnings
+        mine = split.placed
         if not mine:
             continue
         if platform == "moodle":

@@ -5,13 +5,19 @@ the student as the platform knows them, with the identifiers its grade import ne
 knows these layouts (sources in the README, section *Intake from a platform*):
 
 * **Moodle**, *Download all submissions*: a folder per submission,
-  ``Full Name_12345_assignsubmission_file_/notebook.ipynb``, or (without *Download submissions in
-  folders*) flat files ``Full Name_12345_assignsubmission_file_notebook.ipynb``. ``12345`` is the
-  participant number that the grading worksheet calls ``Participant 12345``.
+  ``Full Name_12345_assignsubmission_file/notebook.ipynb`` (Moodle 4.1 and later; earlier versions
+  end the folder's name with ``_``), or (without *Download submissions in folders*) flat files
+  ``Full Name_12345_assignsubmission_file_notebook.ipynb``. ``12345`` is the participant number that
+  the grading worksheet calls ``Participant 12345``. The name is the student's full name in any
+  script, with ``_`` turned into spaces (so it never holds ``_``); with blind marking it is
+  ``Participant``.
 * **Canvas**, *Download Submissions*: flat files ``lastnamefirstname_LATE_123_456_name-1.ipynb``:
-  the student's sortable name in lower case without separators, ``LATE`` for a late submission,
-  the Canvas user id (the gradebook's ``ID`` column), the attachment id, the file's own name
-  (Canvas appends ``-N`` to a resubmitted file).
+  the student's sortable name in lower case with every character but letters (of any script),
+  marks, digits and ``_`` removed, ``LATE`` for a late submission, the Canvas user id (the
+  gradebook's ``ID`` column), the attachment id, the file's own name (Canvas appends ``-N`` to a
+  resubmitted file). An anonymously graded assignment writes ``anon_ANONYMOUSID`` (after ``LATE``)
+  in place of the name and the user id: such a row has a student but no user id, so no gradebook
+  line.
 * **Gradescope**, *Export Submissions*: ``submission_123/`` folders beside a
   ``submission_metadata.yml`` that names each submission's submitters (``:name:``, ``:sid:``,
   ``:email:``).
@@ -28,16 +34,34 @@ not parse gets no identity and a note; the grader then names the row as it does 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
-__all__ = ["PLATFORMS", "Identity", "identify", "parse_gradescope_metadata"]
+__all__ = ["PLATFORMS", "Identity", "canvas_word", "identify", "parse_gradescope_metadata"]
 
 PLATFORMS = ("moodle", "canvas", "gradescope", "nbgrader")
 GRADESCOPE_METADATA = "submission_metadata.yml"
-_MOODLE_FOLDER = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assignsubmission_(?P<plugin>[a-z]+)_$")
-_MOODLE_FILE = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assignsubmission_(?P<plugin>[a-z]+)_(?P<file>.+)$")
+# Moodle: mod/assign/classes/downloader.php, downloader::get_student_prefix and
+# load_submissionplugin_filelist: clean_filename(str_replace('_', ' ', fullname) . '_' . uniqueid), then
+# '_assignsubmission_file' (Moodle >= 4.1; '_assignsubmission_file_' before) as the folder, or
+# '_assignsubmission_file_' . filename flat. clean_filename (PARAM_FILE) drops only controls and
+# &<>"`|':\/, so the name keeps every script. What Moodle reads back is
+# mod/assign/feedback/file/importziplib.php, is_valid_filename_for_import: explode('_', part, 5), a
+# numeric participant id second, both folder forms accepted. Ids are ASCII digits ([0-9], not \d).
+_MOODLE_FOLDER = re.compile(r"^(?P<name>.+?)_(?P<id>[0-9]+)_assignsubmission_(?P<plugin>[a-z][a-z0-9]*)_?$")
+_MOODLE_FILE = re.compile(r"^(?P<name>.+?)_(?P<id>[0-9]+)_assignsubmission_(?P<plugin>[a-z][a-z0-9]*)_(?P<file>.+)$")
 _MOODLE_LIKE = re.compile(r"_assignsubmission_", re.IGNORECASE)
-_CANVAS_FILE = re.compile(r"^(?P<login>[a-z0-9]+)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<aid>\d+)_(?P<file>.+)$")
+# Canvas: lib/content_zipper.rb, ContentZipper#get_filename and #add_upload_submission write
+# sanitize_file_name([sanitize_user_name(sortable_name), "LATE"?, user_id].join("_")) + "_#{attachment.id}_" +
+# display name, where sanitize_file_name keeps only [[:word:]] (Onigmo: Letter | Mark | Decimal_Number |
+# Connector_Punctuation, any script) and sanitize_user_name lower-cases (and drops "_" around digits); an
+# anonymous assignment writes "anon_#{anonymous_id}" in place of name and user id. What Canvas reads back
+# (app/models/assignment.rb, infer_comment_context_from_filename) are the first two pieces between "_" that
+# are all ASCII digits: user id, attachment id. _canvas_parts follows both.
+_CANVAS_ID = re.compile(r"^[0-9]+$")
+_CANVAS_LIKE = re.compile(r"_[0-9]+_[0-9]+_")
+_CANVAS_ANONYMOUS_ID = re.compile(r"^[A-Za-z0-9]+$")
+_WORD_CATEGORIES = ("Nd", "Pc")
 _GRADESCOPE_FOLDER = re.compile(r"^submission_(?P<id>\d+)$")
 _GRADESCOPE_LIKE = re.compile(r"^submission_", re.IGNORECASE)
 
@@ -102,17 +126,48 @@ def _moodle(parts: tuple[str, ...]) -> tuple[int, Identity] | None:
 
 
 def _moodle_identity(match: re.Match) -> Identity:
-    name, number = match["name"].strip(), match["id"]
+    name, number = unicodedata.normalize("NFC", match["name"].strip()), match["id"]
     return Identity("moodle", name, f"{name}_{number}", {"participant": number, "full_name": name})
 
 
-def _canvas(parts: tuple[str, ...]) -> tuple[int, Identity] | None:
-    match = _CANVAS_FILE.match(parts[-1])
-    if not match:
+def canvas_word(text: str) -> bool:
+    """Whether every character of ``text`` is one that canvas-lms's ``sanitize_file_name`` keeps
+    (Onigmo's ``[[:word:]]``: letters and marks of any script, decimal digits, ``_``)."""
+    return all(unicodedata.category(c)[0] in "LM" or unicodedata.category(c) in _WORD_CATEGORIES for c in text)
+
+
+def _canvas_parts(file_name: str) -> dict[str, str] | None:
+    """A Canvas download's file name as its pieces: ``login`` (or ``anonymous_id``), ``late``,
+    ``user_id`` (not for anonymous), ``attachment_id``, ``file``; ``None`` when it is not one."""
+    pieces = file_name.split("_")
+    skip = 1 if pieces[:2] == ["LATE", "anon"] else 0
+    if pieces[skip:skip + 1] == ["anon"]:  # anonymous grading: [LATE_]anon_ANONYMOUSID_ATTACHMENTID_file
+        rest = pieces[skip + 1:]
+        if len(rest) < 3 or not _CANVAS_ANONYMOUS_ID.match(rest[0]) or not _CANVAS_ID.match(rest[1]):
+            return None
+        return {"anonymous_id": rest[0], "attachment_id": rest[1], "late": "1" if skip else "0",
+                "file": "_".join(rest[2:])}
+    first = next((i for i, piece in enumerate(pieces) if _CANVAS_ID.match(piece)), None)
+    if first is None or first + 2 >= len(pieces) or not _CANVAS_ID.match(pieces[first + 1]):
+        return None  # the download writes the user id and the attachment id side by side, then the file
+    name = pieces[:first]
+    late = name[-1:] == ["LATE"]
+    login = unicodedata.normalize("NFC", "_".join(name[:-1] if late else name))
+    if not login or not canvas_word(login) or login != login.lower():
         return None
-    ids = {"login": match["login"], "user_id": match["uid"], "attachment_id": match["aid"],
-           "late": "1" if match["late"] else "0"}
-    return len(parts) - 1, Identity("canvas", match["login"], f"{match['login']}_{match['uid']}", ids)
+    return {"login": login, "user_id": pieces[first], "attachment_id": pieces[first + 1], "late": "1" if late else "0",
+            "file": "_".join(pieces[first + 2:])}
+
+
+def _canvas(parts: tuple[str, ...]) -> tuple[int, Identity] | None:
+    found = _canvas_parts(parts[-1])
+    if found is None:
+        return None
+    found.pop("file")
+    if "anonymous_id" in found:  # no user id: the gradebook cannot place it (gradebook.unplaced says so)
+        student = f"anon_{found['anonymous_id']}"
+        return len(parts) - 1, Identity("canvas", student, student, found)
+    return len(parts) - 1, Identity("canvas", found["login"], f"{found['login']}_{found['user_id']}", found)
 
 
 def _gradescope(parts: tuple[str, ...], metadata: dict[tuple[str, ...], dict]) -> tuple[int, Identity] | None:
@@ -149,7 +204,7 @@ def _looks_like(parts: tuple[str, ...]) -> str | None:
     *folders, file_name = parts
     if any(_MOODLE_LIKE.search(p) for p in parts):
         return "Moodle"
-    if "_LATE_" in file_name:  # Canvas marks late submissions so
+    if "_LATE_" in file_name or _CANVAS_LIKE.search(file_name):  # Canvas marks late work so; its two ids
         return "Canvas"
     if any(_GRADESCOPE_LIKE.match(p) for p in folders) and not any(_GRADESCOPE_FOLDER.match(p) for p in folders):
         return "Gradescope"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._atomic import write_atomic
-from .gradebook import GradebookRow, write_gradebooks
+from .gradebook import GradebookRow, unplaced, write_gradebooks
 from .lessons import Lesson, LessonError, judge
 from .plan import Plan
 from .run import RunResult
@@ -315,14 +315,14 @@ def _csv_cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv(grades: list[Grade], marking: Marking, students: dict[str, dict]) -> str:
+def _csv(grades: list[Grade], marking: Marking, students: dict[str, dict], left_out: dict[str, str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["submission", "student", "source", *[f"task{t}" for t in marking.tasks], "total", "max",
                      "status", "note"])
     for g in grades:
         who = students.get(g.submission, {})
-        note = "; ".join(filter(None, [g.note, who.get("note")]))
+        note = "; ".join(filter(None, [g.note, who.get("note"), left_out.get(g.submission)]))
         writer.writerow([_csv_cell(v) for v in (g.submission, who.get("student", g.submission), who.get("source", ""),
                                                  *[g.points.get(t, 0) for t in marking.tasks], g.total, marking.max,
                                                  g.status, note)])
@@ -388,10 +388,15 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students:
     :param marking: The lesson's marking.
     :param students: ``{submission: intake.student_record(...)}``: who each row is.
     :param assignment: The assignment's name in the platforms' gradebooks.
-    :returns: Warnings about rows left out of a gradebook.
+    :returns: Warnings about rows left out of a gradebook: each such row is named in one, and its
+        note in grades.csv says why (:func:`.gradebook.unplaced`).
     """
     out.mkdir(parents=True, exist_ok=True)
     ordered = sorted(grades, key=lambda g: g.submission)
+    rows = [GradebookRow(g.submission, total=g.total, max_points=marking.max, status=g.status,
+                         feedback=out / "feedback" / f"{g.submission}.md",
+                         **{"student": g.submission, **students.get(g.submission, {})}) for g in ordered]
+    left_out = unplaced(rows)
     fresh, stale = out / ".feedback.new", out / ".feedback.old"
     for folder in (fresh, stale):
         _remove_generated(folder)
@@ -402,11 +407,13 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students:
         (out / "feedback").rename(stale)
     fresh.rename(out / "feedback")
     _remove_generated(stale)
-    write_atomic(out / "grades.csv", _csv(ordered, marking, students))
-    rows = [GradebookRow(g.submission, total=g.total, max_points=marking.max, status=g.status,
-                         feedback=out / "feedback" / f"{g.submission}.md",
-                         **{"student": g.submission, **students.get(g.submission, {})}) for g in ordered]
-    return write_gradebooks(rows, out, assignment=assignment)[1]
+    write_atomic(out / "grades.csv", _csv(ordered, marking, students, left_out))
+    warnings = write_gradebooks(rows, out, assignment=assignment)[1]
+    stray = sorted(r.name for r in rows if not r.platform and r.name in left_out)
+    if stray:
+        warnings.append(f"warning: {len(stray)} row(s) matched no platform's layout and are in no platform file "
+                        f"({', '.join(stray)}): enter their grades by hand (grades.csv's note says why)")
+    return warnings
 
 
 def _remove_generated(folder: Path) -> None:

@@ -220,10 +220,13 @@ def main(argv: list[str], *, prog: str = "similarity", lesson: str | None = None
     from .lessons import LessonError, load_lesson
 
     parser = argparse.ArgumentParser(prog=prog, description="List pairs of similar answers (a report, never a grade).")
-    parser.add_argument("submissions", nargs="+", type=Path, help="notebooks, folders or zip exports")
+    parser.add_argument("submissions", nargs="+", type=Path,
+                        help="notebooks, folders of notebooks, or zip files: a platform's export as downloaded "
+                             "(Moodle, Canvas, Gradescope, nbgrader)")
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {REPORT}")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                        help="smallest share of either answer's code that two answers share, 0 to 1")
+                        help="smallest share of either answer's code that two answers share, 0 to 1 "
+                             "(default: %(default)s)")
     parser.add_argument("--lesson", default=lesson,
                         help=f"the lesson, as for grading (default: {lesson or 'the installed one'})")
     parser.add_argument("--exercise", type=Path, default=None,

@@ -16,12 +16,15 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+from .gradebook import CANVAS_FEEDBACK, CANVAS_GRADEBOOK, MOODLE_FEEDBACK, MOODLE_WORKSHEET
 from .report import Grade, Marking, write_reports
 
 __all__ = ["IDENTITY", "RESULTS", "OutputInUse", "ResultsFile", "digest", "merge", "open_results", "read_results"]
 
 RESULTS = "results.jsonl"
-_OUTPUTS = (RESULTS, "grades.csv", "feedback")
+# Every file a run writes in --out: --force moves each of them aside, and without it any of them marks
+# the folder as in use (an instructor's earlier gradebook is never overwritten).
+_OUTPUTS = (RESULTS, "grades.csv", "feedback", MOODLE_WORKSHEET, MOODLE_FEEDBACK, CANVAS_GRADEBOOK, CANVAS_FEEDBACK)
 IDENTITY = ("lesson", "seed", "params", "solution")  # what runs must share to be resumed or merged (Plan.identity)
 
 
@@ -113,7 +116,8 @@ def _truncate_partial_line(path: Path) -> None:
 
 
 def _set_aside(out: Path) -> Path:
-    """Move an earlier run's outputs into ``out/previous-N/`` (nothing of the user's is deleted)."""
+    """Move an earlier run's outputs (results, grades, feedback, the platforms' gradebooks and zips) into
+    ``out/previous-N/``, each by a rename: nothing of the user's is deleted or rewritten."""
     number = 1
     while (out / f"previous-{number}").exists():
         number += 1
