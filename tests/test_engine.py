@@ -222,8 +222,16 @@ def test_help_reads_cleanly():
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
     assert "(default: None)" not in text and ") (default:" not in text
-    assert "(default: 1/1)" in text and "(default: 600)" in text and "bmnist-grade merge" in text
-    assert text.startswith("usage: bmnist-grade ")
+    assert "(default: 1/1)" in text and "(default: 600)" in text and "nbjudge merge" in text
+    assert text.startswith("usage: nbjudge ") and "--lesson LESSON" in text and "(default: the one installed;" in text
+
+
+def test_a_lessons_own_command_names_its_lesson():
+    done = subprocess.run([str(Path(sys.executable).parent / "bmnist-grade"), "--help"], capture_output=True,
+                          text=True, timeout=60)
+    text = " ".join(done.stdout.split())
+    assert done.returncode == 0 and text.startswith("usage: bmnist-grade ") and "bmnist-grade merge" in text
+    assert "(default: binary-mnist;" in text
 
 
 # --- issue 26: what the command line says and passes on ----------------------------------------------
@@ -246,7 +254,7 @@ def test_resume_says_why_each_notebook_is_graded_again(tmp_path):
 
 
 def test_help_names_zips_and_every_default():
-    text = " ".join(cli._parser().format_help().split())
+    text = " ".join(cli._parser(None).format_help().split())
     assert "or zip files: a platform's export as downloaded (Moodle, Canvas, Gradescope, nbgrader)" in text
     assert "gradebooks and zips" in text  # what --force sets aside
     done = _grade("similarity", "--help")
