@@ -53,18 +53,14 @@ except ModuleNotFoundError:
     import importlib, os, subprocess, sys
     wheels = os.environ.get("BMNIST_WHEELHOUSE")
     source = ["--find-links", wheels, KIT] if wheels else [KIT_URL or KIT]
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *source],
-                         capture_output=True, text=True)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *source], capture_output=True, text=True)
     if pip.returncode != 0:
         class KitNotInstalled(Exception):
-            def _render_traceback_(self):  # IPython shows these lines instead of a traceback
-                return list(self.args)
-        said = (pip.stderr.strip() or pip.stdout.strip() or "no message").splitlines()[-1][:300]
+            _render_traceback_ = lambda self: list(self.args)  # IPython shows these two lines, no traceback
+        said = (pip.stderr.strip() or "no message").splitlines()[-1][:300]  # pip's own last line: the reason
         raise KitNotInstalled(f"The kit could not be installed: pip install --no-deps {' '.join(source)} ({said}).",
-                              "Check your network and that this address opens in a browser, or ask your "
-                              "instructor for the kit's wheel; then run this cell again.") from None
-    print(f"installed the kit alone: pip install --no-deps {' '.join(source)}")
-    importlib.invalidate_caches()
+                              "Check your network and that this address opens in a browser, or ask your instructor for the kit's wheel; then run this cell again.") from None
+    print(f"installed the kit alone: pip install --no-deps {' '.join(source)}"); importlib.invalidate_caches()
     from bmnist_helpers.setup import ensure_kit
 ensure_kit(KIT)
 

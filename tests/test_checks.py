@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bmnist_lesson import LESSON, draws, probes, verdicts
+from bmnist_lesson import LESSON, draws, verdicts
+from bmnist_lesson.kernel import probes
 from nbjudge.lessons import CheckFailed
 from nbjudge.values import MalformedValues, decode_values
 

@@ -8,7 +8,7 @@ import re
 import jupytext
 import nbformat
 import pytest
-from bmnist_helpers import exercise
+from bmnist_lesson import exercise
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from bmnist_helpers import exercise
+from bmnist_lesson import exercise
 
 from tests.conftest import ROOT
 from tests.jupyter_server import jupyter

@@ -25,8 +25,8 @@ COLAB = {"numpy": "2.0.2", "ipython": "7.34.0", "ipykernel": "6.17.1", "ipywidge
          "jax": "0.7.2", "jaxlib": "0.7.2", "pillow": "11.1.0", "tqdm": "4.67.1", "platformdirs": "4.3.6",
          "bmnist-kit": "0.1.0"}
 IMPORTED = {"numpy", "IPython", "ipywidgets", "matplotlib", "matplotlib.pyplot", "bmnist_helpers"}
-REQS = tuple(setup.parse_requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-    "dependencies"])
+REQS = tuple(setup.parse_requirement(r) for r in tomllib.loads((ROOT / "kit" / "pyproject.toml").read_text())[
+    "project"]["dependencies"])
 
 
 def test_requirements_come_from_the_installed_metadata_and_match_pyproject():
@@ -173,8 +173,10 @@ def _setup_cell() -> str:
 
 def test_the_setup_cell_is_short_and_its_pip_installs_the_kit_alone(monkeypatch, capsys):
     code = [line for line in _setup_cell().splitlines() if line.strip() and not line.startswith("#")]
-    assert len(code) <= 12, "the install logic lives in bmnist_helpers.setup, not in the notebook"
-    assert "from bmnist_helpers.setup import ensure_kit" in code[2] and code[-1] == "ensure_kit(KIT)"
+    # What runs before the kit exists (its install, and the two lines when that fails) must be in the
+    # cell; everything after it lives in bmnist_helpers.setup.
+    assert len(code) <= 18, "the install logic lives in bmnist_helpers.setup, not in the notebook"
+    assert "from bmnist_helpers.setup import ensure_kit" in code[3] and code[-1] == "ensure_kit(KIT)"
     assert "constraint" not in _setup_cell()
 
     # the fallback, as on Colab: no kit yet, so pip installs it alone (from the wheelhouse too), then ensure_kit runs
@@ -194,4 +196,24 @@ def test_the_setup_cell_is_short_and_its_pip_installs_the_kit_alone(monkeypatch,
     kit = f"bmnist-kit=={setup.__version__}"
     assert command[:4] == [sys.executable, "-m", "pip", "install"] and command[-1] == kit
     assert "--no-deps" in command and command[command.index("--find-links") + 1] == "/wheels"
-    assert capsys.readouterr().out == f"installing {kit} alone: pip install --no-deps {kit}\n"
+    assert capsys.readouterr().out == f"installed the kit alone: pip install --no-deps --find-links /wheels {kit}\n"
+
+
+def test_the_setup_cell_says_in_two_lines_when_the_kit_cannot_be_installed(monkeypatch, capsys):
+    """A wrong URL or no network: what was tried and what to do, as IPython shows an error whose
+    ``_render_traceback_`` gives its lines; no pip output, no traceback."""
+    url = "https://course.example.org/kit/bmnist_kit-0.1.0-py3-none-any.whl"
+    cell = _setup_cell().replace("KIT_URL = None", f"KIT_URL = {url!r}")
+
+    def failing_pip(command, **kwargs):
+        return subprocess.CompletedProcess(command, 1, "", f"Collecting x\nERROR: HTTP error 404 while getting {url}\n")
+
+    monkeypatch.setitem(sys.modules, "bmnist_helpers.setup", None)
+    monkeypatch.setattr(subprocess, "run", failing_pip)
+    monkeypatch.delenv("BMNIST_WHEELHOUSE", raising=False)
+    with pytest.raises(Exception) as raised:
+        exec(compile(cell, "setup-cell", "exec"), {})
+    lines = raised.value._render_traceback_()
+    assert len(lines) == 2 and f"pip install --no-deps {url}" in lines[0] and "HTTP error 404" in lines[0]
+    assert "ask your instructor" in lines[1] and raised.value.__suppress_context__
+    assert capsys.readouterr().out == ""

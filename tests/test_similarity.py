@@ -1,4 +1,5 @@
-"""The similarity report (issue 20): a copy with renamed variables is listed; independent correct answers are not."""
+"""The similarity report (issue 20): a copy with renamed variables is listed, and so is a copy of the
+lesson's solution (issue 29); independent correct answers are not."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import io
 import tokenize
 
 import nbformat
-from bmnist_lesson import TASK_FUNCTIONS
+from bmnist_lesson import LESSON, TASK_FUNCTIONS
 from bmnist_lesson.exercise import EXERCISE_IPYNB
 from nbjudge import cli
-from nbjudge.similarity import REPORT, answer_code, find_pairs, scaffold_lines
+from nbjudge.similarity import REPORT, SOLUTION_ROW, answer_code, find_pairs, scaffold_lines, similarity_report
 
 from tests.fixtures.alternatives import ALTERNATIVES
 from tests.test_platforms import write_export
@@ -82,3 +83,25 @@ def test_bmnist_grade_similarity_on_a_zip_export_writes_a_report_not_grades(tmp_
     assert "## Student_1_101 and Student_9_109: " in report and report.count("\n## ") == 1
     assert "never a grade" in report
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [REPORT]
+
+
+def test_a_copy_of_the_solution_with_renamed_variables_is_listed_first(tmp_path):
+    """A student who found the solution: its answers, renamed and reformatted, match the lesson's
+    solution, and the report says so before the pairs; independent answers do not match it."""
+    nb = nbformat.read(LESSON.solution, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type == "code" and any(t.startswith("task-") for t in tags) and "expected-result" not in tags:
+            cell.source = _rename(cell.source)
+    klass = tmp_path / "class"
+    klass.mkdir()
+    (klass / "finder.ipynb").write_text(nbformat.writes(nb))
+    for i in (1, 2):
+        (klass / f"student-{i}.ipynb").write_bytes(_notebook(_style(i)))
+    pairs = similarity_report([klass], out=tmp_path / "report", exercise=EXERCISE_IPYNB,
+                              task_functions=TASK_FUNCTIONS, solution=LESSON.solution, log=lambda line: None)
+    found = [p for p in pairs if SOLUTION_ROW in (p.first, p.second)]
+    assert [(p.first, p.second) for p in found] == [(SOLUTION_ROW, "finder")] and found[0].similarity > 0.9
+    report = (tmp_path / "report" / REPORT).read_text()
+    assert "## Answers that match the lesson's solution" in report
+    assert report.index("finder") < report.index(f"## {SOLUTION_ROW} and finder")

@@ -147,15 +147,30 @@ def satisfies(version: str, specifiers: Sequence[tuple[str, str]]) -> bool:
     return True
 
 
+def _checkout_requirements() -> list[str]:
+    """The kit's dependencies as its ``kit/pyproject.toml`` declares them, in an instructor's checkout
+    (installed there as part of ``bmnist-course``); empty elsewhere or without a TOML reader."""
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        return []
+    try:
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    except (OSError, ValueError, KeyError):
+        return []
+    return list(project.get("dependencies", [])) if project.get("name") == DIST else []
+
+
 def kit_requirements() -> tuple[Requirement, ...]:
-    """The base install's requirements, as the installed kit declares them (``pyproject.toml``).
+    """The base install's requirements, as the installed kit declares them (``kit/pyproject.toml``).
 
     :returns: Empty when the kit is imported without being installed (a bare source tree).
     """
     try:
         lines = importlib.metadata.requires(DIST) or []
     except importlib.metadata.PackageNotFoundError:
-        return ()
+        lines = _checkout_requirements()
     return tuple(r for r in map(parse_requirement, lines) if r is not None)
 
 
