@@ -2,7 +2,7 @@
 
 ::
 
-    python -m bmnist_helpers lesson DIR [--solution] [--force]   # write the lesson's notebook
+    python -m bmnist_helpers lesson DIR [--force]                # write the exercise notebook
     python -m bmnist_helpers kernel [--sys-prefix | --user]      # register the bmnist kernel
     python -m bmnist_helpers setup                               # add the kit's missing dependencies, replace nothing
     python -m bmnist_helpers --version
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"bmnist-kit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module, text in (
-        ("lesson", lesson, "write the exercise (or, with --solution, the solution) notebook into a folder"),
+        ("lesson", lesson, "write the exercise notebook into a folder (the solution is the instructor's)"),
         ("kernel", kernel, "register the bmnist Jupyter kernel with its JAX compilation cache"),
         ("setup", setup, "install the kit's dependencies this Python lacks; never replace an installed package"),
     ):

@@ -88,7 +88,7 @@ def lesson_file(kind: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"the kit's {kind} file {path} is missing; reinstall the kit "
-            f"(pip install --force-reinstall bmnist-kit=={__version__}) or run `make solution` in a checkout"
+            f"(pip install --force-reinstall bmnist-kit=={__version__}) or run `make exercise` in a checkout"
         )
     return path
 
