@@ -26,8 +26,10 @@ def layers(rng: np.random.Generator, sizes: list[int]) -> list:
 
 
 def dataloader(rng: np.random.Generator) -> dict:
-    """Task 1: a small training set whose images carry their own position in the first pixel."""
-    n = int(rng.integers(40, 90))
+    """Task 1: a small training set whose images carry their own position in the first pixel; a
+    batch size that does not divide it, and one that does (``batch_size_even``)."""
+    batch_size_even = int(rng.integers(4, 12))
+    n = batch_size_even * int(rng.integers(5, 9))
     batch_size = int(rng.integers(4, 12))
     while n % batch_size == 0:
         batch_size += 1
@@ -36,16 +38,24 @@ def dataloader(rng: np.random.Generator) -> dict:
     images[:, 0, 1:8] = rng.normal(size=(n, 7))
     labels = (rng.random(n) < 0.5).astype(_F32)
     return {"images": images, "labels": labels, "batch_size": batch_size,
+            "batch_size_even": batch_size_even,
             "key_a": int(rng.integers(2**31)), "key_b": int(rng.integers(2**31))}
 
 
 def model(rng: np.random.Generator) -> dict:
-    """Task 2: a small network for the forward pass; the lesson's own sizes for the initialiser
-    (the notebook has compiled it for them, so the kernel's compilation cache serves the check)."""
+    """Task 2: small networks for the forward pass, one of the lesson's depth and one shallower or
+    deeper (the docstring takes any number of layers); the lesson's own sizes for the initialiser
+    (the notebook has compiled it for them, so the kernel's compilation cache serves the check),
+    and other sizes and depth (``init_other_sizes``: the docstring takes any)."""
     sizes = [28 * 28, int(rng.integers(4, 20)), int(rng.integers(2, 10)), 1]
-    return {"params": layers(rng, sizes), "x": rng.normal(size=(6, sizes[0])).astype(_F32),
-            "init_sizes": list(LESSON_SIZES), "stddev": float(rng.uniform(0.05, 0.5)),
-            "key_a": int(rng.integers(2**31)), "key_b": int(rng.integers(2**31))}
+    depth = int(rng.choice([1, 3]))  # hidden layers of the other network
+    other = [28 * 28, *(int(rng.integers(3, 12)) for _ in range(depth)), 1]
+    init_other = [int(rng.integers(20, 60)), *(int(rng.integers(10, 30)) for _ in range(int(rng.choice([1, 3])))),
+                  int(rng.integers(1, 4))]
+    return {"params": layers(rng, sizes), "params_other_depth": layers(rng, other),
+            "x": rng.normal(size=(6, sizes[0])).astype(_F32),
+            "init_sizes": list(LESSON_SIZES), "init_other_sizes": init_other, "stddev": float(rng.uniform(0.05, 0.5)),
+            "key_a": int(rng.integers(2**31)), "key_b": int(rng.integers(2**31)), "key_c": int(rng.integers(2**31))}
 
 
 def objective(rng: np.random.Generator) -> dict:

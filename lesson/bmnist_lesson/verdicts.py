@@ -68,22 +68,31 @@ def _batch_positions(run, images: np.ndarray, labels: np.ndarray) -> list[np.nda
     return positions
 
 
-def dataloader(inputs: dict, got: dict, ref: dict) -> None:
-    """Task 1, by properties: batch sizes, every example once per epoch, a new order each epoch,
-    the same batches for the same key, other batches for another key."""
-    images, labels, bs = inputs["images"], inputs["labels"], inputs["batch_size"]
-    n = len(images)
+def _epochs(batches: list[np.ndarray], n: int, bs: int, count: int) -> list[np.ndarray]:
+    """The positions of each of ``count`` epochs, after checking the batch sizes and that each epoch
+    visits every example once."""
     per_epoch = -(-n // bs)
     sizes = [bs] * (per_epoch - 1) + [n - bs * (per_epoch - 1)]
-    runs = {name: _batch_positions(got.get(name), images, labels) for name in ("a", "a_again", "b")}
-    first = runs["a"]
-    if [len(b) for b in first] != sizes * 3:
-        got_sizes = [len(b) for b in first[:per_epoch + 1]]
+    if [len(b) for b in batches] != sizes * count:
+        got_sizes = [len(b) for b in batches[:per_epoch + 1]]
+        last = f"one of {sizes[-1]}" if sizes[-1] != bs else f"one more of {bs}"
         raise CheckFailed(f"with {n} examples and batch_size={bs}, each epoch should be {per_epoch - 1} full "
-                          f"batches and one of {sizes[-1]}; got batch sizes {got_sizes}...")
-    epochs = [np.concatenate(first[e * per_epoch:(e + 1) * per_epoch]) for e in range(3)]
+                          f"batches and {last}; got batch sizes {got_sizes}...")
+    epochs = [np.concatenate(batches[e * per_epoch:(e + 1) * per_epoch]) for e in range(count)]
     if not all(np.array_equal(np.sort(e), np.arange(n)) for e in epochs):
         raise CheckFailed("an epoch does not visit every training example exactly once")
+    return epochs
+
+
+def dataloader(inputs: dict, got: dict, ref: dict) -> None:
+    """Task 1, by properties: batch sizes (one that divides the set, one that does not), every
+    example once per epoch, a new order each epoch, the same batches for the same key, other
+    batches for another key."""
+    images, labels, bs = inputs["images"], inputs["labels"], inputs["batch_size"]
+    n = len(images)
+    runs = {name: _batch_positions(got.get(name), images, labels) for name in ("a", "a_again", "b", "even")}
+    first = runs["a"]
+    epochs = _epochs(first, n, bs, 3)
     if np.array_equal(epochs[0], epochs[1]) or np.array_equal(epochs[1], epochs[2]):
         raise CheckFailed("an epoch repeats the order of the epoch before it")
     if np.array_equal(epochs[0], np.arange(n)):
@@ -92,11 +101,14 @@ def dataloader(inputs: dict, got: dict, ref: dict) -> None:
         raise CheckFailed("the same key gave different batches")
     if np.array_equal(np.concatenate(runs["b"]), epochs[0]):
         raise CheckFailed("a different key gave the same batches")
+    even = _epochs(runs["even"], n, int(inputs["batch_size_even"]), 2)
+    if np.array_equal(even[0], even[1]):
+        raise CheckFailed("an epoch repeats the order of the epoch before it")
 
 
-def _check_initialiser(inputs: dict, got: dict) -> None:
-    sizes, stddev = inputs["init_sizes"], inputs["stddev"]
-    init = _layers(got.get("init_a"), "init_mlp_params")
+def _initial_arrays(value, sizes: list[int], stddev: float) -> list[np.ndarray]:
+    """The arrays of one initialisation, flat, after checking their shapes, values and spread."""
+    init = _layers(value, "init_mlp_params")
     shapes = [(tuple(w.shape), tuple(b.shape)) for w, b in init]
     want = [((a, b), (b,)) for a, b in zip(sizes[:-1], sizes[1:], strict=False)]
     if shapes != want:
@@ -112,6 +124,14 @@ def _check_initialiser(inputs: dict, got: dict) -> None:
                                   "expected stddev itself")
             if abs(float(np.mean(a))) > 5 * stddev / np.sqrt(a.size):
                 raise CheckFailed("the initial values do not have mean zero")
+    return arrays
+
+
+def _check_initialiser(inputs: dict, got: dict) -> None:
+    sizes, stddev = inputs["init_sizes"], inputs["stddev"]
+    arrays = _initial_arrays(got.get("init_a"), sizes, stddev)
+    init = _layers(got.get("init_a"), "init_mlp_params")
+    _initial_arrays(got.get("init_other"), inputs["init_other_sizes"], stddev)
     for i, a in enumerate(arrays):
         for b in arrays[i + 1:]:
             k = min(a.size, b.size, 16)
@@ -131,6 +151,9 @@ def model(inputs: dict, got: dict, ref: dict) -> None:
     """Task 2: the logits against the reference; the initialiser by shapes, spread, mean and keys."""
     close(got.get("relu"), array(ref.get("relu"), "reference"), "mlp's logits")
     close(got.get("tanh"), array(ref.get("tanh"), "reference"), "mlp's logits with nonlinearity=jnp.tanh")
+    depth = len(inputs["params_other_depth"])
+    close(got.get("relu_other_depth"), array(ref.get("relu_other_depth"), "reference"),
+          f"mlp's logits for a network of {depth} layers (params may hold any number of layers)")
     _check_initialiser(inputs, got)
 
 

@@ -96,12 +96,13 @@ def _logits_of(namespace: dict, params, inputs) -> np.ndarray:
 
 
 def dataloader(inputs: dict, namespace: dict) -> dict:
-    """Task 1: three epochs for one key, the same again, one epoch for another key (positions and labels)."""
+    """Task 1: three epochs for one key, the same again, one epoch for another key (positions and
+    labels); two epochs with a batch size that divides the set."""
     data = {"x_train": inputs["images"], "y_train": inputs["labels"]}
-    n, batch_size = len(inputs["images"]), int(inputs["batch_size"])
-    per_epoch = -(-n // batch_size)
+    n = len(inputs["images"])
 
-    def batches(key_seed: int, epochs: int) -> list:
+    def batches(key_seed: int, epochs: int, batch_size: int = int(inputs["batch_size"])) -> list:
+        per_epoch = -(-n // batch_size)
         loader = student(namespace, "train_dataloader")(data, batch_size=batch_size, key=jax.random.key(key_seed))
         seen = []
         for _ in range(epochs * per_epoch):
@@ -111,18 +112,23 @@ def dataloader(inputs: dict, namespace: dict) -> dict:
         return seen
 
     return {"a": attempt(batches, int(inputs["key_a"]), 3), "a_again": attempt(batches, int(inputs["key_a"]), 3),
-            "b": attempt(batches, int(inputs["key_b"]), 1)}
+            "b": attempt(batches, int(inputs["key_b"]), 1),
+            "even": attempt(batches, int(inputs["key_b"]), 2, int(inputs["batch_size_even"]))}
 
 
 def model(inputs: dict, namespace: dict) -> dict:
-    """Task 2: logits with ReLU and with tanh; three initialisations (one key twice)."""
+    """Task 2: logits with ReLU and with tanh, and of a network of another depth; three
+    initialisations of the lesson's sizes (one key twice), one of other sizes and depth."""
     params, x = _layers(inputs["params"]), jax.device_put(inputs["x"])
     forward = _compiled(student(namespace, "mlp"), static_argnames="nonlinearity")
-    out = {"relu": attempt(forward, params, x), "tanh": attempt(forward, params, x, nonlinearity=jnp.tanh)}
+    out = {"relu": attempt(forward, params, x), "tanh": attempt(forward, params, x, nonlinearity=jnp.tanh),
+           "relu_other_depth": attempt(forward, _layers(inputs["params_other_depth"]), x)}
     sizes, stddev = tuple(int(s) for s in inputs["init_sizes"]), float(inputs["stddev"])
     init = _compiled(student(namespace, "init_mlp_params"), static_argnums=0)
     for name, key_seed in (("init_a", inputs["key_a"]), ("init_again", inputs["key_a"]), ("init_b", inputs["key_b"])):
         out[name] = attempt(init, sizes, stddev=stddev, key=jax.random.key(int(key_seed)))
+    other = tuple(int(s) for s in inputs["init_other_sizes"])
+    out["init_other"] = attempt(init, other, stddev=stddev, key=jax.random.key(int(inputs["key_c"])))
     return out
 
 
