@@ -42,6 +42,7 @@ _TEXT_LIMIT = TEXT_CHARS
 _TIMEOUT_ENAME = "GraderCellTimeout"
 _RESERVE = 64 * 1024  # kept back for the records that end a job
 _MAX_KERNELS = 4  # kernels per notebook: the first, and one more after each cell that ended one
+_ASKED_EXIT = "it asked the kernel to exit: exit(), quit() or get_ipython().ask_exit()"
 
 
 def _clean(text: object, limit: int) -> str:
@@ -94,6 +95,14 @@ def _client_class():
 
 class _Malformed(Exception):
     """The kernel sent a message the worker cannot read."""
+
+
+def _asked_to_exit(reply: object) -> bool:
+    """Whether a cell's execute reply says that IPython ends the kernel after it: ``exit()``,
+    ``quit()`` and ``get_ipython().ask_exit()`` reply first and stop the kernel about 0.1 s later."""
+    payload = reply.get("payload") if isinstance(reply, dict) else None
+    return isinstance(payload, list) and any(
+        isinstance(p, dict) and p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload)
 
 
 def _values_text(values: object) -> str | None:
@@ -247,6 +256,8 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int],
                 record["how"] = "it started more processes than the job's limit, and the job was stopped"
             elif status == "dead":
                 record["how"] = _exit_of(km)
+            elif status in ("ok", "error") and _asked_to_exit(content):  # else the next cell would be blamed
+                record["status"], record["how"] = "dead", _ASKED_EXIT
             if not results.write(record):
                 results.write({"event": "cell", "index": index, "status": "overflow", "text": "", "seconds": 0,
                                "error": None, "values": None, "values_count": 0}, final=True)
