@@ -58,7 +58,11 @@ CONTROLS = {
     "attack-probe-hook": "control-stub-1",
     "attack-forged-signature": "full-marks",
     "bad-lone-surrogate": "full-marks",
+    # issue 26: a function that prints the line a wrong answer fails
+    "attack-print-expected-line": "wrong-update-not-jitted",
 }
+# issue 26: a correct notebook with an exit, or whose functions print, beside what it must equal
+EXITS = {"exit-last-cell": "full-marks", "exit-quit-scratch": "full-marks", "exit-ask-exit-answer": "control-stub-5"}
 
 pytestmark = pytest.mark.grading
 
@@ -228,6 +232,24 @@ def test_no_attack_scores_above_its_control(graded):
     for attack, control in CONTROLS.items():
         assert grades[attack].total <= grades[control].total, (attack, grades[attack].total, grades[control].total)
     assert grades["full-marks"].total == 15  # the victim graded beside the CPU hog
+
+
+def test_an_exit_is_blamed_on_its_own_cell(graded):
+    grades = graded["grades"]
+    for name, control in EXITS.items():
+        assert grades[name].points == grades[control].points, (name, grades[name].points, grades[control].points)
+        assert "your cell number" in grades[name].note and "asked the kernel to exit" in grades[name].note, name
+        assert "hidden check" not in grades[name].note, name
+
+
+def test_what_a_function_prints_is_ignored_and_forges_nothing(graded):
+    grades = graded["grades"]
+    assert grades["print-train-progress"].points == grades["full-marks"].points
+    assert [(i["task"], i["lines"]) for i in grades["print-train-progress"].ignored] == [(4, 5)]
+    feedback = (graded["out"] / "feedback" / "print-train-progress.md").read_text()
+    assert "not compared" in feedback and "er-training" in feedback
+    forged = grades["attack-print-expected-line"]
+    assert [f["cell"] for f in forged.failures if f["kind"] == "expected"] == ["er-update-step"]
 
 
 def test_the_grader_stays_under_a_gigabyte_whatever_the_class_sends(graded):

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from bmnist_lesson import LESSON, TASK_FUNCTIONS
 from bmnist_lesson.exercise import SOLUTION_IPYNB, cell_tags
-from nbjudge.notebook import InvalidNotebook, build_grading_copy, read_submission
+from nbjudge.notebook import InvalidNotebook, build_grading_copy, checked_source, read_submission
 from nbjudge.plan import build_plan
 
 from tests.fixtures import make_submissions
@@ -81,3 +81,17 @@ def test_nbformat_3_is_converted():
     v3 = {"nbformat": 3, "nbformat_minor": 0, "metadata": {"name": "old"}, "worksheets": [{"cells": [
         {"cell_type": "code", "input": source, "language": "python", "outputs": []}]}]}
     assert [(s, tags) for s, _, tags in read_submission(json.dumps(v3).encode())] == [(source, [])]
+
+
+def test_an_expected_result_cell_runs_with_its_own_prints_marked():
+    """Only the ``print`` names change; the end mark goes before a last bare expression (issue 26)."""
+    call = "__import__('m', fromlist=['show'])"
+    source = ('x = "ü"  # print(x) in a comment stays\nprint(x, end=""); print(len(x))\n'
+              "for i in range(2):\n    print(i)\n")
+    assert checked_source(source, runner="m") == (
+        f"{call}.mark('begin')\n"
+        'x = "ü"  # print(x) in a comment stays\n'
+        f'{call}.show(x, end=""); {call}.show(len(x))\nfor i in range(2):\n    {call}.show(i)\n'
+        f"\n{call}.mark('end')\n")
+    assert checked_source("a = 1; a", runner="m") == f"{call}.mark('begin')\na = 1; {call}.mark('end'); a\n"
+    assert checked_source("%time x = 1", runner="m") == "%time x = 1"  # not Python: run as it is

@@ -31,7 +31,8 @@ import nbformat
 from .tags import EXPECTED_TAG, PARAMETERS_TAG, cell_tags, task_of_tags
 
 __all__ = ["MAX_CODE_CELLS", "MAX_CODE_CHARS", "Cell", "InvalidNotebook", "SolutionCell", "apply_params",
-           "build_grading_copy", "dependencies", "read_submission", "solution_cells", "student_cells", "stubbed_tasks"]
+           "build_grading_copy", "checked_source", "dependencies", "read_submission", "solution_cells",
+           "student_cells", "stubbed_tasks"]
 
 _NBVAL_MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION", "NBVAL_SKIP",
                   "PYTEST_VALIDATE_IGNORE_OUTPUT"}
@@ -345,6 +346,50 @@ def build_grading_copy(cells: list[tuple[str, str | None, list[str]]] | None, so
         copy += slots.get(cell.id, [])
     copy += [Cell(source, "probe", f"task-{task}", task) for task, source in probes]
     return copy
+
+
+def _is_print(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
+
+
+def _spliced(lines: list[bytes], edits: list[tuple[int, int, int, bytes]]) -> list[bytes]:
+    """``lines`` with each ``(line, start, end, text)`` put in place of those bytes (lines from 1)."""
+    lines = list(lines)
+    for line, start, end, text in sorted(edits, reverse=True):
+        lines[line - 1] = lines[line - 1][:start] + text + lines[line - 1][end:]
+    return lines
+
+
+def checked_source(source: str, *, runner: str) -> str:
+    """An expected-result cell as its grading copy runs it: its own ``print`` calls become
+    ``runner.show``, and ``runner.mark`` is called where its code begins and ends (:mod:`.probe`).
+
+    Only the ``print`` names are replaced, in place; every other character stays. The end mark
+    goes before a last bare expression, so that its value is still shown as the cell's result. A
+    cell that does not parse as Python (a magic) is kept as it is.
+
+    :param source: The instructor's cell.
+    :param runner: The module that holds ``show`` and ``mark``.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return source
+    if not tree.body:
+        return source
+    call = f"__import__({runner!r}, fromlist=['show'])"
+    lines = [line.encode("utf-8") for line in source.split("\n")]
+    edits = [(n.func.lineno, n.func.col_offset, n.func.end_col_offset, f"{call}.show".encode())
+             for n in ast.walk(tree) if _is_print(n)]
+    last = tree.body[-1]
+    end = f"{call}.mark('end')"
+    if isinstance(last, ast.Expr) and not _is_print(last.value):
+        edits.append((last.lineno, last.col_offset, last.col_offset, f"{end}; ".encode()))
+        tail = ""
+    else:
+        tail = "\n" + end
+    body = b"\n".join(_spliced(lines, edits)).decode("utf-8")
+    return f"{call}.mark('begin')\n{body}{tail}\n"
 
 
 def dependencies(solution: list[SolutionCell], functions: Mapping[str, int]) -> tuple[dict, dict]:

@@ -8,6 +8,10 @@ A probe cell, written by :mod:`.plan`, holds one call::
 namespace, and displays what it returns as one output of :data:`.values.VALUES_MIME`. The probe
 function only calls the student's functions (:func:`attempt` turns an exception into its message)
 and returns a dict of raw values, each entry sent on its own; every verdict is made in the grader process.
+
+An expected-result cell of the grading copy (:func:`.notebook.checked_source`) prints its own
+lines with :func:`show` and brackets its code with :func:`mark`, so that the worker can tell the
+cell's checked lines from what the functions it calls print in between.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 
-from .values import VALUES_MIME, Raised, decode_input, encode_value
+from .values import PRINTED_MIME, VALUES_MIME, Raised, decode_input, encode_value
 
-__all__ = ["attempt", "run", "student"]
+__all__ = ["attempt", "mark", "run", "show", "student"]
 
 
 def attempt(fn: Callable, *args, **kwargs):
@@ -70,3 +74,27 @@ def _encoded(value) -> dict:
         return encode_value(value)
     except (TypeError, ValueError) as exc:
         return encode_value(Raised(f"{type(exc).__name__}: {exc}"))
+
+
+def show(*args, sep: str | None = " ", end: str | None = "\n", file=None, flush: bool = False) -> None:
+    """``print`` for an expected-result cell's own lines: the text goes out as one output of
+    :data:`.values.PRINTED_MIME`, apart from whatever the student's functions write to stdout.
+
+    A ``file`` other than stdout is printed to as ``print`` would.
+    """
+    import sys
+
+    from IPython.display import display
+
+    if file is not None and file is not sys.stdout:
+        print(*args, sep=sep, end=end, file=file, flush=flush)
+        return
+    sep, end = " " if sep is None else sep, "\n" if end is None else end
+    display({PRINTED_MIME: {"text": sep.join(map(str, args)) + end}}, raw=True)
+
+
+def mark(where: str) -> None:
+    """Mark where an expected-result cell's own code starts (``"begin"``) or ends (``"end"``)."""
+    from IPython.display import display
+
+    display({PRINTED_MIME: {"mark": where}}, raw=True)

@@ -3,6 +3,10 @@
 Everything here runs in the grader process: the verdict on each hidden check
 (:func:`.lessons.judge`), the comparison of each expected-result cell's text with the reference
 run's, and the points; the status comes from :func:`.status.decide`.
+
+An expected-result cell's text is its own printed lines (and any output from outside its code),
+line for line; what the student's functions print while the cell runs is recorded apart by the
+worker, never compared, and named in the feedback as ignored.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import difflib
 import functools
 import io
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +48,7 @@ class Grade:
     note: str = ""
     seconds: float = 0.0
     errors: list[dict] = field(default_factory=list)  # the student's own cells that raised
+    ignored: list[dict] = field(default_factory=list)  # expected-result cells with lines of the student's, not compared
 
     @property
     def total(self) -> int:
@@ -90,6 +96,7 @@ class Reference:
     texts: dict[str, str]  # expected-result cell name -> sanitized text
     tasks: dict[str, int]  # expected-result cell name -> task
     values: dict[int, object]  # task -> decoded hidden-check values
+    ignored: dict[str, str] = field(default_factory=dict)  # expected-result cell name -> what its helpers printed
 
 
 @functools.cache
@@ -161,13 +168,14 @@ def reference_from_run(result: RunResult, plan: Plan) -> Reference:
     rules = sanitizers(plan.lesson.sanitize)
     texts = {c["name"]: sanitize(records[i].get("text", ""), rules) for i, c in enumerate(copy) if c["expected"]}
     tasks = {c["name"]: c["task"] for c in copy if c["expected"]}
+    ignored = {c["name"]: sanitize(records[i].get("ignored", "")) for i, c in enumerate(copy) if c["expected"]}
     values = {c["task"]: _values(records[i]) for i, c in enumerate(copy) if c["role"] == "probe"}
     checks = {check.task: check for check in plan.lesson.checks}
     for task, value in values.items():
         verdict = judge(checks[task], plan.inputs[task], value, value)
         if verdict is not None:
             raise ValueError(f"the solution fails its own hidden check of task {task}: {verdict}")
-    return Reference(texts=texts, tasks=tasks, values=values)
+    return Reference(texts=texts, tasks=tasks, values=values, ignored=ignored)
 
 
 def _marked_diff(expected: str, got: str) -> str:
@@ -224,7 +232,7 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
     checks = {check.task: check for check in lesson.checks}
     copy, records = _cells(result)
     stubbed = set(next((e.get("stubbed") or [] for e in result.events if e.get("event") == "copy"), []))
-    failures, errors, hidden_ok = [], [], {}
+    failures, errors, ignored, hidden_ok = [], [], [], {}
     for index, cell in enumerate(copy):  # the hidden checks first: the other cells' notes refer to them
         record = records.get(index)
         if cell["role"] == "probe":
@@ -247,6 +255,9 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
             failure = _expected_failure(cell, record, reference, plan, hidden_ok)
             if failure:
                 failures.append(failure)
+            lines = _own_lines(record, reference.ignored.get(cell["name"], ""))
+            if lines:
+                ignored.append({"task": cell["task"], "cell": cell["name"], "lines": lines})
         elif cell["role"] == "student" and record is not None and record["status"] == "error":
             errors.append({"cell": index + 1, "error": _cut(_error_line(record))})
     points = {}
@@ -267,8 +278,17 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
                           attempted=not untouched, own_errors=len(errors), timeout_s=timeout_s,
                           cell_timeout_s=cell_timeout_s)
     if status in ("invalid-notebook", "sandbox-error"):
-        points, failures, errors = marking.zeros(), [], []
-    return Grade(name, status, points, failures, note, round(result.seconds, 1), errors)
+        points, failures, errors, ignored = marking.zeros(), [], [], []
+    return Grade(name, status, points, failures, note, round(result.seconds, 1), errors, ignored)
+
+
+def _own_lines(record: dict | None, helpers: str) -> int:
+    """How many lines the student's code printed while an expected-result cell ran: the cell's
+    ignored output, sanitized, less the lines the reference run printed there too (its helpers')."""
+    if not record:
+        return 0
+    printed = Counter(sanitize(str(record.get("ignored", ""))).splitlines())
+    return sum((printed - Counter(helpers.splitlines())).values())
 
 
 def _stub_of(message: str, lesson: Lesson) -> int | None:
@@ -368,6 +388,11 @@ def _feedback(grade: Grade, marking: Marking) -> str:
             lines += [f"### Task {f['task']}" + (f": `{f['cell']}`" if f["cell"] else ""), "", _md(f["message"]), ""]
             if f.get("diff"):
                 lines += [*_fenced(f["diff"]), ""]
+    if grade.ignored:
+        lines += ["", "## Output of your own that was not compared", "",
+                  "Only each expected-result cell's own lines are compared. What your functions printed while "
+                  "it ran was ignored and costs nothing:", ""]
+        lines += [f"- Task {i['task']}, `{i['cell']}`: {i['lines']} line(s)" for i in grade.ignored]
     if grade.errors:
         lines += ["", "## Your cells that raised an error", ""]
         for e in grade.errors:

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RESULTS_BUDGET", "TEXT_CHARS", "VALUES_BYTES", "VALUES_MIME", "MalformedValues", "Raised",
+__all__ = ["PRINTED_MIME", "RESULTS_BUDGET", "TEXT_CHARS", "VALUES_BYTES", "VALUES_MIME", "MalformedValues", "Raised",
            "decode_input", "decode_values", "encode_input", "encode_value", "load_values"]
 
 VALUES_MIME = "application/x-grading-values+json"
+# An expected-result cell's own printed lines, and the marks around its code (:func:`.probe.show`).
+PRINTED_MIME = "application/x-grading-printed+json"
 _MAX_DEPTH = 8
 _MAX_ELEMENTS = 2_000_000
 # The JSON text of one probe's values: at most this many characters, and this many brackets and

@@ -11,6 +11,11 @@ the kernel's liveness, the execute reply), its text output, and, for hidden chec
 kernel sent. Nothing is judged here; the grader process reads the lines and decides. Reading and
 merging run here, under the job's memory and time limits, so that a monstrous notebook costs only
 its own job.
+
+An expected-result cell runs as :func:`.notebook.checked_source` rewrites it: its own lines come as
+outputs of :data:`.values.PRINTED_MIME`, between a begin and an end mark. Its record's ``text``
+holds those lines and whatever came outside the marks (a hook's output before or after the cell);
+what the code it calls printed between the marks goes to ``ignored``.
 """
 
 from __future__ import annotations
@@ -32,9 +37,16 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402
 
-from .notebook import InvalidNotebook, SolutionCell, build_grading_copy, read_submission, stubbed_tasks  # noqa: E402
+from .notebook import (  # noqa: E402
+    InvalidNotebook,
+    SolutionCell,
+    build_grading_copy,
+    checked_source,
+    read_submission,
+    stubbed_tasks,
+)
 from .sandbox import PROCESS_LIMIT_MARK  # noqa: E402
-from .values import RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES, VALUES_MIME  # noqa: E402
+from .values import PRINTED_MIME, RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES, VALUES_MIME  # noqa: E402
 
 __all__ = ["main"]
 
@@ -42,6 +54,8 @@ _TEXT_LIMIT = TEXT_CHARS
 _TIMEOUT_ENAME = "GraderCellTimeout"
 _RESERVE = 64 * 1024  # kept back for the records that end a job
 _MAX_KERNELS = 4  # kernels per notebook: the first, and one more after each cell that ended one
+_RUNNER = f"{__package__}.probe"  # the kernel's side: hidden checks, and an expected-result cell's own lines
+_ASKED_EXIT = "it asked the kernel to exit: exit(), quit() or get_ipython().ask_exit()"
 
 
 def _clean(text: object, limit: int) -> str:
@@ -63,14 +77,16 @@ def _client_class():
 
         captured: dict = {}
         probe: bool = False
+        expected: bool = False  # an expected-result cell: its own lines and marks count (PRINTED_MIME)
 
         def output(self, outs, msg, display_id, cell_index):
             kind, content = msg["msg_type"], msg["content"]
             cap = self.captured
             if not isinstance(content, dict):
                 raise _Malformed
+            where = self.destination()
             if kind == "stream" and content.get("name") == "stdout":
-                cap["text"] = _clean(cap.get("text", "") + _clean(content.get("text", ""), _TEXT_LIMIT), _TEXT_LIMIT)
+                _append(cap, where, content.get("text", ""))
             elif kind in ("execute_result", "display_data"):
                 data = content.get("data")
                 data = data if isinstance(data, dict) else {}
@@ -78,22 +94,59 @@ def _client_class():
                     if self.probe:  # a probe sends exactly one; anything else makes the values void
                         cap["values_count"] = cap.get("values_count", 0) + 1
                         cap["values"] = _values_text(data[VALUES_MIME])
+                elif PRINTED_MIME in data:
+                    if self.expected:  # anywhere else it is dropped unread
+                        _printed(cap, data[PRINTED_MIME])
                 elif "text/plain" in data:
-                    text = cap.get("text", "") + _clean(data["text/plain"], _TEXT_LIMIT) + "\n"
-                    cap["text"] = _clean(text, _TEXT_LIMIT)
+                    _append(cap, where, _clean(data["text/plain"], _TEXT_LIMIT) + "\n")
             elif kind == "error":
                 cap["error"] = {"ename": _clean(content.get("ename", ""), 200),
                                 "evalue": _clean(content.get("evalue", ""), 2000)}
             return None
 
         def clear_output(self, outs, msg, cell_index):
-            self.captured.pop("text", None)
+            self.captured.pop(self.destination(), None)
+
+        def destination(self) -> str:
+            """Where stdout goes now: between an expected-result cell's marks it is what the code
+            the cell calls printed (``ignored``); anywhere else it is the cell's ``text``."""
+            return "ignored" if self.expected and self.captured.get("phase") == "begin" else "text"
 
     return Client
 
 
 class _Malformed(Exception):
     """The kernel sent a message the worker cannot read."""
+
+
+def _append(cap: dict, key: str, text: object) -> None:
+    """Add ``text`` to ``cap[key]``, keeping at most :data:`_TEXT_LIMIT` characters."""
+    cap[key] = _clean(cap.get(key, "") + _clean(text, _TEXT_LIMIT), _TEXT_LIMIT)
+
+
+_NEXT_PHASE = {None: "begin", "begin": "end"}
+
+
+def _printed(cap: dict, sent: object) -> None:
+    """One output of :data:`PRINTED_MIME` in an expected-result cell: a line of its own, or a mark.
+
+    A line always counts; a mark counts only in order (begin once, then end once). A mark sent from
+    elsewhere thus never keeps one of the cell's own lines from counting.
+    """
+    if not isinstance(sent, dict):
+        return
+    if isinstance(sent.get("text"), str):
+        _append(cap, "text", sent["text"])
+    elif sent.get("mark") == _NEXT_PHASE.get(cap.get("phase")):
+        cap["phase"] = sent["mark"]
+
+
+def _asked_to_exit(reply: object) -> bool:
+    """Whether a cell's execute reply says that IPython ends the kernel after it: ``exit()``,
+    ``quit()`` and ``get_ipython().ask_exit()`` reply first and stop the kernel about 0.1 s later."""
+    payload = reply.get("payload") if isinstance(reply, dict) else None
+    return isinstance(payload, list) and any(
+        isinstance(p, dict) and p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload)
 
 
 def _values_text(values: object) -> str | None:
@@ -154,8 +207,14 @@ def run_job(job: dict) -> None:
             return
         nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": job["kernel_name"], "language": "python",
                                                                "display_name": job["kernel_name"]}})
-        nb.cells = [nbformat.v4.new_code_cell(c.source, id=f"c{i}") for i, c in enumerate(copy)]
-        _execute(nb, job, results, probes={i for i, c in enumerate(copy) if c.role == "probe"})
+        nb.cells = [nbformat.v4.new_code_cell(_runnable(c), id=f"c{i}") for i, c in enumerate(copy)]
+        _execute(nb, job, results, probes={i for i, c in enumerate(copy) if c.role == "probe"},
+                 expected={i for i, c in enumerate(copy) if c.role == "given" and c.expected})
+
+
+def _runnable(cell) -> str:
+    """The code the kernel runs for a cell of the copy: an expected-result cell as :func:`.notebook.checked_source`."""
+    return checked_source(cell.source, runner=_RUNNER) if cell.role == "given" and cell.expected else cell.source
 
 
 def _exit_of(km) -> str:
@@ -175,7 +234,7 @@ def _exit_of(km) -> str:
     return f"it exited with status {code}"
 
 
-def _execute(nb, job: dict, results: _Results, *, probes: set[int]) -> None:
+def _execute(nb, job: dict, results: _Results, *, probes: set[int], expected: set[int]) -> None:
     """Run the copy; where a cell ends the kernel, run the copy again in a fresh kernel without it.
 
     Every cell's record is written as it ends; a later attempt's record of a cell replaces an
@@ -184,7 +243,7 @@ def _execute(nb, job: dict, results: _Results, *, probes: set[int]) -> None:
     """
     fatal: set[int] = set()
     for _attempt in range(_MAX_KERNELS):
-        outcome = _attempt_copy(nb, job, results, probes=probes, skip=fatal)
+        outcome = _attempt_copy(nb, job, results, probes=probes, expected=expected, skip=fatal)
         if outcome is None:
             return
         fatal.add(outcome[0])
@@ -192,7 +251,7 @@ def _execute(nb, job: dict, results: _Results, *, probes: set[int]) -> None:
     results.write({"event": "gave-up", "kernels": _MAX_KERNELS}, final=True)
 
 
-def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int],
+def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], expected: set[int],
                   skip: set[int]) -> tuple[int, str] | None:
     """One kernel's run of the copy, leaving out ``skip``.
 
@@ -224,7 +283,7 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int],
         for index, cell in enumerate(nb.cells):
             if index in skip:
                 continue
-            client.captured, client.probe = {}, index in probes
+            client.captured, client.probe, client.expected = {}, index in probes, index in expected
             status, start = "ok", time.perf_counter()
             try:
                 client.execute_cell(cell, index, store_history=False)
@@ -241,12 +300,16 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int],
             record = {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
                       "seconds": round(time.perf_counter() - start, 3), "error": cap.get("error"),
                       "values": cap.get("values"), "values_count": cap.get("values_count", 0)}
+            if cap.get("ignored"):
+                record["ignored"] = cap["ignored"]
             if mark.exists():  # the sandbox stopped the job at its process limit
                 mark.unlink()
                 record["limit"], record["status"] = "processes", "dead"
                 record["how"] = "it started more processes than the job's limit, and the job was stopped"
             elif status == "dead":
                 record["how"] = _exit_of(km)
+            elif status in ("ok", "error") and _asked_to_exit(content):  # else the next cell would be blamed
+                record["status"], record["how"] = "dead", _ASKED_EXIT
             if not results.write(record):
                 results.write({"event": "cell", "index": index, "status": "overflow", "text": "", "seconds": 0,
                                "error": None, "values": None, "values_count": 0}, final=True)
