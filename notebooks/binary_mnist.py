@@ -322,6 +322,10 @@ x_first = bmnist["x_test"][:10].reshape(10, -1)
 logits = forward(untrained_params, x_first)
 inspect_batch(x_first, np.asarray(logits).round(3), title="Logits of an untrained model")
 print("parameter shapes:", [(w.shape, b.shape) for w, b in untrained_params])
+# Shapes only: jax.eval_shape traces with a key's type and draws no numbers. Any sizes, not only LAYER_SIZES.
+key_type = jax.ShapeDtypeStruct(seed_keys["model"].shape, seed_keys["model"].dtype)
+print("other layer sizes, their own shapes:", [(w.shape, b.shape) for w, b in jax.eval_shape(
+    lambda key: init_mlp_params((5, 3, 2), stddev=INIT_STDDEV, key=key), key_type)])
 print("logits shape:", logits.shape)
 print("ReLU is the default:", np.allclose(forward(untrained_params, x_first, nonlinearity=jax.nn.relu), logits))
 print("other nonlinearity, other logits:", not np.allclose(forward(untrained_params, x_first, nonlinearity=jnp.tanh), logits))
@@ -355,6 +359,7 @@ print("mean accuracy near 50 %:", bool(0.35 < accuracies.mean() < 0.65))
 #
 # ```text
 # parameter shapes: [((784, 256), (256,)), ((256, 64), (64,)), ((64, 1), (1,))]
+# other layer sizes, their own shapes: [((5, 3), (3,)), ((3, 2), (2,))]
 # logits shape: (10,)
 # ReLU is the default: True
 # other nonlinearity, other logits: True
