@@ -32,6 +32,7 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402
 
+from .figures import CELL_FIGURES, JOB_FIGURE_CHARS, png_base64  # noqa: E402
 from .notebook import InvalidNotebook, SolutionCell, build_grading_copy, read_submission, stubbed_tasks  # noqa: E402
 from .sandbox import PROCESS_LIMIT_MARK  # noqa: E402
 from .values import RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES, VALUES_MIME  # noqa: E402
@@ -58,11 +59,14 @@ def _client_class():
         ``output`` and ``clear_output`` are replaced, not extended: the grader needs the text and the
         values only, and keeping every output (a print flood, a huge image) would let one notebook
         fill the worker's memory. Values count only in a probe cell (``probe``); anywhere else they
-        are dropped unread.
+        are dropped unread. PNG figures are kept in an expected-result cell only (``figures``),
+        within :mod:`.figures`' bounds; one past them is counted, not kept.
         """
 
         captured: dict = {}
         probe: bool = False
+        figures: bool = False
+        figure_chars: int = 0  # of every figure kept by this client
 
         def output(self, outs, msg, display_id, cell_index):
             kind, content = msg["msg_type"], msg["content"]
@@ -81,13 +85,25 @@ def _client_class():
                 elif "text/plain" in data:
                     text = cap.get("text", "") + _clean(data["text/plain"], _TEXT_LIMIT) + "\n"
                     cap["text"] = _clean(text, _TEXT_LIMIT)
+                if self.figures and "image/png" in data:
+                    self._keep_figure(data["image/png"])
             elif kind == "error":
                 cap["error"] = {"ename": _clean(content.get("ename", ""), 200),
                                 "evalue": _clean(content.get("evalue", ""), 2000)}
             return None
 
+        def _keep_figure(self, data) -> None:
+            figure, cap = png_base64(data), self.captured
+            kept = cap.setdefault("figures", [])
+            if figure and len(kept) < CELL_FIGURES and self.figure_chars + len(figure) <= JOB_FIGURE_CHARS:
+                kept.append(figure)
+                self.figure_chars += len(figure)
+            else:
+                cap["figures_left_out"] = cap.get("figures_left_out", 0) + 1
+
         def clear_output(self, outs, msg, cell_index):
             self.captured.pop("text", None)
+            self.captured.pop("figures", None)
 
     return Client
 
@@ -155,7 +171,8 @@ def run_job(job: dict) -> None:
         nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": job["kernel_name"], "language": "python",
                                                                "display_name": job["kernel_name"]}})
         nb.cells = [nbformat.v4.new_code_cell(c.source, id=f"c{i}") for i, c in enumerate(copy)]
-        _execute(nb, job, results, probes={i for i, c in enumerate(copy) if c.role == "probe"})
+        _execute(nb, job, results, probes={i for i, c in enumerate(copy) if c.role == "probe"},
+                 figures={i for i, c in enumerate(copy) if c.expected})
 
 
 def _exit_of(km) -> str:
@@ -175,7 +192,7 @@ def _exit_of(km) -> str:
     return f"it exited with status {code}"
 
 
-def _execute(nb, job: dict, results: _Results, *, probes: set[int]) -> None:
+def _execute(nb, job: dict, results: _Results, *, probes: set[int], figures: set[int]) -> None:
     """Run the copy; where a cell ends the kernel, run the copy again in a fresh kernel without it.
 
     Every cell's record is written as it ends; a later attempt's record of a cell replaces an
@@ -184,7 +201,7 @@ def _execute(nb, job: dict, results: _Results, *, probes: set[int]) -> None:
     """
     fatal: set[int] = set()
     for _attempt in range(_MAX_KERNELS):
-        outcome = _attempt_copy(nb, job, results, probes=probes, skip=fatal)
+        outcome = _attempt_copy(nb, job, results, probes=probes, figures=figures, skip=fatal)
         if outcome is None:
             return
         fatal.add(outcome[0])
@@ -192,7 +209,7 @@ def _execute(nb, job: dict, results: _Results, *, probes: set[int]) -> None:
     results.write({"event": "gave-up", "kernels": _MAX_KERNELS}, final=True)
 
 
-def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int],
+def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], figures: set[int],
                   skip: set[int]) -> tuple[int, str] | None:
     """One kernel's run of the copy, leaving out ``skip``.
 
@@ -224,7 +241,7 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int],
         for index, cell in enumerate(nb.cells):
             if index in skip:
                 continue
-            client.captured, client.probe = {}, index in probes
+            client.captured, client.probe, client.figures = {}, index in probes, index in figures
             status, start = "ok", time.perf_counter()
             try:
                 client.execute_cell(cell, index, store_history=False)
@@ -241,6 +258,8 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int],
             record = {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
                       "seconds": round(time.perf_counter() - start, 3), "error": cap.get("error"),
                       "values": cap.get("values"), "values_count": cap.get("values_count", 0)}
+            if cap.get("figures") or cap.get("figures_left_out"):
+                record["figures"], record["figures_left_out"] = cap.get("figures", []), cap.get("figures_left_out", 0)
             if mark.exists():  # the sandbox stopped the job at its process limit
                 mark.unlink()
                 record["limit"], record["status"] = "processes", "dead"
