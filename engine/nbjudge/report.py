@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._atomic import write_atomic
+from .class_report import write_class_report
+from .feedback_html import feedback_html, follows_text, mark_follows
+from .figures import Shown, figures_of
 from .gradebook import GradebookRow, unplaced, write_gradebooks
 from .lessons import Lesson, LessonError, judge
 from .plan import Plan
@@ -43,6 +46,7 @@ class Grade:
     note: str = ""
     seconds: float = 0.0
     errors: list[dict] = field(default_factory=list)  # the student's own cells that raised
+    figures: dict[str, list[str]] = field(default_factory=dict)  # expected-result cell -> PNGs (base64)
 
     @property
     def total(self) -> int:
@@ -90,6 +94,7 @@ class Reference:
     texts: dict[str, str]  # expected-result cell name -> sanitized text
     tasks: dict[str, int]  # expected-result cell name -> task
     values: dict[int, object]  # task -> decoded hidden-check values
+    figures: dict[str, tuple[str, ...]] = field(default_factory=dict)  # expected-result cell -> PNGs (base64)
 
 
 @functools.cache
@@ -167,7 +172,7 @@ def reference_from_run(result: RunResult, plan: Plan) -> Reference:
         verdict = judge(checks[task], plan.inputs[task], value, value)
         if verdict is not None:
             raise ValueError(f"the solution fails its own hidden check of task {task}: {verdict}")
-    return Reference(texts=texts, tasks=tasks, values=values)
+    return Reference(texts=texts, tasks=tasks, values=values, figures=figures_of(result.events))
 
 
 def _marked_diff(expected: str, got: str) -> str:
@@ -266,9 +271,11 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
     status, note = decide(result.events, timed_out=result.timed_out, exitcode=result.exitcode, passed=not failures,
                           attempted=not untouched, own_errors=len(errors), timeout_s=timeout_s,
                           cell_timeout_s=cell_timeout_s)
+    figures = {cell: list(kept) for cell, kept in figures_of(result.events).items()}
     if status in ("invalid-notebook", "sandbox-error"):
-        points, failures, errors = marking.zeros(), [], []
-    return Grade(name, status, points, failures, note, round(result.seconds, 1), errors)
+        points, failures, errors, figures = marking.zeros(), [], [], {}
+    return Grade(name, status, points, mark_follows(failures, plan.needs, reference.tasks), note,
+                 round(result.seconds, 1), errors, figures)
 
 
 def _stub_of(message: str, lesson: Lesson) -> int | None:
@@ -366,6 +373,8 @@ def _feedback(grade: Grade, marking: Marking) -> str:
                   "Lines marked `-` are in the expected result, lines marked `+` in yours.", ""]
         for f in visible:
             lines += [f"### Task {f['task']}" + (f": `{f['cell']}`" if f["cell"] else ""), "", _md(f["message"]), ""]
+            if f.get("follows"):
+                lines += [f"This {follows_text(f['follows'])}.", ""]
             if f.get("diff"):
                 lines += [*_fenced(f["diff"]), ""]
     if grade.errors:
@@ -376,9 +385,9 @@ def _feedback(grade: Grade, marking: Marking) -> str:
 
 
 def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students: dict[str, dict],
-                  assignment: str) -> list[str]:
-    """Write ``grades.csv``, one feedback file per submission and the platforms' gradebook files,
-    replacing earlier ones.
+                  assignment: str, shown: Shown | None = None) -> list[str]:
+    """Write ``grades.csv``, one feedback file per submission (``.md`` and ``.html``), the platforms'
+    gradebook files and the class report ``report.html``, replacing earlier ones.
 
     The feedback folder is built beside the old one and swapped in, so that it never holds a file
     of a submission that is not in ``grades.csv``.
@@ -388,6 +397,7 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students:
     :param marking: The lesson's marking.
     :param students: ``{submission: intake.student_record(...)}``: who each row is.
     :param assignment: The assignment's name in the platforms' gradebooks.
+    :param shown: The reference run's expected-result cells and figures, for the HTML feedback.
     :returns: Warnings about rows left out of a gradebook: each such row is named in one, and its
         note in grades.csv says why (:func:`.gradebook.unplaced`).
     """
@@ -403,11 +413,13 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students:
     fresh.mkdir()
     for g in ordered:
         write_atomic(fresh / f"{g.submission}.md", _feedback(g, marking))
+        write_atomic(fresh / f"{g.submission}.html", feedback_html(g, marking, shown or Shown()))
     if (out / "feedback").exists():
         (out / "feedback").rename(stale)
     fresh.rename(out / "feedback")
     _remove_generated(stale)
     write_atomic(out / "grades.csv", _csv(ordered, marking, students, left_out))
+    write_class_report(ordered, out, marking=marking, assignment=assignment)
     warnings = write_gradebooks(rows, out, assignment=assignment)[1]
     stray = sorted(r.name for r in rows if not r.platform and r.name in left_out)
     if stray:
@@ -417,9 +429,9 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students:
 
 
 def _remove_generated(folder: Path) -> None:
-    """Remove a feedback folder the grader wrote (only its ``.md`` files, then the folder)."""
+    """Remove a feedback folder the grader wrote (only its ``.md`` and ``.html`` files, then the folder)."""
     if not folder.is_dir():
         return
-    for path in folder.glob("*.md"):
+    for path in [*folder.glob("*.md"), *folder.glob("*.html")]:
         path.unlink()
     folder.rmdir()
