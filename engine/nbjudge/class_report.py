@@ -17,14 +17,11 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import quote
 
 from ._atomic import write_atomic
 from .feedback_html import esc, page
-
-if TYPE_CHECKING:
-    from .report import Grade, Marking
 
 __all__ = ["REPORT", "SIMILARITY_JSON", "bars_svg", "class_report_html", "reason", "read_pairs",
            "write_class_report"]
@@ -77,12 +74,12 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
                                             for r in rows) + "</table>"
 
 
-def _statuses(grades: Sequence[Grade]) -> str:
+def _statuses(grades: Sequence[Any]) -> str:
     counts = Counter(g.status for g in grades)
     return "<h2>Statuses</h2>" + _table(["status", "submissions"], [(esc(s), str(n)) for s, n in counts.most_common()])
 
 
-def _points(grades: Sequence[Grade], marking: Marking) -> str:
+def _points(grades: Sequence[Any], marking: Any) -> str:
     totals = Counter(g.total for g in grades)
     parts = ["<h2>Points</h2>", f"<h3>Total (of {marking.max})</h3>",
              bars_svg([(str(p), totals[p]) for p in range(marking.max + 1)], label="submissions by total points")]
@@ -94,7 +91,7 @@ def _points(grades: Sequence[Grade], marking: Marking) -> str:
     return "\n".join(parts)
 
 
-def _hidden(grades: Sequence[Grade], marking: Marking) -> str:
+def _hidden(grades: Sequence[Any], marking: Any) -> str:
     rows = []
     for task in marking.tasks:
         reasons = Counter(reason(f["message"]) for g in grades for f in g.failures
@@ -105,7 +102,7 @@ def _hidden(grades: Sequence[Grade], marking: Marking) -> str:
     return "<h2>Hidden checks</h2>" + _table(["check", "failed", "most common reasons (numbers as #)"], rows)
 
 
-def _expected(grades: Sequence[Grade]) -> str:
+def _expected(grades: Sequence[Any]) -> str:
     differ, follow = Counter(), Counter()
     for g in grades:
         for f in g.failures:
@@ -119,7 +116,7 @@ def _expected(grades: Sequence[Grade]) -> str:
         _table(["task", "cell", "differ", "of which follow from an earlier task"], rows) if rows else "<p>None.</p>")
 
 
-def _times(grades: Sequence[Grade]) -> str:
+def _times(grades: Sequence[Any]) -> str:
     seconds = sorted(g.seconds for g in grades)
     if not seconds:
         return ""
@@ -143,7 +140,7 @@ def _similarity(pairs: list[dict] | None) -> str:
                                                          else ""))
 
 
-def _rows(grades: Sequence[Grade], marking: Marking) -> str:
+def _rows(grades: Sequence[Any], marking: Any) -> str:
     head = ["submission", *[f"t{t}" for t in marking.tasks], "total", "status", "seconds", "note"]
     rows = [(f'<a href="feedback/{esc(quote(g.submission))}.html">{esc(g.submission)}</a>',
              *[str(g.points.get(t, 0)) for t in marking.tasks], str(g.total), esc(g.status), f"{g.seconds:.1f}",
@@ -151,7 +148,7 @@ def _rows(grades: Sequence[Grade], marking: Marking) -> str:
     return "<h2>Submissions</h2>" + _table(head, rows)
 
 
-def class_report_html(grades: Sequence[Grade], marking: Marking, *, assignment: str,
+def class_report_html(grades: Sequence[Any], marking: Any, *, assignment: str,
                       pairs: list[dict] | None = None) -> str:
     """The class report of ``grades`` (in the order given).
 
@@ -166,6 +163,6 @@ def class_report_html(grades: Sequence[Grade], marking: Marking, *, assignment: 
     return page(f"Class report: {assignment}", "\n".join(body))
 
 
-def write_class_report(grades: Sequence[Grade], out: Path, *, marking: Marking, assignment: str) -> None:
+def write_class_report(grades: Sequence[Any], out: Path, *, marking: Any, assignment: str) -> None:
     """Write ``out/report.html`` (with the similarity pairs found in ``out``)."""
     write_atomic(Path(out) / REPORT, class_report_html(grades, marking, assignment=assignment, pairs=read_pairs(out)))
