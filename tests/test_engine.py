@@ -49,6 +49,11 @@ def _hashes(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _feedback_files(names) -> list[str]:
+    """The files of a feedback folder: a Markdown and an HTML page per submission."""
+    return sorted(f"{n}.{kind}" for n in names for kind in ("html", "md"))
+
+
 def _write_class(folder: Path, names=None) -> Path:
     folder.mkdir()
     for name in names or CLASS:
@@ -146,7 +151,7 @@ def test_shards_merge_to_the_same_report_as_one_run(toy_class, tmp_path):
     done = _grade("merge", *map(str, shards), "--out", str(merged))
     assert done.returncode == 0, done.stdout + done.stderr
     assert (merged / "grades.csv").read_text() == (toy_class["out"] / "grades.csv").read_text()
-    assert sorted(p.name for p in (merged / "feedback").iterdir()) == sorted(f"{n}.md" for n in CLASS)
+    assert sorted(p.name for p in (merged / "feedback").iterdir()) == _feedback_files(CLASS)
     assert _grade("merge", str(shards[0]), str(shards[0]), "--out", str(tmp_path / "twice")).returncode == 2
 
 
@@ -191,7 +196,7 @@ def test_a_killed_run_resumes_to_the_grades_of_an_uninterrupted_one(toy_class, t
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"grading {len(CLASS) - finished} notebook(s) of {len(CLASS)}" in resumed.stdout
     assert (out / "grades.csv").read_text() == (toy_class["out"] / "grades.csv").read_text()
-    assert sorted(p.name for p in (out / "feedback").iterdir()) == sorted(f"{n}.md" for n in CLASS)
+    assert sorted(p.name for p in (out / "feedback").iterdir()) == _feedback_files(CLASS)
     other_seed = _grade(str(toy_class["class"]), "--out", str(out), "--resume", *COMMON, "--seed", "12")
     assert other_seed.returncode == 2 and "seed" in other_seed.stderr
 

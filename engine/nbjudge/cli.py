@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .figures import shown_line
 from .intake import Submission, collect, student_record
 from .kernel_path import kernel_path, site_view
 from .lessons import Lesson, LessonError, NotReady, installed_lessons, load_lesson
@@ -245,7 +246,8 @@ def _grade_all(todo: list[Submission], run: _Run, results: ResultsFile, *, jobs:
         if not beside:
             reference.result()  # alone: no student job starts before it has finished
         list(pool.map(one, enumerate(todo)))
-        reference.result()  # the solution failing its own checks stops the run, even for an empty class
+        done = reference.result()  # the solution failing its own checks stops the run, even for an empty class
+    results.append_shown(shown_line(done.tasks, done.figures))  # what the HTML feedback shows beside a student's
 
 
 def _reference(run: _Run, *, log: Callable[[str], None], slot: int = 0, attempts: int = 2) -> Reference:

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._atomic import write_atomic
+from .class_report import write_class_report
+from .feedback_html import feedback_html, follows_text, mark_follows
+from .figures import Shown, figures_of
 from .gradebook import GradebookRow, unplaced, write_gradebooks
 from .lessons import Lesson, LessonError, judge
 from .plan import Plan
@@ -49,6 +52,7 @@ class Grade:
     seconds: float = 0.0
     errors: list[dict] = field(default_factory=list)  # the student's own cells that raised
     ignored: list[dict] = field(default_factory=list)  # expected-result cells with lines of the student's, not compared
+    figures: dict[str, list[str]] = field(default_factory=dict)  # expected-result cell -> PNGs (base64)
 
     @property
     def total(self) -> int:
@@ -97,6 +101,7 @@ class Reference:
     tasks: dict[str, int]  # expected-result cell name -> task
     values: dict[int, object]  # task -> decoded hidden-check values
     ignored: dict[str, str] = field(default_factory=dict)  # expected-result cell name -> what its helpers printed
+    figures: dict[str, tuple[str, ...]] = field(default_factory=dict)  # expected-result cell -> PNGs (base64)
 
 
 @functools.cache
@@ -168,14 +173,14 @@ def reference_from_run(result: RunResult, plan: Plan) -> Reference:
     rules = sanitizers(plan.lesson.sanitize)
     texts = {c["name"]: sanitize(records[i].get("text", ""), rules) for i, c in enumerate(copy) if c["expected"]}
     tasks = {c["name"]: c["task"] for c in copy if c["expected"]}
-    ignored = {c["name"]: sanitize(records[i].get("ignored", "")) for i, c in enumerate(copy) if c["expected"]}
+    ignored = {c["name"]: sanitize(records[i].get("ignored", ""), rules) for i, c in enumerate(copy) if c["expected"]}
     values = {c["task"]: _values(records[i]) for i, c in enumerate(copy) if c["role"] == "probe"}
     checks = {check.task: check for check in plan.lesson.checks}
     for task, value in values.items():
         verdict = judge(checks[task], plan.inputs[task], value, value)
         if verdict is not None:
             raise ValueError(f"the solution fails its own hidden check of task {task}: {verdict}")
-    return Reference(texts=texts, tasks=tasks, values=values, ignored=ignored)
+    return Reference(texts=texts, tasks=tasks, values=values, ignored=ignored, figures=figures_of(result.events))
 
 
 def _marked_diff(expected: str, got: str) -> str:
@@ -255,7 +260,7 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
             failure = _expected_failure(cell, record, reference, plan, hidden_ok)
             if failure:
                 failures.append(failure)
-            lines = _own_lines(record, reference.ignored.get(cell["name"], ""))
+            lines = _own_lines(record, reference.ignored.get(cell["name"], ""), sanitizers(plan.lesson.sanitize))
             if lines:
                 ignored.append({"task": cell["task"], "cell": cell["name"], "lines": lines})
         elif cell["role"] == "student" and record is not None and record["status"] == "error":
@@ -277,17 +282,19 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
     status, note = decide(result.events, timed_out=result.timed_out, exitcode=result.exitcode, passed=not failures,
                           attempted=not untouched, own_errors=len(errors), timeout_s=timeout_s,
                           cell_timeout_s=cell_timeout_s)
+    figures = {cell: list(kept) for cell, kept in figures_of(result.events).items()}
     if status in ("invalid-notebook", "sandbox-error"):
-        points, failures, errors, ignored = marking.zeros(), [], [], []
-    return Grade(name, status, points, failures, note, round(result.seconds, 1), errors, ignored)
+        points, failures, errors, ignored, figures = marking.zeros(), [], [], [], {}
+    return Grade(name, status, points, mark_follows(failures, plan.needs, reference.tasks), note,
+                 round(result.seconds, 1), errors, ignored=ignored, figures=figures)
 
 
-def _own_lines(record: dict | None, helpers: str) -> int:
+def _own_lines(record: dict | None, helpers: str, rules: tuple[tuple[re.Pattern, str], ...]) -> int:
     """How many lines the student's code printed while an expected-result cell ran: the cell's
     ignored output, sanitized, less the lines the reference run printed there too (its helpers')."""
     if not record:
         return 0
-    printed = Counter(sanitize(str(record.get("ignored", ""))).splitlines())
+    printed = Counter(sanitize(str(record.get("ignored", "")), rules).splitlines())
     return sum((printed - Counter(helpers.splitlines())).values())
 
 
@@ -386,6 +393,8 @@ def _feedback(grade: Grade, marking: Marking) -> str:
                   "Lines marked `-` are in the expected result, lines marked `+` in yours.", ""]
         for f in visible:
             lines += [f"### Task {f['task']}" + (f": `{f['cell']}`" if f["cell"] else ""), "", _md(f["message"]), ""]
+            if f.get("follows"):
+                lines += [f"This {follows_text(f['follows'])}.", ""]
             if f.get("diff"):
                 lines += [*_fenced(f["diff"]), ""]
     if grade.ignored:
@@ -401,9 +410,9 @@ def _feedback(grade: Grade, marking: Marking) -> str:
 
 
 def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students: dict[str, dict],
-                  assignment: str) -> list[str]:
-    """Write ``grades.csv``, one feedback file per submission and the platforms' gradebook files,
-    replacing earlier ones.
+                  assignment: str, shown: Shown | None = None) -> list[str]:
+    """Write ``grades.csv``, one feedback file per submission (``.md`` and ``.html``), the platforms'
+    gradebook files and the class report ``report.html``, replacing earlier ones.
 
     The feedback folder is built beside the old one and swapped in, so that it never holds a file
     of a submission that is not in ``grades.csv``.
@@ -413,6 +422,7 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students:
     :param marking: The lesson's marking.
     :param students: ``{submission: intake.student_record(...)}``: who each row is.
     :param assignment: The assignment's name in the platforms' gradebooks.
+    :param shown: The reference run's expected-result cells and figures, for the HTML feedback.
     :returns: Warnings about rows left out of a gradebook: each such row is named in one, and its
         note in grades.csv says why (:func:`.gradebook.unplaced`).
     """
@@ -428,11 +438,13 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students:
     fresh.mkdir()
     for g in ordered:
         write_atomic(fresh / f"{g.submission}.md", _feedback(g, marking))
+        write_atomic(fresh / f"{g.submission}.html", feedback_html(g, marking, shown or Shown()))
     if (out / "feedback").exists():
         (out / "feedback").rename(stale)
     fresh.rename(out / "feedback")
     _remove_generated(stale)
     write_atomic(out / "grades.csv", _csv(ordered, marking, students, left_out))
+    write_class_report(ordered, out, marking=marking, assignment=assignment)
     warnings = write_gradebooks(rows, out, assignment=assignment)[1]
     stray = sorted(r.name for r in rows if not r.platform and r.name in left_out)
     if stray:
@@ -442,9 +454,9 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students:
 
 
 def _remove_generated(folder: Path) -> None:
-    """Remove a feedback folder the grader wrote (only its ``.md`` files, then the folder)."""
+    """Remove a feedback folder the grader wrote (only its ``.md`` and ``.html`` files, then the folder)."""
     if not folder.is_dir():
         return
-    for path in folder.glob("*.md"):
+    for path in [*folder.glob("*.md"), *folder.glob("*.html")]:
         path.unlink()
     folder.rmdir()

@@ -6,7 +6,9 @@ dropped (the code is parsed and written back out), and so is every line of the g
 (the exercise's own answer cells: signatures, docstrings, the ``raise NotImplementedError`` stubs).
 The rest is fingerprinted with `copydetect <https://github.com/blingenf/copydetect>`_, which
 tokenizes the code first, so renamed variables and reformatting do not hide a copy. Every pair
-whose shared share of either answer reaches the threshold is listed, with the shared lines.
+whose shared share of either answer reaches the threshold is listed, with the shared lines, in
+``similarity.md``, and in ``similarity.json`` for the class report (``report.html``), which is
+written again where ``--out`` holds a grading run's results.
 
 ::
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import io
+import json
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +30,8 @@ from pathlib import Path
 import nbformat
 
 from ._atomic import write_atomic
+from .class_report import REPORT as CLASS_REPORT
+from .class_report import SIMILARITY_JSON
 from .intake import Submission, collect
 from .notebook import InvalidNotebook, read_submission
 
@@ -212,7 +217,20 @@ def similarity_report(paths: list[Path], *, out: Path, exercise: Path, task_func
                      and _same_student(by_name[p.first], by_name[p.second]))]
     write_atomic(Path(out) / REPORT, report_text(pairs, count=sum(bool(c.strip()) for c in codes.values()),
                                                  threshold=threshold))
+    listed = [{"first": p.first, "second": p.second, "similarity": p.similarity, "shares": list(p.shares)}
+              for p in pairs]
+    write_atomic(Path(out) / SIMILARITY_JSON, json.dumps(listed, indent=1))  # for the class report
     return pairs
+
+
+def _refresh_class_report(out: Path, log) -> None:
+    """Where ``out`` holds a grading run's results, write its outputs again, so that its class report
+    lists the pairs."""
+    from .store import RESULTS, ResultsFile, read_results
+
+    if (Path(out) / RESULTS).is_file():
+        ResultsFile(Path(out), *read_results(Path(out))).rebuild(log=log)
+        log(f"the class report {Path(out) / CLASS_REPORT} lists them too")
 
 
 def main(argv: list[str], *, prog: str = "similarity", lesson: str | None = None) -> int:
@@ -241,6 +259,7 @@ def main(argv: list[str], *, prog: str = "similarity", lesson: str | None = None
             raise LessonError("the lesson names no exercise notebook; give --exercise")
         pairs = similarity_report(args.submissions, out=args.out, exercise=exercise, task_functions=lesson.tasks,
                                   solution=lesson.solution, threshold=args.threshold)
+        _refresh_class_report(args.out, print)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

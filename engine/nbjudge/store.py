@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+from .class_report import REPORT
+from .figures import read_shown, shown_line
 from .gradebook import CANVAS_FEEDBACK, CANVAS_GRADEBOOK, MOODLE_FEEDBACK, MOODLE_WORKSHEET
 from .report import Grade, Marking, write_reports
 
@@ -24,7 +26,8 @@ __all__ = ["IDENTITY", "RESULTS", "OutputInUse", "ResultsFile", "digest", "merge
 RESULTS = "results.jsonl"
 # Every file a run writes in --out: --force moves each of them aside, and without it any of them marks
 # the folder as in use (an instructor's earlier gradebook is never overwritten).
-_OUTPUTS = (RESULTS, "grades.csv", "feedback", MOODLE_WORKSHEET, MOODLE_FEEDBACK, CANVAS_GRADEBOOK, CANVAS_FEEDBACK)
+_OUTPUTS = (RESULTS, "grades.csv", "feedback", MOODLE_WORKSHEET, MOODLE_FEEDBACK, CANVAS_GRADEBOOK, CANVAS_FEEDBACK,
+            REPORT)
 IDENTITY = ("lesson", "seed", "params", "solution")  # what runs must share to be resumed or merged (Plan.identity)
 
 
@@ -66,6 +69,8 @@ def read_results(out: Path) -> tuple[dict, dict[str, tuple[str, Grade]], dict[st
         raise ValueError(f"{path} is not a results file of the grader")
     grades, students = {}, {}
     for line in lines:
+        if "grade" not in line:
+            continue  # the reference run's cells and figures (figures.read_shown)
         grade = Grade.from_json(line["grade"])
         grades[grade.submission] = (line.get("digest", ""), grade)
         students[grade.submission] = line.get("student") or {}
@@ -94,6 +99,14 @@ class ResultsFile:
         self.done[grade.submission] = (file_digest, grade)
         self.students[grade.submission] = student
 
+    def append_shown(self, line: dict) -> None:
+        """Add the reference run's cells and figures (:func:`.figures.shown_line`), durably; a later
+        such line replaces an earlier one."""
+        with open(self.out / RESULTS, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line, ensure_ascii=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
     def rebuild(self, names: list[str] | None = None, *, log=print) -> list[Grade]:
         """Write ``grades.csv``, the feedback and the gradebooks from the results file.
 
@@ -102,7 +115,8 @@ class ResultsFile:
         """
         grades = [g for name, (_, g) in self.done.items() if names is None or name in names]
         for warning in write_reports(grades, self.out, marking=Marking(**self.meta["marking"]),
-                                     students=self.students, assignment=str(self.meta.get("lesson", "assignment"))):
+                                     students=self.students, assignment=str(self.meta.get("lesson", "assignment")),
+                                     shown=read_shown(self.out / RESULTS)):
             log(warning)
         return sorted(grades, key=lambda g: g.submission)
 
@@ -188,6 +202,8 @@ def merge(parts: list[Path], out: Path) -> list[Grade]:
         raise ValueError("a submission appears in more than one shard")
     meta = {k: metas[0].get(k) for k in (*IDENTITY, "marking", "protections")}
     results = open_results(out, meta, resume=False, force=False)
+    shown = read_shown(parts[0] / RESULTS)
+    results.append_shown(shown_line(shown.tasks, shown.figures))
     for file_digest, grade, student in sorted(grades, key=lambda row: row[1].submission):
         results.append(grade, file_digest, student)
     return results.rebuild()

@@ -37,6 +37,7 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402
 
+from .figures import CELL_FIGURES, JOB_FIGURE_CHARS, png_base64  # noqa: E402
 from .notebook import (  # noqa: E402
     InvalidNotebook,
     SolutionCell,
@@ -72,12 +73,14 @@ def _client_class():
         ``output`` and ``clear_output`` are replaced, not extended: the grader needs the text and the
         values only, and keeping every output (a print flood, a huge image) would let one notebook
         fill the worker's memory. Values count only in a probe cell (``probe``); anywhere else they
-        are dropped unread.
+        are dropped unread. PNG figures are kept in an expected-result cell only (``figures``),
+        within :mod:`.figures`' bounds; one past them is counted, not kept.
         """
 
         captured: dict = {}
         probe: bool = False
-        expected: bool = False  # an expected-result cell: its own lines and marks count (PRINTED_MIME)
+        expected: bool = False  # an expected-result cell: its own lines, marks and figures count
+        figure_chars: int = 0  # of every figure kept by this client
 
         def output(self, outs, msg, display_id, cell_index):
             kind, content = msg["msg_type"], msg["content"]
@@ -99,13 +102,27 @@ def _client_class():
                         _printed(cap, data[PRINTED_MIME])
                 elif "text/plain" in data:
                     _append(cap, where, _clean(data["text/plain"], _TEXT_LIMIT) + "\n")
+                if self.expected and "image/png" in data:
+                    self._keep_figure(data["image/png"])
             elif kind == "error":
                 cap["error"] = {"ename": _clean(content.get("ename", ""), 200),
                                 "evalue": _clean(content.get("evalue", ""), 2000)}
             return None
 
+        def _keep_figure(self, data) -> None:
+            figure, cap = png_base64(data), self.captured
+            kept = cap.setdefault("figures", [])
+            if figure and len(kept) < CELL_FIGURES and self.figure_chars + len(figure) <= JOB_FIGURE_CHARS:
+                kept.append(figure)
+                self.figure_chars += len(figure)
+            else:
+                cap["figures_left_out"] = cap.get("figures_left_out", 0) + 1
+
         def clear_output(self, outs, msg, cell_index):
-            self.captured.pop(self.destination(), None)
+            where = self.destination()
+            self.captured.pop(where, None)
+            if where == "text":
+                self.captured.pop("figures", None)
 
         def destination(self) -> str:
             """Where stdout goes now: between an expected-result cell's marks it is what the code
@@ -302,6 +319,8 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], expecte
                       "values": cap.get("values"), "values_count": cap.get("values_count", 0)}
             if cap.get("ignored"):
                 record["ignored"] = cap["ignored"]
+            if cap.get("figures") or cap.get("figures_left_out"):
+                record["figures"], record["figures_left_out"] = cap.get("figures", []), cap.get("figures_left_out", 0)
             if mark.exists():  # the sandbox stopped the job at its process limit
                 mark.unlink()
                 record["limit"], record["status"] = "processes", "dead"

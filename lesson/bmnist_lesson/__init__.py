@@ -51,12 +51,14 @@ _CHECKS = tuple(Check(task, getattr(draws, name), f"{_PROBES}:{name}", f"{_VERDI
 def _kernel_env() -> dict[str, str]:
     """JAX on the CPU with a compilation cache of the kernel's own (in its private home: no kernel
     can plant a compiled program for another), the grader's XLA flags where this jaxlib accepts
-    them, MNIST from the read-only cache and no download."""
+    them, MNIST from the read-only cache and no download. Figures are drawn with the inline backend,
+    as in Jupyter, so that the HTML feedback shows the expected-result cells' figures (the worker
+    keeps those only)."""
     from bmnist_helpers.data import default_cache_dir
     from bmnist_helpers.kernel import xla_flags
 
     env = {"JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": "{home}/.jax-cache",
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05", "MPLBACKEND": "agg",
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
            "BMNIST_CACHE": str(default_cache_dir()), "BMNIST_MIRRORS": "file:///nonexistent"}
     flags = xla_flags(GRADING_COMPILE_FLAGS)
     return {**env, "XLA_FLAGS": flags} if flags else env
