@@ -7,9 +7,10 @@
     PROG merge SHARD_DIR... --out DIR
     PROG similarity SUBMISSION_OR_DIR_OR_ZIP... --out DIR [--lesson LESSON] [--threshold T]
 
-``PROG`` is the name the command was installed under. The engine knows no lesson: ``--lesson``
-names one (a module or a package folder with a ``LESSON``; see :mod:`.lessons`), by default the
-kit's own.
+``PROG`` is the name the command was installed under (``nbjudge``, or a lesson's own command such
+as ``bmnist-grade``). The engine knows no lesson: ``--lesson`` names one (an installed lesson's
+name, a module or a package folder with a ``LESSON``; see :mod:`.lessons`), by default the one
+installed, or the lesson whose command this is.
 """
 
 from __future__ import annotations
