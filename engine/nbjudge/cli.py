@@ -5,12 +5,14 @@
     PROG SUBMISSION_OR_DIR... --out DIR [--lesson LESSON] [--jobs N] [--timeout S] [--cell-timeout S]
          [--memory MB] [--seed S] [--param NAME=VALUE ...] [--shard K/N] [--resume | --force]
     PROG merge SHARD_DIR... --out DIR
+    PROG rebuild OUT
     PROG similarity SUBMISSION_OR_DIR_OR_ZIP... --out DIR [--lesson LESSON] [--threshold T]
 
 ``PROG`` is the name the command was installed under (``nbjudge``, or a lesson's own command such
 as ``bmnist-grade``). The engine knows no lesson: ``--lesson`` names one (an installed lesson's
 name, a module or a package folder with a ``LESSON``; see :mod:`.lessons`), by default the one
-installed, or the lesson whose command this is.
+installed, or the lesson whose command this is. ``OUT/overrides.csv`` holds points set by hand
+(:mod:`.overrides`); every command that writes the outputs applies it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .plan import Plan, build_plan
 from .report import Grade, Marking, Reference, reference_from_run, score, summary_table
 from .run import RunOptions, RunResult, remove_tree, run_job, write_private
 from .sandbox import Limits, protections
-from .store import OutputInUse, ResultsFile, digest, merge, open_results, read_results
+from .store import OutputInUse, ResultsFile, checked_overrides, digest, merge, open_results, read_results
 
 __all__ = ["NoSubmissions", "default_jobs", "grade", "main"]
 
@@ -143,12 +145,14 @@ def grade(
     :param solution_path: Another executed solution notebook than the lesson's.
     :param resume: Grade only what ``out`` does not hold yet (same lesson, seed and parameters).
     :param force: Set an earlier run's outputs in ``out`` aside (``out/previous-N/``) and start anew.
+        ``out/overrides.csv`` stays, and every run applies it (:mod:`.overrides`).
     :param log: Where progress lines go.
-    :returns: The grades of this shard.
+    :returns: The grades of this shard, with the points set by hand.
     :raises NoSubmissions: Nothing to grade (a mistyped folder, say); nothing is written.
     :raises OutputInUse: ``out`` holds another run's results.
     :raises NotReady: What the lesson needs (its data) is missing and cannot be fetched.
-    :raises ValueError: Bad parameters, or a solution that fails its own checks.
+    :raises ValueError: Bad parameters, a solution that fails its own checks, or overrides that cannot be
+        applied (:class:`.overrides.OverrideError`; nothing is written).
     """
     lesson = lesson if isinstance(lesson, Lesson) else load_lesson(lesson)
     found = sorted(collect(submissions, warn=log), key=lambda s: s.name)
@@ -169,6 +173,7 @@ def grade(
             "protections": active}
     k, n = shard
     chosen = found[k - 1 :: n]
+    overrides = checked_overrides(Path(out), [s.name for s in chosen], Marking.of(lesson))  # before any write
     results = open_results(Path(out), meta, resume=resume, force=force, log=log)
     why = {s.name: _why_again(s, results.done) for s in chosen}
     todo = [s for s in chosen if why[s.name] is not None]
@@ -196,7 +201,7 @@ def grade(
         remove_tree(tmp)
         reaper.stdin.close()
         reaper.wait()
-    grades = results.rebuild([s.name for s in chosen], log=log)
+    grades = results.rebuild([s.name for s in chosen], overrides=overrides, log=log)
     log(summary_table(grades, Marking.of(lesson)))
     return grades
 
@@ -361,6 +366,8 @@ def _parser(lesson: str | None) -> argparse.ArgumentParser:
                     "kernel. Results are appended to OUT/results.jsonl as each notebook finishes; grades.csv and "
                     "OUT/feedback/ are written from it.",
         epilog=f"Shards (--shard K/N with one --seed) are joined with: {prog} merge SHARD_DIR... --out DIR. "
+               "Points set by hand in OUT/overrides.csv (submission,task,points,reason) are applied by every run, "
+               f"and by: {prog} rebuild OUT (no grading). "
                f"Similar answers across a class are listed by: {prog} similarity SUBMISSIONS... --out DIR",
     )
     parser.add_argument("submissions", nargs="+", type=Path,
@@ -409,6 +416,10 @@ def main(argv: list[str] | None = None, *, lesson: str | None = None) -> int:
         signal.signal(signal.SIGTERM, _exit_on_term)
     if argv[:1] == ["merge"]:
         return _merge_main(argv[1:])
+    if argv[:1] == ["rebuild"]:
+        from .rebuild import main as rebuild_main
+
+        return rebuild_main(argv[1:], prog=f"{_prog()} rebuild")
     if argv[:1] == ["similarity"]:  # a report for the instructor, never a grade
         from .similarity import main as similarity_main
 

@@ -64,6 +64,7 @@ class GradebookRow:
     :param feedback: The feedback file of this row, or ``None``.
     :param source: The file's path inside the export (:attr:`.intake.Submission.source`).
     :param note: :attr:`.intake.Submission.note`.
+    :param override: The points set by hand, in words (:func:`.overrides.describe`); ``""``: none.
     """
 
     name: str
@@ -76,6 +77,7 @@ class GradebookRow:
     feedback: Path | None = None
     source: str = ""
     note: str | None = None
+    override: str = ""
 
 
 def _number(value: float) -> str:
@@ -96,7 +98,7 @@ def _csv(rows: list[list]) -> str:
 
 def _comment(row: GradebookRow) -> str:
     return (f"{_number(row.total)} of {_number(row.max_points)} points ({row.status}); the feedback file "
-            "says what each check found")
+            "says what each check found" + (f"; {row.override}" if row.override else ""))
 
 
 def _zip(files: dict[str, bytes]) -> bytes:

@@ -18,7 +18,8 @@ import functools
 import io
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ._atomic import write_atomic
@@ -27,12 +28,14 @@ from .feedback_html import feedback_html, follows_text, mark_follows
 from .figures import Shown, figures_of
 from .gradebook import GradebookRow, unplaced, write_gradebooks
 from .lessons import Lesson, LessonError, judge
+from .overrides import Override, by_submission, describe
 from .plan import Plan
 from .run import RunResult
 from .status import decide
 from .values import MalformedValues, decode_values, load_values
 
-__all__ = ["Grade", "Marking", "Reference", "reference_from_run", "score", "summary_table", "write_reports"]
+__all__ = ["Grade", "Marking", "Reference", "reference_from_run", "score", "summary_table", "with_overrides",
+           "write_reports"]
 
 _TRUNCATE = 1500
 _SANITIZE_CHARS = 20_000  # characters of a cell's text compared (the worker keeps as many)
@@ -342,17 +345,21 @@ def _csv_cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv(grades: list[Grade], marking: Marking, students: dict[str, dict], left_out: dict[str, str]) -> str:
+def _csv(grades: list[Grade], marking: Marking, students: dict[str, dict], left_out: dict[str, str],
+         graded: dict[str, Grade], fixes: dict[str, dict[int, Override]]) -> str:
+    """grades.csv: the final points (``taskN``, ``total``), then the grader's own (``grader_taskN``,
+    ``grader_total``) and the overrides in words (``override``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["submission", "student", "source", *[f"task{t}" for t in marking.tasks], "total", "max",
-                     "status", "note"])
+                     "status", "note", *[f"grader_task{t}" for t in marking.tasks], "grader_total", "override"])
     for g in grades:
-        who = students.get(g.submission, {})
+        who, own = students.get(g.submission, {}), graded[g.submission]
         note = "; ".join(filter(None, [g.note, who.get("note"), left_out.get(g.submission)]))
         writer.writerow([_csv_cell(v) for v in (g.submission, who.get("student", g.submission), who.get("source", ""),
                                                  *[g.points.get(t, 0) for t in marking.tasks], g.total, marking.max,
-                                                 g.status, note)])
+                                                 g.status, note, *[own.points.get(t, 0) for t in marking.tasks],
+                                                 own.total, describe(fixes.get(g.submission, {}), own.points))])
     return out.getvalue()
 
 
@@ -377,11 +384,16 @@ def _fenced(text: str) -> list[str]:
     return [fence + "text", text.rstrip(), fence]
 
 
-def _feedback(grade: Grade, marking: Marking) -> str:
+def _feedback(grade: Grade, marking: Marking, fixes: dict[int, Override] | None = None) -> str:
+    fixes = fixes or {}
+    by_hand = dict.fromkeys(fixes, " (set by your instructor)")
     lines = [f"# Feedback: {_md(grade.submission)}", "",
              f"Status: **{grade.status}**" + (f" ({_md(grade.note)})" if grade.note else ""), "",
              f"Points: {grade.total} of {marking.max}", "", "| task | points |", "|---|---|"]
-    lines += [f"| {t} | {grade.points.get(t, 0)} of {marking.per_task} |" for t in marking.tasks]
+    lines += [f"| {t} | {grade.points.get(t, 0)} of {marking.per_task}{by_hand.get(t, '')} |" for t in marking.tasks]
+    if fixes:
+        lines += ["", "## Points set by your instructor", ""]
+        lines += [f"- Task {t}: {o.points} of {marking.per_task}: {_md(o.reason)}" for t, o in sorted(fixes.items())]
     hidden = [f for f in grade.failures if f["kind"] == "hidden"]
     if hidden:
         lines += ["", "## Hidden checks that failed", "",
@@ -409,10 +421,16 @@ def _feedback(grade: Grade, marking: Marking) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def with_overrides(grade: Grade, fixes: dict[int, Override]) -> Grade:
+    """The grade with the points set by hand in place of the grader's."""
+    return replace(grade, points={**grade.points, **{t: o.points for t, o in fixes.items()}}) if fixes else grade
+
+
 def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students: dict[str, dict],
-                  assignment: str, shown: Shown | None = None) -> list[str]:
+                  assignment: str, shown: Shown | None = None, overrides: Iterable[Override] = ()) -> list[str]:
     """Write ``grades.csv``, one feedback file per submission (``.md`` and ``.html``), the platforms'
-    gradebook files and the class report ``report.html``, replacing earlier ones.
+    gradebook files and the class report ``report.html``, replacing earlier ones, with the points of
+    ``overrides`` (checked: :func:`.overrides.load`) in place of the grader's.
 
     The feedback folder is built beside the old one and swapped in, so that it never holds a file
     of a submission that is not in ``grades.csv``.
@@ -423,13 +441,16 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students:
     :param students: ``{submission: intake.student_record(...)}``: who each row is.
     :param assignment: The assignment's name in the platforms' gradebooks.
     :param shown: The reference run's expected-result cells and figures, for the HTML feedback.
+    :param overrides: Points set by hand (``OUT/overrides.csv``), already checked.
     :returns: Warnings about rows left out of a gradebook: each such row is named in one, and its
         note in grades.csv says why (:func:`.gradebook.unplaced`).
     """
     out.mkdir(parents=True, exist_ok=True)
-    ordered = sorted(grades, key=lambda g: g.submission)
+    fixes, graded = by_submission(overrides), {g.submission: g for g in grades}
+    ordered = sorted((with_overrides(g, fixes.get(g.submission, {})) for g in grades), key=lambda g: g.submission)
     rows = [GradebookRow(g.submission, total=g.total, max_points=marking.max, status=g.status,
                          feedback=out / "feedback" / f"{g.submission}.md",
+                         override=describe(fixes.get(g.submission, {}), graded[g.submission].points),
                          **{"student": g.submission, **students.get(g.submission, {})}) for g in ordered]
     left_out = unplaced(rows)
     fresh, stale = out / ".feedback.new", out / ".feedback.old"
@@ -437,13 +458,13 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students:
         _remove_generated(folder)
     fresh.mkdir()
     for g in ordered:
-        write_atomic(fresh / f"{g.submission}.md", _feedback(g, marking))
+        write_atomic(fresh / f"{g.submission}.md", _feedback(g, marking, fixes.get(g.submission)))
         write_atomic(fresh / f"{g.submission}.html", feedback_html(g, marking, shown or Shown()))
     if (out / "feedback").exists():
         (out / "feedback").rename(stale)
     fresh.rename(out / "feedback")
     _remove_generated(stale)
-    write_atomic(out / "grades.csv", _csv(ordered, marking, students, left_out))
+    write_atomic(out / "grades.csv", _csv(ordered, marking, students, left_out, graded, fixes))
     write_class_report(ordered, out, marking=marking, assignment=assignment)
     warnings = write_gradebooks(rows, out, assignment=assignment)[1]
     stray = sorted(r.name for r in rows if not r.platform and r.name in left_out)

@@ -4,7 +4,8 @@
 solution's digest) and marking; every later line is one submission's grade and the digest of the
 file that was graded. ``grades.csv`` and the feedback are rebuilt from it, so a run that is killed
 loses nothing finished, and ``--resume`` grades only what is missing. ``merge`` joins the results
-files of shards.
+files of shards. The points an instructor set by hand (:mod:`.overrides`) are applied whenever the
+outputs are written; the results file keeps the grader's own.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 from .class_report import REPORT
 from .figures import read_shown, shown_line
 from .gradebook import CANVAS_FEEDBACK, CANVAS_GRADEBOOK, MOODLE_FEEDBACK, MOODLE_WORKSHEET
-from .report import Grade, Marking, write_reports
+from .overrides import Override, by_submission, load, shard_overrides, write_from_shards
+from .report import Grade, Marking, with_overrides, write_reports
 
-__all__ = ["IDENTITY", "RESULTS", "OutputInUse", "ResultsFile", "digest", "merge", "open_results", "read_results"]
+__all__ = ["IDENTITY", "RESULTS", "OutputInUse", "ResultsFile", "checked_overrides", "digest", "merge", "open_results",
+           "read_results", "rebuild"]
 
 RESULTS = "results.jsonl"
 # Every file a run writes in --out: --force moves each of them aside, and without it any of them marks
@@ -107,18 +110,40 @@ class ResultsFile:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def rebuild(self, names: list[str] | None = None, *, log=print) -> list[Grade]:
+    def rebuild(self, names: list[str] | None = None, *, overrides: Iterable[Override] = (),
+                log=print) -> list[Grade]:
         """Write ``grades.csv``, the feedback and the gradebooks from the results file.
 
         :param names: The submissions of this run (others in the file are left out); ``None``: all.
-        :returns: The grades written.
+        :param overrides: Points set by hand, checked (:func:`.overrides.load`).
+        :returns: The grades written, with the points set by hand.
         """
+        overrides = tuple(overrides)
         grades = [g for name, (_, g) in self.done.items() if names is None or name in names]
         for warning in write_reports(grades, self.out, marking=Marking(**self.meta["marking"]),
                                      students=self.students, assignment=str(self.meta.get("lesson", "assignment")),
-                                     shown=read_shown(self.out / RESULTS)):
+                                     shown=read_shown(self.out / RESULTS), overrides=overrides):
             log(warning)
-        return sorted(grades, key=lambda g: g.submission)
+        fixes = by_submission(overrides)
+        return sorted((with_overrides(g, fixes.get(g.submission, {})) for g in grades), key=lambda g: g.submission)
+
+
+def checked_overrides(out: Path, names: Iterable[str], marking: Marking,
+                      shards: Iterable[Override] | None = None) -> tuple[Override, ...]:
+    """The overrides of ``out`` (:func:`.overrides.load`) for these submissions and this marking."""
+    return load(out, submissions=set(names), tasks=marking.tasks, most=marking.per_task, shards=shards)
+
+
+def rebuild(out: Path, *, log=print) -> tuple[list[Grade], Marking]:
+    """Write every output of ``out`` again from its results file and its overrides, without grading.
+
+    :returns: The grades written (with the points set by hand) and the marking.
+    :raises ValueError: No results file, or overrides that cannot be applied (nothing is written then).
+    """
+    meta, done, students = read_results(out)
+    marking = Marking(**meta["marking"])
+    overrides = checked_overrides(out, done, marking)
+    return ResultsFile(out, meta, done, students).rebuild(overrides=overrides, log=log), marking
 
 
 def _truncate_partial_line(path: Path) -> None:
@@ -187,7 +212,8 @@ def merge(parts: list[Path], out: Path) -> list[Grade]:
     :param parts: Output folders of ``--shard K/N`` runs.
     :param out: Where to write the merged report (a new folder, or an empty one).
     :returns: All grades.
-    :raises ValueError: The shards used different seeds or settings, or overlap.
+    :raises ValueError: The shards used different seeds or settings, or overlap, or their overrides or the
+        merged folder's cannot be applied (:mod:`.overrides`).
     """
     metas, grades = [], []
     for part in parts:
@@ -201,9 +227,12 @@ def merge(parts: list[Path], out: Path) -> list[Grade]:
     if len(names) != len(set(names)):
         raise ValueError("a submission appears in more than one shard")
     meta = {k: metas[0].get(k) for k in (*IDENTITY, "marking", "protections")}
+    from_shards = shard_overrides(parts)
+    overrides = checked_overrides(out, names, Marking(**meta["marking"]), shards=from_shards)  # before any write
     results = open_results(out, meta, resume=False, force=False)
     shown = read_shown(parts[0] / RESULTS)
     results.append_shown(shown_line(shown.tasks, shown.figures))
+    write_from_shards(out, from_shards)
     for file_digest, grade, student in sorted(grades, key=lambda row: row[1].submission):
         results.append(grade, file_digest, student)
-    return results.rebuild()
+    return results.rebuild(overrides=overrides)
