@@ -687,4 +687,19 @@ threshold_explorer(probabilities, targets, bmnist["x_test"])
 seed_explorer(run_training, seeds=range(SEED, SEED + 10), cache={SEED: history})
 
 # %% [markdown]
+# ## Self-check
+#
+# Under each expected-result cell, a line says whether your printed lines match the instructor's
+# (figures are not compared), and where they differ, the first line that does. This cell sums them
+# up, one line per task, after Run All: `matches`, `differs` (with the cell and the line) or
+# `not run`. A difference in a cell that runs on an earlier task's functions may follow from that
+# task; the line then says so. Every task matching is a good sign, not the grade: the grader's
+# hidden checks try your functions on other inputs too (the README lists what only they see).
+
+# %% tags=["self-check"]
+from bmnist_helpers.self_check import self_check
+
+self_check()
+
+# %% [markdown]
 # <sub>The kit's exercise is generated from `solutions/binary_mnist.py` by `make exercise` (`python -m bmnist_lesson.exercise`); instructors change the solution and regenerate. `make lab` gives a student a copy of it to work in, `work/binary_mnist.ipynb`, which no update of the kit overwrites.</sub>

@@ -660,3 +660,18 @@ threshold_explorer(probabilities, targets, bmnist["x_test"])
 
 # %% tags=["explore", "nbval-ignore-output"]
 seed_explorer(run_training, seeds=range(SEED, SEED + 10), cache={SEED: history})
+
+# %% [markdown]
+# ## Self-check
+#
+# Under each expected-result cell, a line says whether your printed lines match the instructor's
+# (figures are not compared), and where they differ, the first line that does. This cell sums them
+# up, one line per task, after Run All: `matches`, `differs` (with the cell and the line) or
+# `not run`. A difference in a cell that runs on an earlier task's functions may follow from that
+# task; the line then says so. Every task matching is a good sign, not the grade: the grader's
+# hidden checks try your functions on other inputs too (the README lists what only they see).
+
+# %% tags=["self-check"]
+from bmnist_helpers.self_check import self_check
+
+self_check()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import traceback
 from dataclasses import dataclass, field
@@ -99,6 +100,7 @@ class LessonRun:
                 raise RuntimeError(f"the solution failed in cell {self.printed.error}: "
                                    f"{self.printed.text.get(self.printed.error, '')}")
 
+    @functools.cache  # noqa: B019 - one run per test session (grading_run), kept for the whole session
     def with_answer(self, task: int, source: str) -> Printed:
         """Run the notebook with ``source`` as the whole answer to ``task`` (the solution's own answers
         to the other tasks), from that task's first answer cell to the end.
@@ -120,3 +122,12 @@ class LessonRun:
         printed = Printed({k: v for k, v in self.printed.text.items() if k in before})
         run_cells([answer, *rest], dict(namespace), printed)
         return printed
+
+
+@functools.cache
+def grading_run() -> LessonRun:
+    """The solution run once per test session with the grader's settings; its answers' runs are
+    kept, so that the tests of the expected results and of the self-check share them."""
+    from bmnist_lesson import GRADING_PARAMS
+
+    return LessonRun(params=GRADING_PARAMS)

@@ -24,7 +24,7 @@ from bmnist_lesson import GRADING_PARAMS
 from bmnist_lesson.exercise import EXPECTED_TAG, SOLUTION_IPYNB, cell_tags, load_solution
 
 from tests.fixtures.alternatives import ALTERNATIVES, WRONG
-from tests.lesson_cells import LessonRun, Printed, stored_printed
+from tests.lesson_cells import LessonRun, Printed, grading_run, stored_printed
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def stored() -> Printed:
 
 @pytest.fixture(scope="module")
 def lesson() -> LessonRun:
-    return LessonRun(params=GRADING_PARAMS)
+    return grading_run()
 
 
 def _differences(stored: Printed, got: Printed) -> list[tuple[str, str, str | None]]:

@@ -276,7 +276,8 @@ def _kit_note(kit: str | None) -> None:
 def ensure_kit(kit: str | None = None, *, run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> Plan:
     """Make this kernel ready for the lesson: add what is missing, replace nothing.
 
-    Silent when everything is there. Otherwise it prints one line naming what pip installs, and
+    Silent when everything is there. In a notebook's kernel it also starts the self-check
+    (:func:`bmnist_helpers.self_check.register`). Otherwise it prints one line naming what pip installs, and
     installs it under a constraints file that pins every installed distribution.
 
     :param kit: The notebook's kit requirement (``bmnist-kit==X.Y.Z``); a different installed
@@ -292,6 +293,7 @@ def ensure_kit(kit: str | None = None, *, run: Callable[..., subprocess.Complete
     if plan.outside:
         raise SetupError(_outside_message(plan))
     if not plan.install:
+        _start_self_check()
         return plan
     before = installed_distributions()
     names = ", ".join(r.name for r in plan.install)
@@ -314,7 +316,15 @@ def ensure_kit(kit: str | None = None, *, run: Callable[..., subprocess.Complete
             "nothing already installed was changed.\n"
             f"{tail}\nTo let pip change them, run %pip install {_quoted(plan.install)} in a new cell, then {RESTART}."
         )
+    _start_self_check()
     return plan
+
+
+def _start_self_check() -> None:
+    """In a notebook's kernel, let each expected-result cell say whether it matches (:mod:`.self_check`)."""
+    from .self_check import register
+
+    register()
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

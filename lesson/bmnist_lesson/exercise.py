@@ -3,7 +3,8 @@
 Instructor tooling (``bmnist-lesson``). ``solutions/binary_mnist.py`` is the single source. Every
 answer in it sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` inside a function; the generator replaces each
 such region with a stub that raises ``NotImplementedError("TODO: ...")``, clears every output,
-drops solution-only cells, puts beside each expected-result cell a markdown copy of the output
+drops solution-only cells, writes what the student's self-check compares with into the
+metadata (:mod:`.self_check_data`), puts beside each expected-result cell a markdown copy of the output
 stored in ``solutions/binary_mnist.ipynb`` (text in a fenced block, figures as image
 attachments), and writes ``notebooks/binary_mnist.py`` and ``.ipynb`` exactly as Jupytext's
 contents manager would save them, so that opening them in JupyterLab changes nothing. Command
@@ -28,6 +29,7 @@ from nbjudge import write_atomic
 from nbjudge.tags import EXPECTED_TAG, cell_tags, task_of
 
 from .files import CHECKOUT, SOLUTION_PY, in_checkout, solution_notebook
+from .self_check_data import add_self_check, is_verdict, self_check_differs
 
 __all__ = [
     "BEGIN",
@@ -295,6 +297,8 @@ def expected_copy(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
         text.clear()
 
     for out in cell.outputs:
+        if is_verdict(out):  # the self-check's line under the cell, not the cell's output
+            continue
         if out.output_type == "error":
             raise ExerciseError(
                 f"cell {cell_id} stored an error ({out.ename}) as its expected result; fix the solution "
@@ -345,6 +349,7 @@ def build_exercise(solution: nbformat.NotebookNode, *, source: Path = SOLUTION_P
         if static is not None:
             cells.append(static)
     exercise.cells = [*cells, _note(source)]
+    add_self_check(exercise, solution)
     exercise.metadata.pop("widgets", None)  # widget state belongs to the solution's outputs
     return exercise
 
@@ -377,11 +382,12 @@ def solution_script_text() -> str:
     return _py_text(load_solution())
 
 
-def execute_solution(*, timeout: int = 600) -> nbformat.NotebookNode:
+def execute_solution(*, timeout: int = 600, again: bool = True) -> nbformat.NotebookNode:
     """Run the solution script in a fresh kernel and store it, outputs included, as the ``.ipynb``;
-    give the script the header Jupytext writes.
+    give the script the header Jupytext writes. Run once more where its self-check saw other lines.
 
     :param timeout: Seconds allowed per cell.
+    :param again: Whether a second run is allowed.
     :returns: The executed notebook.
     """
     from nbclient import NotebookClient
@@ -394,6 +400,10 @@ def execute_solution(*, timeout: int = 600) -> nbformat.NotebookNode:
     script = solution_script_text()
     if SOLUTION_PY.read_text(encoding="utf-8") != script:
         write_atomic(SOLUTION_PY, script)
+    if again and self_check_differs(nb):
+        for path, text in exercise_files().items():
+            write_atomic(path, text)
+        return execute_solution(timeout=timeout, again=False)
     return nb
 
 
