@@ -299,7 +299,9 @@ print("uid", os.getuid())
 def test_a_real_kernel_runs_limited_and_leaves_nothing_behind(tmp_path, monkeypatch):
     jupyter_client = pytest.importorskip("jupyter_client")
     home = _job_dir(tmp_path, "kernel")
-    config = SandboxConfig(home=str(home), limits=Limits(disk_mb=8))
+    imports = kernel_path(tmp_path / "kernel-path", ())  # the engine's kernel side: the kernel's start
+    config = SandboxConfig(home=str(home), limits=Limits(disk_mb=8), env={"PYTHONPATH": str(imports)},
+                           readable=[str(imports)])
     monkeypatch.setenv("JUPYTER_PATH", str(write_kernel_spec(tmp_path / "jupyter", config)))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     manager = jupyter_client.KernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=str(home / "ipc"))

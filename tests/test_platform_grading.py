@@ -43,4 +43,5 @@ def test_every_platform_export_is_graded_with_its_students(tmp_path):
     assert {(r["status"], r["total"]) for r in rows} == {("not-attempted", "0")}  # untouched stubs: graded, no points
     for name in (MOODLE_WORKSHEET, MOODLE_FEEDBACK, CANVAS_GRADEBOOK, CANVAS_FEEDBACK):
         assert (out / name).is_file(), name
-    assert sorted(p.stem for p in (out / "feedback").iterdir()) == sorted(r["submission"] for r in rows)
+    pages = sorted(p.name for p in (out / "feedback").iterdir())
+    assert pages == sorted(f"{r['submission']}.{kind}" for r in rows for kind in ("html", "md"))
