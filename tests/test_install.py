@@ -567,7 +567,7 @@ def test_the_engine_alone_grades_the_toy_lesson(built, tmp_path):
     _run([py, "-m", "pip", "install", *PIP_QUICK, "-c", ROOT / "constraints.txt", built.wheels["engine"]], env=env)
     installed = {line.split("==")[0].lower() for line in _run([py, "-m", "pip", "freeze"], env=env).stdout.split()}
     assert "nbjudge" in installed
-    assert not {"jax", "jaxlib", "optax", "matplotlib", "bmnist-kit", "bmnist-lesson"} & installed, installed
+    assert not {"jax", "jaxlib", "optax", "tueplots", "bmnist-kit", "bmnist-lesson"} & installed, installed
 
     lesson_folder = shutil.copytree(ROOT / "tests" / "lessons" / "toy_lesson", tmp_path / "toy_lesson",
                                     ignore=shutil.ignore_patterns("__pycache__"))
