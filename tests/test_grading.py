@@ -414,3 +414,32 @@ def test_an_empty_mnist_cache_is_filled_from_a_mirror_before_grading(monkeypatch
     assert cli.main([str(FIXTURES / "full-marks.ipynb"), "--out", str(out), "--seed", "1"]) == 0
     assert _rows(out / "grades.csv")[0]["total"] == "15"
     assert sorted(p.name for p in cache.iterdir()) == sorted(spec.name for spec in MNIST_FILES.values())
+
+
+@pytest.mark.browser
+def test_every_page_of_the_class_renders_offline(graded):
+    """Issue 28: the class report and a feedback page per row, each opened in headless Chromium: no
+    console error, no request, no script, every figure rendered; a student's markup is text."""
+    from tests.test_feedback_html import _open_each
+
+    out = graded["out"]
+    pages = [out / "report.html", *sorted((out / "feedback").glob("*.html"))]
+    assert len(pages) == len(graded["grades"]) + 1
+    seen = _open_each(pages)
+    for name, page in seen.items():
+        assert not page["errors"] and not page["requests"] and page["scripts"] == 0, (name, page["errors"])
+        assert all(w > 0 for w in page["widths"]), (name, page["widths"])
+    assert "<script>" in seen["attack-forged-messages.html"]["text"]
+    assert len(seen["full-marks.html"]["widths"]) >= 10  # the student's figures beside the instructor's
+    assert all(name in seen["report.html"]["text"] for name in graded["grades"])
+
+
+def test_a_task_3_mistake_marks_what_follows_from_it(graded):
+    """Issue 28: where only task 3 is wrong, the differing lines of tasks 4 and 5 say that they follow from it."""
+    feedback = graded["out"] / "feedback"
+    for page in (feedback / "wrong-summed-cross-entropy.md", feedback / "wrong-summed-cross-entropy.html"):
+        text = page.read_text()
+        assert "follows from task 3: fix that first" in text, page.name
+    markdown = (feedback / "wrong-summed-cross-entropy.md").read_text()
+    follows = [block for block in markdown.split("### Task ")[1:] if "follows from task 3" in block]
+    assert follows and {block[0] for block in follows} <= {"4", "5"}

@@ -348,6 +348,9 @@ def test_installed_route(built, tmp_path):
         assert int(rows[name]["total"]) == points, rows[name]
     meta = json.loads((home / "grades" / "results.jsonl").read_text().splitlines()[0])
     assert Path(meta["meta"]["solution_file"]).is_relative_to(venv), "graded against the package's own solution"
+    pages = {p.name for p in (home / "grades" / "feedback").iterdir()}
+    assert {"full-marks.html", "full-marks.md", "untouched.html"} <= pages
+    assert (home / "grades" / "report.html").is_file()
 
 
 # --- runtimes that come with their own packages --------------------------------------------------
@@ -520,6 +523,9 @@ def test_release_route_colab_like(tmp_path, monkeypatch):
     said = _setup_output(ran)
     assert f"pip install --no-deps {url}" in said and "tueplots, optax" in said
     assert len(said.strip().splitlines()) == 2, said
+    check = next(c for c in ran.cells if "self-check" in c.metadata.get("tags", []))
+    verdicts = [line for line in _stream(check).splitlines() if line.startswith("task ")]
+    assert verdicts == [f"task {n}: matches" for n in range(1, 6)], _stream(check)  # the kit's self-check
 
 
 @pytest.mark.install
