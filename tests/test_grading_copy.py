@@ -138,6 +138,8 @@ def test_the_grader_and_the_similarity_report_read_the_same_answers():
 
 @pytest.mark.parametrize("source, same", [
     ("SEED = 12345\nDTYPE = np.float32\nNUM_STEPS = 1\n", True),  # the instructor's cell, edited
+    ("SEED = 1\nDTYPE = np.float64\nNUM_STEPS = 2\nBATCH_SIZE = 3\n", True),  # every value changed
+    ("SEED = 12345\nDTYPE = np.float32\nNUM_STEPS = 1000\nBATCH_SIZE = 100\ndef f():\n    return 1\n", True),
     ("", True),
     ("def _helper(x):\n    return x\n", False),  # the student's own code under a copied id
     ("SEED = 12345\ndef _helper(x):\n    y = x + 1\n    z = y * 2\n    return z\n", False),

@@ -10,7 +10,7 @@ leaves as the exercise's stub, and whether a cell that carries an instructor cel
   ``%%timeit``, whose body runs inside a function of its own) defines nothing.
 * A *stub* is a function whose body, docstring aside, only raises ``NotImplementedError``.
 * An id marks an instructor cell only where the source is the instructor's too: the student's
-  edit of that cell (most of its lines kept), or a blank cell. A cell of the student's own that
+  edit of that cell (most of its names kept, whatever values changed), or a blank cell. A cell of the student's own that
   carries a copied id (JupyterLab's copy and paste keeps ids) is the student's.
 
 :func:`.notebook.student_cells`, :func:`.notebook.stubbed_tasks` and the similarity report
@@ -20,7 +20,6 @@ leaves as the exercise's stub, and whether a cell that carries an instructor cel
 from __future__ import annotations
 
 import ast
-import difflib
 import functools
 import re
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ from dataclasses import dataclass
 __all__ = ["RUNS_ITS_BODY", "Reading", "defines", "edit_of", "is_stub", "python_source", "read_cell"]
 
 RUNS_ITS_BODY = frozenset({"time", "capture", "prun"})  # cell magics that run their body in the namespace
-SAME_CELL = 0.5  # the share of lines a cell with an instructor's id keeps from it, to be that cell, edited
+SAME_CELL = 0.5  # the share of its names a cell with an instructor's id keeps, to be that cell, edited
+_WORD = re.compile(r"[^\W\d]\w*")
 _CELL_MAGIC = re.compile(r"%%(\w+)(?:[ \t]|\r?\n|$)")
 _MAGIC_DEPTH = 8  # cell magics nested in one another that are unwrapped
 
@@ -138,18 +138,20 @@ def defines(source: str, names: set[str] | frozenset[str]) -> set[str]:
     return set(read_cell(source).bound & set(names))
 
 
-def _lines(source: str) -> list[str]:
-    return [line.strip() for line in source.splitlines() if line.strip()]
+def _words(source: str) -> set[str]:
+    """The names and keywords of a cell (numbers and strings' punctuation left out)."""
+    return set(_WORD.findall(source))
 
 
 def edit_of(source: str, instructor: str) -> bool:
     """Whether a cell that carries an instructor cell's id is that cell: blank, or an edit that keeps
-    at least :data:`SAME_CELL` of the lines of the two together (a copied id alone is not enough).
+    at least :data:`SAME_CELL` of the instructor cell's names (its values may all have changed);
+    the student's own code under a copied id keeps next to none.
 
     :param source: The student's cell.
     :param instructor: The instructor's cell of that id.
     """
-    mine, theirs = _lines(source), _lines(instructor)
-    if not mine:
-        return True
-    return difflib.SequenceMatcher(None, mine, theirs, autojunk=False).ratio() >= SAME_CELL
+    mine, theirs = _words(source), _words(instructor)
+    if not mine or not theirs:
+        return not mine
+    return len(mine & theirs) >= SAME_CELL * len(theirs)
