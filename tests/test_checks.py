@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from bmnist_lesson import LESSON, draws, verdicts
@@ -20,7 +21,14 @@ from bmnist_lesson.kernel import probes
 from nbjudge.lessons import CheckFailed
 from nbjudge.values import MalformedValues, decode_values
 
-from tests.fixtures.alternatives import ALTERNATIVES, EARLY_BINDING, WRONG
+from tests.fixtures.alternatives import (
+    ALTERNATIVES,
+    EARLY_BINDING,
+    FORWARD,
+    FORWARD_LOSS,
+    WRONG,
+    WRONG_SHAPE_MLP,
+)
 from tests.probe_harness import inputs, probe_cell, probe_values, solution_globals, verdict
 
 SEEDS = (7, 2024, 31337)
@@ -110,6 +118,32 @@ def test_a_missing_earlier_task_is_replaced_by_a_stand_in(reference, task, style
     got = probe_values(namespace, seed, tasks=(task,))[task]
     assert (got["standin"] if task == 3 else got["standin"]["mlp"] + got["standin"]["loss"]) >= 1
     assert verdict(task, namespace, reference[seed], seed) is None, (task, style)
+
+
+def test_a_stand_in_reaches_a_wrong_mlp_through_the_notebooks_jitted_forward(reference):
+    """Issue 26: logits of shape (batch, 1) cannot serve, so a stand-in takes mlp's place; the
+    correct loss_fn that calls forward = jax.jit(mlp) reaches it too, and keeps its points."""
+    namespace = _namespace_with(WRONG_SHAPE_MLP, FORWARD, FORWARD_LOSS)
+    seed = SEEDS[0]
+    assert verdict(2, namespace, reference[seed], seed)
+    assert probe_values(namespace, seed, tasks=(3,))[3]["standin"] == 1
+    assert verdict(3, namespace, reference[seed], seed) is None
+    assert verdict(4, namespace, reference[seed], seed) is None
+    x = np.ones((3, 784), np.float32)
+    assert namespace["forward"](namespace["init_mlp_params"]((784, 4, 1), stddev=0.1, key=jax.random.key(0)),
+                                x).shape == (3, 1)  # the student's own function again, after the checks
+
+
+@pytest.mark.parametrize("task, form", [(t, f) for t, forms in EARLY_BINDING.items() for f in forms])
+def test_a_stand_in_reaches_every_early_binding_form(reference, task, form):
+    """Where the earlier function cannot serve (an mlp of the wrong shape, a loss_fn still the
+    stub), its stand-in reaches an answer that bound it when its cell ran, in every form."""
+    before = WRONG_SHAPE_MLP if task == 3 else _STUB.format(name="loss_fn", task=3)
+    namespace = _namespace_with(before, EARLY_BINDING[task][form])
+    seed = SEEDS[1]
+    got = probe_values(namespace, seed, tasks=(task,))[task]
+    assert (got["standin"] if task == 3 else got["standin"]["loss"]) == 1
+    assert verdict(task, namespace, reference[seed], seed) is None, (task, form)
 
 
 _CONSTANT_MODEL = """\

@@ -63,6 +63,10 @@ CONTROLS = {
 }
 # issue 26: a correct notebook with an exit, or whose functions print, beside what it must equal
 EXITS = {"exit-last-cell": "full-marks", "exit-quit-scratch": "full-marks", "exit-ask-exit-answer": "control-stub-5"}
+# issue 26: how a cell is read, or how a later task reaches an earlier one, changes no point
+READINGS = {"wrong-shape-mlp-forward-loss": "control-wrong-shape-mlp",
+            "magic-time-answer-below-stub": "control-answer-below-stub",
+            "copied-id-helper-cell": "control-helper-cell"}
 
 pytestmark = pytest.mark.grading
 
@@ -240,6 +244,14 @@ def test_an_exit_is_blamed_on_its_own_cell(graded):
         assert grades[name].points == grades[control].points, (name, grades[name].points, grades[control].points)
         assert "your cell number" in grades[name].note and "asked the kernel to exit" in grades[name].note, name
         assert "hidden check" not in grades[name].note, name
+
+
+def test_a_cells_reading_or_binding_costs_what_its_control_costs(graded):
+    grades = graded["grades"]
+    for name, control in READINGS.items():
+        assert grades[name].points == grades[control].points, (name, grades[name].points, grades[control].points)
+    failed = {f["task"] for f in grades["wrong-shape-mlp-forward-loss"].failures if f["kind"] == "hidden"}
+    assert failed == {2}  # the wrong mlp costs task 2's hidden check only
 
 
 def test_what_a_function_prints_is_ignored_and_forges_nothing(graded):

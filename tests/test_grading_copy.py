@@ -9,8 +9,10 @@ import nbformat
 import pytest
 from bmnist_lesson import LESSON, TASK_FUNCTIONS
 from bmnist_lesson.exercise import SOLUTION_IPYNB, cell_tags
-from nbjudge.notebook import InvalidNotebook, build_grading_copy, checked_source, read_submission
+from nbjudge.cells import defines, edit_of, read_cell
+from nbjudge.notebook import InvalidNotebook, build_grading_copy, checked_source, read_submission, stubbed_tasks
 from nbjudge.plan import build_plan
+from nbjudge.similarity import answer_code
 
 from tests.fixtures import make_submissions
 
@@ -95,3 +97,76 @@ def test_an_expected_result_cell_runs_with_its_own_prints_marked():
         f"\n{call}.mark('end')\n")
     assert checked_source("a = 1; a", runner="m") == f"{call}.mark('begin')\na = 1; {call}.mark('end'); a\n"
     assert checked_source("%time x = 1", runner="m") == "%time x = 1"  # not Python: run as it is
+
+
+_STUB = 'def make_update_step(optimizer, *, weight_decay):\n    """Doc."""\n    raise NotImplementedError("TODO")\n'
+_ANSWER = "def make_update_step(optimizer, *, weight_decay):\n    return optimizer\n"
+
+
+@pytest.mark.parametrize("source, bound, stubs", [
+    (_ANSWER, {"make_update_step"}, set()),
+    (_STUB, {"make_update_step"}, {"make_update_step"}),
+    ("%%time\n" + _ANSWER, {"make_update_step"}, set()),  # the body runs in the notebook's namespace
+    ("\n%%capture out\n%%time\n" + _STUB, {"make_update_step"}, {"make_update_step"}),  # nested, blank line first
+    ("%%prun -s cumulative\n" + _ANSWER, {"make_update_step"}, set()),
+    ("%%timeit\n" + _ANSWER, set(), set()),  # its body runs inside a function of its own: defines nothing
+    ("%%bash\n" + _ANSWER, set(), set()),
+    ("%%time?\n" + _ANSWER, {"make_update_step"}, set()),  # help on the magic, then the code, as IPython runs it
+    ("%matplotlib inline\n!ls\n" + _ANSWER, {"make_update_step"}, set()),  # line magics become calls
+    ("data = [" + "0.5, " * 250_000 + "]\n" + _ANSWER, {"data", "make_update_step"}, set()),  # a long line
+    (_ANSWER + _STUB, {"make_update_step"}, {"make_update_step"}),  # the last definition counts
+    (_STUB + "make_update_step = print\n", {"make_update_step"}, set()),
+    ("import numpy.linalg, optax as make_update_step", {"numpy", "make_update_step"}, set()),
+    ("make_update_step[0] = 1\nx, (y, z) = 1, (2, 3)\nw: int\n", {"x", "y", "z"}, set()),
+    ("def make_update_step(:\n", set(), set()),
+])
+def test_a_cell_is_read_as_the_kernel_runs_it(source, bound, stubs):
+    """Issue 26: one reading of a cell for stub and answer; cell magics and long lines as they run."""
+    reading = read_cell(source)
+    assert (set(reading.bound), set(reading.stubs)) == (bound, stubs)
+    assert defines(source, {"make_update_step"}) == bound & {"make_update_step"}
+
+
+def test_the_grader_and_the_similarity_report_read_the_same_answers():
+    sources = ["%%time\n" + _ANSWER, "%%bash\n" + _ANSWER.replace("optimizer", "shell"),
+               "import optax as make_update_step"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    code = answer_code(nbformat.writes(nb).encode(), task_functions={4: ["make_update_step"]}, scaffold=frozenset())
+    assert code.startswith("def make_update_step(optimizer") and "import optax" in code
+    assert "%%" not in code and "shell" not in code
+
+
+@pytest.mark.parametrize("source, same", [
+    ("SEED = 12345\nDTYPE = np.float32\nNUM_STEPS = 1\n", True),  # the instructor's cell, edited
+    ("SEED = 1\nDTYPE = np.float64\nNUM_STEPS = 2\nBATCH_SIZE = 3\n", True),  # every value changed
+    ("SEED = 12345\nDTYPE = np.float32\nNUM_STEPS = 1000\nBATCH_SIZE = 100\ndef f():\n    return 1\n", True),
+    ("", True),
+    ("def _helper(x):\n    return x\n", False),  # the student's own code under a copied id
+    ("SEED = 12345\ndef _helper(x):\n    y = x + 1\n    z = y * 2\n    return z\n", False),
+])
+def test_an_id_marks_an_instructor_cell_only_with_the_instructors_code(source, same):
+    instructor = "SEED = 12345\nDTYPE = np.float32\nNUM_STEPS = 1000\nBATCH_SIZE = 100\n"
+    assert edit_of(source, instructor) is same
+
+
+def _functions_of_copy(name: str) -> tuple[list, list[int]]:
+    copy = _copy(name)
+    return copy, stubbed_tasks(copy, LESSON.function_tasks())
+
+
+def test_an_answer_under_time_below_the_stub_counts_and_runs_in_its_tasks_place():
+    copy, stubbed = _functions_of_copy("magic-time-answer-below-stub")
+    assert stubbed == []
+    first_expected = next(i for i, c in enumerate(copy) if c.expected and c.task == 4)
+    assert any(c.source.startswith("%%time") and "def make_update_step(" in c.source for c in copy[:first_expected])
+    assert _functions_of_copy("control-answer-below-stub")[1] == []
+    assert _functions_of_copy("control-stubs-2-3")[1] == [2, 3]
+
+
+@pytest.mark.parametrize("name", ["copied-id-helper-cell", "control-helper-cell"])
+def test_a_students_cell_with_a_copied_id_is_kept(name):
+    copy = _copy(name)
+    assert [c.name for c in copy if c.role == "given"] == GIVEN  # the setup cell runs once, the instructor's
+    helper = next(i for i, c in enumerate(copy) if c.role == "student" and "def _cross_entropy(" in c.source)
+    answer = next(i for i, c in enumerate(copy) if c.role == "student" and "def loss_fn(" in c.source)
+    assert helper < answer

@@ -10,8 +10,11 @@ the grading copy is built from what the code *does*, not from ids alone:
 * A student cell that defines a task's function (``def mlp``, ``mlp = ...``) is an answer. It
   goes to the slot of the first task it answers, so answers that were split, merged, retyped or
   moved still run where the lesson needs them.
-* A student cell that is neither an instructor cell (same id, or the same code) nor an answer
-  stays at its place: after the cell it followed, or at the very top.
+* A student cell that is neither an instructor cell (the same code, or its id with most of its
+  code: :func:`.cells.edit_of`, so a copied id alone marks nothing) nor an answer stays at its
+  place: after the cell it followed, or at the very top.
+* Every cell is read once, as the kernel runs it (:mod:`.cells`): an answer under ``%%time`` is
+  an answer, and a stub is a stub wherever it is.
 * The hidden checks come last (see :mod:`.plan`).
 
 The copy is a list of :class:`Cell` records; the grader's own bookkeeping never uses the
@@ -28,6 +31,7 @@ from dataclasses import dataclass, replace
 
 import nbformat
 
+from .cells import defines, edit_of, read_cell
 from .tags import EXPECTED_TAG, PARAMETERS_TAG, cell_tags, task_of_tags
 
 __all__ = ["MAX_CODE_CELLS", "MAX_CODE_CHARS", "Cell", "InvalidNotebook", "SolutionCell", "apply_params",
@@ -36,7 +40,6 @@ __all__ = ["MAX_CODE_CELLS", "MAX_CODE_CHARS", "Cell", "InvalidNotebook", "Solut
 
 _NBVAL_MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION", "NBVAL_SKIP",
                   "PYTEST_VALIDATE_IGNORE_OUTPUT"}
-_PARSE_LIMIT = 1_000_000  # characters: longer cells are kept as they are, not parsed
 MAX_CODE_CELLS = 2_000  # code cells the grader runs (the exercise has about 40)
 MAX_CODE_CHARS = 5_000_000  # characters of code the grader runs (the exercise has about 25,000)
 
@@ -186,73 +189,22 @@ def solution_cells(solution: nbformat.NotebookNode) -> list[SolutionCell]:
             if c.cell_type == "code"]
 
 
-def _defined(source: str, functions: Mapping[str, int]) -> set[str]:
-    """Names of task functions a cell defines at top level (``def``, assignment, import-as)."""
-    if len(source) > _PARSE_LIMIT or not any(name in source for name in functions):
-        return set()
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-
-        python = TransformerManager().transform_cell(source)  # magics and shell escapes become calls
-        tree = ast.parse(python)
-    except (SyntaxError, ValueError, RecursionError, MemoryError, IndexError):
-        return set()
-    names = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names |= {t.id for t in targets if isinstance(t, ast.Name)}
-        elif isinstance(node, ast.ImportFrom | ast.Import):
-            names |= {alias.asname or alias.name for alias in node.names}
-    return names & set(functions)
-
-
-def _top_level(source: str) -> list[ast.stmt]:
-    """A cell's top-level statements as the kernel runs them (magics become calls); none when unparsable."""
-    if len(source) > _PARSE_LIMIT:
-        return []
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-
-        return ast.parse(TransformerManager().transform_cell(source)).body
-    except (SyntaxError, ValueError, RecursionError, MemoryError, IndexError):
-        return []
-
-
-def _is_stub(node: ast.stmt) -> bool:
-    """A function whose body, docstring aside, only raises ``NotImplementedError``: an exercise's stub."""
-    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-        return False
-    body = node.body[1:] if (node.body and isinstance(node.body[0], ast.Expr)
-                             and isinstance(node.body[0].value, ast.Constant)) else node.body
-    if len(body) != 1 or not isinstance(body[0], ast.Raise) or body[0].exc is None:
-        return False
-    exc = body[0].exc.func if isinstance(body[0].exc, ast.Call) else body[0].exc
-    return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
-
-
 def stubbed_tasks(copy: list[Cell], functions: Mapping[str, int]) -> list[int]:
     """The tasks a function of which is, at its last top-level definition in the student's cells, a stub.
 
-    Such a task is not answered, whatever the notebook's hooks make its hidden check send.
+    Such a task is not answered, whatever the notebook's hooks make its hidden check send. Cells
+    are read as the kernel runs them (:func:`.cells.read_cell`: an answer under ``%%time`` counts).
 
     :param copy: A grading copy (:func:`build_grading_copy`).
     :param functions: ``{function name: task}`` of the lesson.
     :returns: The task numbers, sorted.
     """
-    last: dict[str, bool] = {}
+    names, last = set(functions), {}
     for cell in copy:
-        if cell.role != "student" or not any(name in cell.source for name in functions):
-            continue
-        for node in _top_level(cell.source):
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                bound = {alias.asname or alias.name for alias in node.names}
-            else:
-                bound = _assigned(node)
-            for name in bound & set(functions):
-                last[name] = _is_stub(node)
+        if cell.role == "student" and defines(cell.source, names):
+            reading = read_cell(cell.source)
+            for name in reading.bound & names:
+                last[name] = name in reading.stubs
     return sorted({functions[name] for name, stub in last.items() if stub})
 
 
@@ -298,7 +250,8 @@ def student_cells(cells: list[tuple[str, str | None, list[str]]], solution: list
         the cells that go before the first. Answer cells go to the slot of their first task's
         answer cell; recognised instructor cells are dropped (the instructor's version runs).
     """
-    given_ids = {c.id for c in solution if not c.answer}
+    given_source = {c.id: c.source for c in solution if not c.answer}
+    given_ids = set(given_source)
     answer_ids = {c.id: c.task for c in solution if c.answer}
     answer_slot: dict[int, str] = {}
     for cell_id, task in answer_ids.items():
@@ -307,13 +260,14 @@ def student_cells(cells: list[tuple[str, str | None, list[str]]], solution: list
     slots: dict[str | None, list[Cell]] = {}
     anchor: str | None = None
     for source, cell_id, tags in cells:
-        tasks = sorted({functions[n] for n in _defined(source, functions)})
+        tasks = sorted({functions[n] for n in defines(source, set(functions))})
         if tasks:  # an answer, wherever it is and whatever its id: to its task's slot
             anchor = answer_slot[tasks[0]]
             slots.setdefault(anchor, []).append(Cell(source, "student", task=tasks[0]))
             continue
         normal = normalised_code(source)
-        given = cell_id if cell_id in given_ids else given_code.get(normal)
+        own_id = cell_id in given_ids and edit_of(source, given_source[cell_id])  # not a copied id alone
+        given = cell_id if own_id else given_code.get(normal)
         if given is not None or normal in instructor:  # the instructor's version runs in its place
             anchor = given if given in given_ids else anchor
             continue
@@ -421,6 +375,7 @@ def dependencies(solution: list[SolutionCell], functions: Mapping[str, int]) -> 
 
 
 def _assigned(node: ast.stmt) -> set[str]:
+    """The names a statement of the solution writes to, changed in place included (``x[i] = ...``)."""
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         return {node.name}
     targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]

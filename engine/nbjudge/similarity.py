@@ -30,6 +30,7 @@ from pathlib import Path
 import nbformat
 
 from ._atomic import write_atomic
+from .cells import defines, read_cell
 from .class_report import REPORT as CLASS_REPORT
 from .class_report import SIMILARITY_JSON
 from .intake import Submission, collect
@@ -60,15 +61,6 @@ class Pair:
     shared: tuple[str, ...]
 
 
-def _defines(tree: ast.Module, names: set[str]) -> bool:
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in names:
-            return True
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in names for t in node.targets):
-            return True
-    return False
-
-
 def _without_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
@@ -80,17 +72,13 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
 
 
 def _answer_cells(sources: Iterable[str], names: set[str]) -> list[str]:
-    """The answer cells among ``sources``, parsed and written back out without docstrings or comments."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
+    """The answer cells among ``sources`` (read as the grader reads them, :mod:`.cells`), parsed
+    and written back out without docstrings or comments."""
     cells = []
     for source in sources:
-        try:
-            tree = ast.parse(TransformerManager().transform_cell(source))  # magics become calls
-        except (SyntaxError, ValueError, RecursionError, MemoryError, IndexError):
-            continue  # broken code: no answer the grader could run either
-        if _defines(tree, names):
-            cells.append(ast.unparse(_without_docstrings(tree)))
+        if defines(source, names):  # the code that runs: magics as calls, a %%time cell's body
+            python = read_cell(source).python
+            cells.append(ast.unparse(_without_docstrings(ast.parse(python))))
     return cells
 
 

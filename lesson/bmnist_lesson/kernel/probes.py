@@ -8,13 +8,18 @@ update step against gradients of the student's own ``loss_fn``, the training loo
 student's own update. So a task is judged the same however it refers to its helpers (looked up at
 call time, or bound earlier: a notebook variable, a default argument, ``functools.partial``, a
 closure). Only where an earlier function is missing, raises or tells nothing (:mod:`.usable`) does
-the probe swap a stand-in into the notebook's globals (a linear model for ``mlp``, a squared-error
-objective for ``loss_fn``); the grader then computes the stand-in's values itself.
+the probe put a stand-in in its place (a linear model for ``mlp``, a squared-error objective for
+``loss_fn``), and there in every binding form too: into the notebook's globals, and into the
+student's own function object itself, so that whatever holds on to that function (a jitted
+``forward``, a default argument, a partial, a closure) calls the stand-in (:func:`_standing_in`).
+The grader then computes the stand-in's values itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import types
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import jax
@@ -55,8 +60,9 @@ def _layers(layers: list) -> list[tuple]:
     return [(jax.device_put(w), jax.device_put(b)) for w, b in layers]
 
 
-def standin_mlp(params, inputs, *, nonlinearity=None):
-    """A linear model, not an MLP: what the checks run on where the student's ``mlp`` cannot serve."""
+def standin_mlp(params, inputs, *_, **__):
+    """A linear model, not an MLP: what the checks run on where the student's ``mlp`` cannot serve
+    (whatever else it is called with, a nonlinearity say, changes nothing)."""
     h = inputs
     for w, b in params:
         h = h @ w + b
@@ -81,6 +87,70 @@ def _swapped(namespace: dict, names: dict):
         for k in names:
             namespace.pop(k, None)
         namespace.update(old)
+
+
+_STANDIN_ARG = "_nbjudge_standin_"
+_UNWRAP_LIMIT = 16  # wrappers followed from a notebook name to the function it wraps
+
+
+def _own_functions(value, namespace: dict) -> list[types.FunctionType]:
+    """The notebook's own Python functions behind ``value``: itself, or what a jit, a decorator made
+    with ``functools.wraps`` or a ``functools.partial`` wraps (a library's function is never one)."""
+    found: list[types.FunctionType] = []
+    for _ in range(_UNWRAP_LIMIT):
+        if isinstance(value, types.FunctionType) and value.__globals__ is namespace and value not in found:
+            found.append(value)
+        if isinstance(value, functools.partial):
+            value = value.func
+        else:
+            try:
+                value = getattr(value, "__wrapped__", None)
+            except Exception:  # noqa: BLE001 - a student's object may raise on any attribute
+                return found
+        if value is None:
+            break
+    return found
+
+
+@functools.cache
+def _calling_code(free: int) -> types.CodeType:
+    """Code that calls the function in its keyword default ``_STANDIN_ARG`` with its arguments, and
+    has ``free`` free variables (never read), so that it fits a function made in a closure."""
+    names = [f"_free_{i}" for i in range(free)]
+    keep = f"        def _keep():\n            return ({', '.join(names)},)\n" if names else ""
+    source = ("def _outer():\n" + "".join(f"    {n} = None\n" for n in names)
+              + f"    def _call(*args, {_STANDIN_ARG}, **kwargs):\n" + keep
+              + f"        return {_STANDIN_ARG}(*args, **kwargs)\n    return _call\n")
+    scope: dict = {}
+    exec(compile(source, "<stand-in>", "exec"), scope)  # noqa: S102 - the probe's own fixed code
+    return scope["_outer"]().__code__
+
+
+@contextmanager
+def _standing_in(namespace: dict, standins: dict[str, Callable]) -> Iterator[None]:
+    """Each stand-in in place of the notebook's function of its name, in every binding form: in the
+    notebook's globals (for code that looks the name up when called), and as the behaviour of the
+    student's own function object behind that name (for whatever bound it when its cell ran: a
+    jitted ``forward``, a default argument, a partial, a closure). JAX's caches are cleared on the
+    way in and out, so that no program traced from the student's code, or from the stand-in, is
+    reused where the other should run."""
+    if not standins:
+        yield
+        return
+    saved = []
+    for name, standin in standins.items():
+        for fn in _own_functions(namespace.get(name), namespace):
+            saved.append((fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__))
+            fn.__code__ = _calling_code(len(fn.__code__.co_freevars))
+            fn.__defaults__, fn.__kwdefaults__ = None, {_STANDIN_ARG: standin}
+    jax.clear_caches()
+    try:
+        with _swapped(namespace, standins):
+            yield
+    finally:
+        for fn, code, defaults, kwdefaults in reversed(saved):
+            fn.__code__, fn.__defaults__, fn.__kwdefaults__ = code, defaults, kwdefaults
+        jax.clear_caches()
 
 
 def _numbers(value):
@@ -154,7 +224,7 @@ def objective(inputs: dict, namespace: dict) -> dict:
             "huge_down": attempt(loss, cases["huge_down"], x, y, l2_reg=0.0),
         }
 
-    with _swapped(namespace, {} if own else {"mlp": standin_mlp}):
+    with _standing_in(namespace, {} if own else {"mlp": standin_mlp}):
         values = losses()
     return {**values, "standin": int(not own), "logits": logits if own else {}}
 
@@ -186,12 +256,12 @@ def training(inputs: dict, namespace: dict) -> dict:
     x0, y0 = batches[0]
     swaps = {} if usable.logits(attempt(_logits_of, namespace, params, x0), len(y0), varied=True) else {
         "mlp": standin_mlp}
-    with _swapped(namespace, swaps):
+    with _standing_in(namespace, swaps):
         first = attempt(lambda: _numbers(_objective(namespace)(params, x0, y0, l2_reg=weight_decay)))
     own_loss = isinstance(first, list) and usable.gradients(params, first[1], learning_rate)
     swaps = swaps if own_loss else {**swaps, "loss_fn": standin_loss}
     out: dict = {"standin": {"mlp": int("mlp" in swaps), "loss": int(not own_loss)}}
-    with _swapped(namespace, swaps):
+    with _standing_in(namespace, swaps):
         momentum = optax.sgd(learning_rate, momentum=float(inputs["momentum"]))
         out["update"] = attempt(_updates, namespace, momentum, params, batches[:3], weight_decay)
         if own_loss and isinstance(out["update"], dict):
