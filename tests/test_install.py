@@ -580,10 +580,10 @@ def test_the_engine_alone_grades_the_toy_lesson(built, tmp_path):
     klass = tmp_path / "class"
     klass.mkdir()
     submissions = make_toy.submissions()
-    (klass / "solution.ipynb").write_text((lesson_folder / "solution.ipynb").read_text())
+    (klass / "correct.ipynb").write_text((lesson_folder / "solution.ipynb").read_text())
     (klass / "blank.ipynb").write_text(submissions["untouched"][0])
     _run([venv / "bin" / "nbjudge", klass, "--out", tmp_path / "grades", "--lesson", lesson_folder, "--seed", "11",
           "--jobs", "2", "--cell-timeout", "30"], env=env, cwd=tmp_path)
     rows = {r["submission"]: r for r in csv.DictReader(io.StringIO((tmp_path / "grades" / "grades.csv").read_text()))}
-    assert (int(rows["solution"]["total"]), rows["solution"]["status"]) == (6, "ok"), rows["solution"]
+    assert (int(rows["correct"]["total"]), rows["correct"]["status"]) == (6, "ok"), rows["correct"]
     assert int(rows["blank"]["total"]) < 6, rows["blank"]

@@ -208,6 +208,11 @@ def cell_verdict(expected: Expected, ran: Ran, states: Mapping[int, TaskState]) 
     return "\n".join(text)
 
 
+def _is_cell_code(name: str) -> bool:
+    """Whether a code object's name is a cell's top level: ``<module>``, or ``<cell line: N>`` (IPython 7.3x)."""
+    return name == "<module>" or name.startswith("<cell line")
+
+
 class _Hooks:
     """The IPython hooks of one kernel, and what its expected-result cells printed."""
 
@@ -239,8 +244,7 @@ class _Hooks:
     def _own(self, caller) -> bool:
         """Whether a ``print`` comes from the cell's own code (its module or a function it defines)."""
         frame = caller
-        while frame is not None and not (frame.f_code.co_name == "<module>"
-                                         and frame.f_globals is self.shell.user_ns):
+        while frame is not None and not (_is_cell_code(frame.f_code.co_name) and frame.f_globals is self.shell.user_ns):
             frame = frame.f_back
         return frame is not None and frame.f_code.co_filename == caller.f_code.co_filename
 
