@@ -200,7 +200,7 @@ print("labels are 0.0 or 1.0:", set(np.unique(y_batch).tolist()) <= {0.0, 1.0})
 def first_batches(key, count):
     return list(itertools.islice(train_dataloader(bmnist, batch_size=BATCH_SIZE, key=key), count))
 
-# Checking determinism is the one place where a key is used twice, on purpose.
+# Checking determinism uses a key twice, on purpose (so does the key check below).
 same = all(np.array_equal(x1, x2) for (x1, _), (x2, _) in zip(first_batches(key_a, 3), first_batches(key_a, 3)))
 different = not np.array_equal(first_batches(key_a, 1)[0][0], first_batches(key_b, 1)[0][0])
 print("same key, same batches:", same)
@@ -217,6 +217,10 @@ orders = [np.concatenate([np.asarray(x)[:, 0, 0] for x, _ in epoch] or [[]]).ast
 print("keeps going after the first epoch:", len(served) == 2 * epoch_batches)
 print("every training example exactly once per epoch:", all(np.array_equal(np.sort(o), positions) for o in orders))
 print("new order each epoch:", not np.array_equal(orders[0], orders[1]))
+# The key the loader is given is spent on its first split; the order it would give (computed here
+# from that key, a second use on purpose) must not be the first epoch's.
+shuffled_with_given_key = np.asarray(jax.random.permutation(key_epochs, len(positions)))
+print("splits its key before it shuffles:", not np.array_equal(orders[0], shuffled_with_given_key))
 print("smaller last batch:", len(epochs[0][-1][0]) if epochs[0] else 0, "examples")
 print("each image matches its label:", all(np.array_equal(tagged["y_train"][np.asarray(x)[:, 0, 0].astype(int)], y)
                                            for epoch in epochs for x, y in epoch))
@@ -232,6 +236,7 @@ print("each image matches its label:", all(np.array_equal(tagged["y_train"][np.a
 # keeps going after the first epoch: True
 # every training example exactly once per epoch: True
 # new order each epoch: True
+# splits its key before it shuffles: True
 # smaller last batch: 7 examples
 # each image matches its label: True
 # ```
@@ -487,7 +492,9 @@ for _ in range(5):
     step_params, opt_state, step_loss = update(step_params, opt_state, x_step, y_step)
     step_losses.append(float(step_loss))
 start_loss = float(loss_and_grads(untrained_params, x_step, y_step, l2_reg=WEIGHT_DECAY)[0])
-print("compiled with jax.jit:", hasattr(update, "lower"))
+# Traced, a function compiled with jax.jit is one call of one program; op by op, it is many.
+traced = jax.make_jaxpr(update)(untrained_params, optimizer.init(untrained_params), x_step, y_step)
+print("compiled with jax.jit, as one program:", [eqn.primitive.name for eqn in traced.eqns] in (["jit"], ["pjit"]))
 print("first loss is loss_fn at the starting parameters:", bool(np.isclose(step_losses[0], start_loss, rtol=1e-4)))
 print("loss falls with every step:", all(later < earlier for earlier, later in zip(step_losses, step_losses[1:])))
 print("parameter shapes unchanged:", jax.tree.map(jnp.shape, step_params) == jax.tree.map(jnp.shape, untrained_params))
@@ -498,7 +505,7 @@ print("the loss includes the weight decay:", not np.isclose(step_losses[0], loss
 # **The instructor's output** of the cell above, for comparison (it stays when outputs are cleared):
 #
 # ```text
-# compiled with jax.jit: True
+# compiled with jax.jit, as one program: True
 # first loss is loss_fn at the starting parameters: True
 # loss falls with every step: True
 # parameter shapes unchanged: True
@@ -562,16 +569,21 @@ def run_training(seed, *, num_steps=NUM_STEPS):
 
 
 # %% [markdown]
-# **Expected result.** First a short run of `train` on one batch: 5 steps with `eval_every=2`
-# report after steps 2, 4 and 5. Then the real training: the loss falls and the test accuracy
+# **Expected result.** First a short run of `train` on one batch, at a threshold of 0.8: 5 steps
+# with `eval_every=2` report after steps 2, 4 and 5, each with the accuracy on the test set at that
+# threshold. Then the real training: the loss falls and the test accuracy
 # climbs past 99 % within a few seconds.
 
 # %% tags=["expected-result", "task-4", "er-training"]
+short_threshold = 0.8  # not THRESHOLD: train must use the threshold it is given
 short_run = list(train(untrained_params, itertools.repeat((bmnist["x_train"][:BATCH_SIZE], bmnist["y_train"][:BATCH_SIZE])),
                        x_test=bmnist["x_test"], y_test=bmnist["y_test"], num_steps=5, learning_rate=LEARNING_RATE,
-                       weight_decay=WEIGHT_DECAY, eval_every=2, threshold=THRESHOLD))
+                       weight_decay=WEIGHT_DECAY, eval_every=2, threshold=short_threshold))
 print("short run, records after steps:", [r["step"] for r in short_run])
 print("short run, losses per record:", [len(r["losses"]) for r in short_run])
+test_accuracies = [float(accuracy(r["params"], bmnist["x_test"], bmnist["y_test"], threshold=short_threshold)) for r in short_run]
+print("short run, test_accuracy is the test set's accuracy at the threshold given:",
+      all(abs(r["test_accuracy"] - a) < 1.5 / len(bmnist["y_test"]) for r, a in zip(short_run, test_accuracies)))
 
 history = list(run_training(SEED))
 records = history[1:]
@@ -590,6 +602,7 @@ print("final test accuracy reaches TARGET_ACCURACY:", records[-1]["test_accuracy
 # ```text
 # short run, records after steps: [2, 4, 5]
 # short run, losses per record: [2, 2, 1]
+# short run, test_accuracy is the test set's accuracy at the threshold given: True
 # one loss per step, NUM_STEPS in all: True
 # a record every EVAL_EVERY steps and after the last: True
 # loss is finite and positive: True

@@ -49,6 +49,19 @@ _PROBE_HOOK = (
     "def hooked(namespace, name):\n"
     "    return (lambda xs: sum(xs) / len(xs)) if name == 'mean' else honest(namespace, name)\n"
     "engine_probe.student = lesson_probes.student = hooked\n")
+# Issue 26: a wrong standardise (no division), made right by what the notebook does elsewhere: a
+# profile hook that divides the returned array in place, or a library function patched.
+_UNSCALED = make_toy._STANDARDISE.replace(" / np.sqrt(mean(centred**2))", "")
+_PROFILE_HOOK = (
+    "import sys\nimport numpy as np\n"
+    "def _rescale(frame, event, arg):\n"
+    "    if event == 'return' and frame.f_code.co_name == 'standardise' and isinstance(arg, np.ndarray):\n"
+    "        arg /= np.sqrt(np.mean(arg**2))\n"
+    "sys.setprofile(_rescale)\n")
+_PATCHED_PTP = (
+    "import numpy as np\n"
+    "np.ptp = lambda a, *args, **kwargs: np.sqrt(np.mean(np.square(a)))\n")
+_PTP_STANDARDISE = make_toy._STANDARDISE.replace("np.sqrt(mean(centred**2))", "np.ptp(centred)")
 _NUMBERS = {"x86_64": (248, 250), "aarch64": (217, 219)}  # add_key, keyctl
 _DONOR = f"""
 import ctypes, platform
@@ -87,9 +100,14 @@ CLASS = {
     "control-stub-1": (make_toy.notebook(_STUB_MEAN, _STANDARDISE_ALONE), "partial", {1: 0, 2: 2}),
     "probe-hook": (make_toy.notebook(_STUB_MEAN, _STANDARDISE_ALONE, extra={"params": _PROBE_HOOK}), "partial",
                    {1: 0, 2: 2}),
+    "wrong-2": (make_toy.notebook(standardise=_UNSCALED), "partial", {1: 3, 2: 0}),
+    "profile-hook": (make_toy.notebook(standardise=_UNSCALED, extra={"params": _PROFILE_HOOK}), "partial",
+                     {1: 3, 2: 0}),
+    "patched-library": (make_toy.notebook(standardise=_PTP_STANDARDISE, extra={"params": _PATCHED_PTP}), "partial",
+                        {1: 3, 2: 0}),
 }
 CONTROLS = {"values-flood": "full", "forged-signature": "full", "digits-flood": "full", "lone-surrogate": "full",
-            "probe-hook": "control-stub-1"}
+            "probe-hook": "control-stub-1", "profile-hook": "wrong-2", "patched-library": "wrong-2"}
 # The grader process itself, measured from inside: cli.main, then its own peak memory (VmHWM: Linux
 # keeps ru_maxrss across exec, so that would be the larger of this and the forking test process) and
 # its CPU time.

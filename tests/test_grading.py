@@ -56,6 +56,9 @@ CONTROLS = {
     "attack-shared-memory": "full-marks",
     "attack-digits-flood": "full-marks",
     "attack-probe-hook": "control-stub-1",
+    "attack-profile-hook": "wrong-same-permutation",
+    "attack-patched-permutation": "wrong-same-permutation",
+    "attack-lower-attribute": "wrong-update-not-jitted",
     "attack-forged-signature": "full-marks",
     "bad-lone-surrogate": "full-marks",
     # issue 26: a function that prints the line a wrong answer fails

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .figures import shown_line
+from .guard import PRELOAD_ENV
 from .intake import Submission, collect, student_record
 from .kernel_path import kernel_path, site_view
 from .lessons import Lesson, LessonError, NotReady, installed_lessons, load_lesson
@@ -103,7 +104,8 @@ class _Run:
 def _options(lesson: Lesson, *, imports: Path, jobs: int, timeout_s: int, cell_timeout_s: int | None,
              memory_mb: int, bwrap: bool) -> RunOptions:
     """The run's options; ``imports`` is the kernels' import folder (:func:`.kernel_path.kernel_path`)."""
-    env = {**lesson.kernel_env(), "PYTHONPATH": str(imports)}  # once, before jobs start side by side
+    probes = sorted({check.probe.partition(":")[0] for check in lesson.checks})
+    env = {**lesson.kernel_env(), "PYTHONPATH": str(imports), PRELOAD_ENV: ",".join(probes)}  # once, before jobs
     return RunOptions(
         cell_timeout_s=min(cell_timeout_s or DEFAULT_CELL_TIMEOUT_S, timeout_s), notebook_timeout_s=timeout_s,
         limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), use_bwrap=bwrap, jobs=jobs,

@@ -29,8 +29,9 @@ from .lessons import ENTRY_POINTS
 
 __all__ = ["ENGINE_KERNEL_MODULES", "SiteView", "kernel_path", "site_view"]
 
-# The engine's kernel side: the kernel's start, the probe runner and the value codec it uses (numpy only).
-ENGINE_KERNEL_MODULES = (f"{__package__}.kernel_start", f"{__package__}.probe", f"{__package__}.values")
+# The engine's kernel side: the kernel's start, the guard of the libraries' originals, the probe
+# runner and the value codec it uses (numpy only).
+ENGINE_KERNEL_MODULES = tuple(f"{__package__}.{name}" for name in ("kernel_start", "guard", "probe", "values"))
 
 
 @dataclass(frozen=True)

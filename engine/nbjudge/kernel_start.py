@@ -2,7 +2,8 @@
 
 ``python -m <package>.kernel_start GATE_FD CONNECTION_FILE``, started by :mod:`.sandbox`'s
 launcher. It is part of the engine's kernel side (:data:`.kernel_path.ENGINE_KERNEL_MODULES`), so
-it imports nothing of the engine.
+it imports nothing of the engine but that side. Before the kernel runs any cell, :mod:`.guard`
+notes the libraries' originals (after importing the probe modules named in the environment).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
+
+from . import guard
 
 
 def main(gate_fd: int, connection_file: str) -> None:
@@ -22,6 +25,8 @@ def main(gate_fd: int, connection_file: str) -> None:
     # parent_handle=1: the launcher's PR_SET_PDEATHSIG chain, not a poller, ends the kernel with its
     # parent (and no "Ctrl-C will not work" banner in the grader's log).
     app.initialize(["-f", connection_file, "--IPKernelApp.parent_handle=1"])
+    preload = [name for name in os.environ.pop(guard.PRELOAD_ENV, "").split(",") if name]
+    guard.take(preload, shell=app.shell)
     with socket.socket(fileno=gate_fd) as gate:
         gate.sendall(b"r")
         gate.recv(1)

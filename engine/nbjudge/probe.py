@@ -4,8 +4,9 @@ A probe cell, written by :mod:`.plan`, holds one call::
 
     __import__("<this module>", fromlist=["run"]).run("lesson.module:function", {inputs}, globals())
 
-:func:`run` decodes the inputs, calls the lesson's probe function with them and the notebook's
-namespace, and displays what it returns as one output of :data:`.values.VALUES_MIME`. The probe
+:func:`run` first undoes what the notebook changed in the libraries (:mod:`.guard`), then decodes
+the inputs, calls the lesson's probe function with them and the notebook's namespace, and displays
+what it returns as one output of :data:`.values.VALUES_MIME`. The probe
 function only calls the student's functions (:func:`attempt` turns an exception into its message)
 and returns a dict of raw values, each entry sent on its own; every verdict is made in the grader process.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 
+from . import guard
 from .values import PRINTED_MIME, VALUES_MIME, Raised, decode_input, encode_value
 
 __all__ = ["attempt", "mark", "run", "show", "student"]
@@ -55,17 +57,22 @@ def run(target: str, payload: Mapping, namespace: dict) -> None:
     :param payload: The encoded inputs (:func:`.values.encode_input`).
     :param namespace: The notebook's globals, where the student's functions are.
     """
-    from IPython.display import display
-
+    snapshot = guard.restore()  # no hook, no patched library between the probe and the student's functions
     module, _, name = target.partition(":")
     probe = getattr(importlib.import_module(module), name)
     inputs = {key: decode_input(value) for key, value in payload.items()}
     values = attempt(probe, inputs, namespace)
+    guard.restore()  # nor between the probe's values and the worker
     if isinstance(values, dict):
         sent = {"d": {str(key): _encoded(value) for key, value in values.items()}}
     else:  # the probe itself raised (a function it needs is missing, say), or returned no dict
         sent = _encoded(values if isinstance(values, Raised) else Raised("the probe returned no dict"))
-    display({VALUES_MIME: sent}, raw=True)
+    if snapshot is not None and snapshot.shell is not None:  # the kernel's own publisher, as it started
+        snapshot.shell.display_pub.publish(data={VALUES_MIME: sent}, metadata={})
+    else:
+        from IPython.display import display
+
+        display({VALUES_MIME: sent}, raw=True)
 
 
 def _encoded(value) -> dict:
@@ -94,7 +101,15 @@ def show(*args, sep: str | None = " ", end: str | None = "\n", file=None, flush:
 
 
 def mark(where: str) -> None:
-    """Mark where an expected-result cell's own code starts (``"begin"``) or ends (``"end"``)."""
+    """Mark where an expected-result cell's own code starts (``"begin"``) or ends (``"end"``).
+
+    At its start, the cell's code too runs without hooks and with the libraries' originals
+    (:func:`.guard.restore`): its lines then show what the student's functions compute, as the
+    hidden checks see it.
+    """
     from IPython.display import display
+
+    if where == "begin":
+        guard.restore()
 
     display({PRINTED_MIME: {"mark": where}}, raw=True)

@@ -10,6 +10,8 @@ the stand-ins' values where the student's earlier functions cannot serve (:mod:`
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from nbjudge import CheckFailed
 from nbjudge.compare import array, close, not_raised
@@ -84,10 +86,42 @@ def _epochs(batches: list[np.ndarray], n: int, bs: int, count: int) -> list[np.n
     return epochs
 
 
+_KEY_DEPTH = 3  # splits followed from the loader's key
+
+
+@functools.cache
+def _split_key_orders(key_seed: int, n: int) -> dict[tuple[int, ...], np.ndarray]:
+    """The order ``jax.random.permutation(key, n)`` gives for the loader's key ``()`` and for every
+    key split off it (pairwise) up to :data:`_KEY_DEPTH` times, by path (``(1, 0)``: the first half of
+    the second half of the key's split). Computed here, in the grader."""
+    import jax
+
+    with jax.default_device(jax.devices("cpu")[0]):
+        level = {(): jax.random.key(key_seed)}
+        orders = {}
+        for _ in range(_KEY_DEPTH + 1):
+            orders.update({path: np.asarray(jax.random.permutation(key, n)) for path, key in level.items()})
+            level = {(*path, i): half for path, key in level.items() for i, half in enumerate(jax.random.split(key))}
+        return orders
+
+
+def _check_key_use(epochs: list[np.ndarray], key_seed: int) -> None:
+    """The task's key rule: no key both shuffles and is split. The loader's own key can only be
+    split (the first epoch shuffled with it means that later epochs' keys came from it too), and no
+    epoch's key is split to make a later epoch's."""
+    orders = _split_key_orders(key_seed, len(epochs[0]))
+    used = [next((path for path, order in orders.items() if np.array_equal(order, epoch)), None) for epoch in epochs]
+    spent = used[0] == () or any(a is not None and b is not None and b[:len(a)] == a
+                                 for i, a in enumerate(used) for b in used[i + 1:])
+    if spent:
+        raise CheckFailed("a key both shuffles and is split: at the start of every epoch, split first "
+                          "(key, epoch_key = jax.random.split(key)) and shuffle with epoch_key only")
+
+
 def dataloader(inputs: dict, got: dict, ref: dict) -> None:
     """Task 1, by properties: batch sizes (one that divides the set, one that does not), every
     example once per epoch, a new order each epoch, the same batches for the same key, other
-    batches for another key."""
+    batches for another key, and no key that both shuffles and is split."""
     images, labels, bs = inputs["images"], inputs["labels"], inputs["batch_size"]
     n = len(images)
     runs = {name: _batch_positions(got.get(name), images, labels) for name in ("a", "a_again", "b", "even")}
@@ -101,6 +135,7 @@ def dataloader(inputs: dict, got: dict, ref: dict) -> None:
         raise CheckFailed("the same key gave different batches")
     if np.array_equal(np.concatenate(runs["b"]), epochs[0]):
         raise CheckFailed("a different key gave the same batches")
+    _check_key_use(epochs, int(inputs["key_a"]))
     even = _epochs(runs["even"], n, int(inputs["batch_size_even"]), 2)
     if np.array_equal(even[0], even[1]):
         raise CheckFailed("an epoch repeats the order of the epoch before it")
@@ -254,10 +289,10 @@ def _momentum_steps(inputs: dict, got: dict) -> None:
                       rtol=usable.UPDATE_RTOL, atol=usable.UPDATE_ATOL)
 
 
-def _accuracy(logits, y: np.ndarray) -> float:
-    """The test accuracy at threshold 0.5 of the probabilities of these logits."""
+def _accuracy(logits, y: np.ndarray, threshold: float) -> float:
+    """The test accuracy, at ``threshold``, of the probabilities of these logits."""
     z = np.asarray(logits, np.float64).reshape(-1)
-    return float(np.mean((z > 0) == (np.asarray(y) == 1)))
+    return float(np.mean((z > np.log(threshold / (1 - threshold))) == (np.asarray(y) == 1)))
 
 
 def training(inputs: dict, got: dict, ref: dict) -> None:
@@ -286,7 +321,8 @@ def training(inputs: dict, got: dict, ref: dict) -> None:
                       "of make_update_step with optax.sgd(learning_rate))",
                       rtol=usable.UPDATE_RTOL, atol=usable.UPDATE_ATOL)
         z = _standin_logits(params, x_test) if standin_model else array(logits[i - 1], "mlp")
-        close(record.get("test_accuracy"), _accuracy(z, inputs["y_test"]), f"the test accuracy in record {i}",
+        close(record.get("test_accuracy"), _accuracy(z, inputs["y_test"], inputs["threshold"]),
+              f"the test accuracy in record {i} (on x_test, at threshold={inputs['threshold']:.2f})",
               rtol=0, atol=1.5 / len(inputs["y_test"]))
         done = step
 

@@ -276,7 +276,7 @@ def training(inputs: dict, namespace: dict) -> dict:
             run = student(namespace, "train")(
                 params, iter(given), x_test=jax.device_put(inputs["x_test"]),
                 y_test=jax.device_put(inputs["y_test"]), num_steps=num_steps, learning_rate=learning_rate,
-                weight_decay=weight_decay, eval_every=int(inputs["eval_every"]), threshold=0.5)
+                weight_decay=weight_decay, eval_every=int(inputs["eval_every"]), threshold=float(inputs["threshold"]))
             return [{"step": r["step"], "losses": r["losses"], "test_accuracy": r["test_accuracy"],
                      "params": _numbers(r["params"])} for r in run]
 
