@@ -1,6 +1,7 @@
 """One submission cannot harm the class (issue 19), on the toy lesson: the grader's memory and time
 stay bounded whatever a notebook sends, malformed traffic is the submission's own status, no channel
-joins two jobs (keyrings, System V IPC), and a hook earns no point for a task left as the stub."""
+joins two jobs (keyrings, System V IPC), a hook earns no point for a task left as the stub, and a
+flood of output messages is read at its own job's cost (issue 26): the worker runs in the job's cgroup."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import pytest
 from bmnist_lesson import LESSON
-from nbjudge import report, run, values
+from nbjudge import cli, report, run, values
 from nbjudge.notebook import InvalidNotebook, read_submission
 from nbjudge.sandbox import (
     Limits,
     SandboxConfig,
+    cgroups_available,
+    job_cgroup,
     memory_cgroup_available,
     run_command,
     write_kernel_spec,
@@ -304,3 +307,110 @@ def test_the_memory_limit_holds_for_the_job_as_a_whole(tmp_path, capfd):
     assert run_command(config, [sys.executable, "-c", code], timeout_s=120) == 0
     codes = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
     assert codes[0] == -9 and codes[-1] == 0, codes  # some were killed, the job went on
+
+
+# --- a flood of output costs its own job ---------------------------------------------------------
+
+# 20,000 display messages, each one read, verified and decoded by the job's worker: some 5 CPU-seconds
+# of the worker here (a normal job's worker: under one).
+_DISPLAY_FLOOD = "for _ in range(20_000):\n    display('x')"
+FLOODED = {"display-flood": (make_toy.notebook(extra={"answer-1": _DISPLAY_FLOOD}), "ok", {1: 3, 2: 3}),
+           "full": CLASS["full"]}
+needs_cgroups = pytest.mark.skipif(not cgroups_available(), reason="this process cannot create cgroups (not root)")
+
+
+@pytest.fixture(scope="module")
+def flooded(tmp_path_factory) -> dict:
+    """The flood beside its control, graded in this process: each job's :class:`run.JobCpu` and the
+    grader's own CPU seconds."""
+    root = tmp_path_factory.mktemp("flood")
+    folder = _write(root / "class", {name: nb for name, (nb, _, _) in FLOODED.items()})
+    names = {nb: name for name, (nb, _, _) in FLOODED.items()}
+    cpu: dict[str, run.JobCpu] = {}
+
+    def measured(submission, **kwargs) -> run.RunResult:
+        result = run.run_job(submission, **kwargs)
+        cpu[names.get(submission.read_text() if submission else "", "reference")] = result.cpu
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "run_job", measured)
+        before = time.process_time()
+        code = cli.main([str(folder), "--out", str(root / "out"), *COMMON, "--jobs", "2", "--cell-timeout", "60"])
+        grader_s = time.process_time() - before
+    assert code == 0
+    return {"rows": _rows(root / "out"), "cpu": cpu, "grader_s": grader_s}
+
+
+@needs_cgroups
+@pytest.mark.parametrize("name", sorted(FLOODED))
+def test_a_display_flood_gets_its_status_and_points(flooded, name):
+    row = flooded["rows"][name]
+    _, status, points = FLOODED[name]
+    assert (row["status"], {t: int(row[f"task{t}"]) for t in points}) == (status, points), row["note"]
+
+
+@needs_cgroups
+def test_the_worker_reading_a_flood_is_charged_to_its_job(flooded):
+    # Before: the worker ran outside the job's cgroup; a million messages cost 77 CPU-seconds there.
+    cpu, control = flooded["cpu"]["display-flood"], flooded["cpu"]["full"]
+    assert cpu.worker_s > 2.0 and cpu.worker_s > 3 * control.worker_s, (cpu, control)  # the flood is real
+    for job in (cpu, control, flooded["cpu"]["reference"]):
+        # What the worker spent (wait4) is what its cgroup inside the job's counted (but the
+        # interpreter's own start, before the grader placed it), and the job's holds it and the kernel's.
+        assert job.worker_charged_s >= 0.9 * job.worker_s - 0.1, job
+        assert job.job_charged_s > job.worker_charged_s, job
+    assert flooded["grader_s"] < max(3.0, 0.5 * cpu.worker_s), (flooded["grader_s"], cpu)
+
+
+@needs_cgroups
+def test_the_kernels_cgroup_is_made_inside_the_jobs(tmp_path, capfd):
+    limits = Limits(memory_mb=2048, processes=100)
+    job = job_cgroup(Limits(memory_mb=4096, processes=200))
+    assert job is not None
+    try:
+        home = tmp_path / "home"
+        home.mkdir()
+        config = SandboxConfig(home=str(home), use_bwrap=False, limits=limits, cgroup=job.name)
+        write_kernel_spec(tmp_path / "spec", config)
+        code = ("import pathlib\ntext = pathlib.Path('/proc/self/cgroup').read_text()\n"
+                "lines = dict(line.split(':', 2)[1:] for line in text.splitlines())\n"
+                f"path = lines['pids' if {job.version} == 1 else ''].strip()\n"
+                f"root = '/sys/fs/cgroup' + ('/pids' if {job.version} == 1 else '')\n"
+                "print(path, pathlib.Path(root + path, 'pids.max').read_text().strip())\n")
+        assert run_command(config, [sys.executable, "-c", code], timeout_s=60) == 0
+        path, most = capfd.readouterr().out.split()
+        parent, _, kernel = path.rpartition("/")
+        assert parent == f"/grading-sandbox/{job.name}" and kernel.startswith("kernel-"), path
+        assert int(most) == limits.processes  # the kernel's own limit, inside the job's larger one
+        assert [p.name for d in job.dirs for p in d.iterdir() if p.is_dir()] == []  # the launcher removed its own
+    finally:
+        job.destroy()
+    assert not any(path.exists() for path in job.dirs)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two CPUs")
+def test_without_a_job_cgroup_the_worker_keeps_to_its_slots_cpus(tmp_path, monkeypatch):
+    # The kernel inherits its CPUs from the worker that started it (its launcher may still make it a
+    # cgroup of its own here, and then pins nothing itself).
+    shown = "import os\nprint('cpus', sorted(os.sched_getaffinity(0)))"
+    folder = _write(tmp_path / "class", {f"n{i}": make_toy.notebook(extra={"params": shown}) for i in range(2)})
+    seen: list[tuple[str, run.JobCpu]] = []
+
+    def measured(submission, **kwargs) -> run.RunResult:
+        result = run.run_job(submission, **kwargs)
+        texts = [e.get("text", "") for e in result.events if "cpus" in str(e.get("text", ""))]
+        seen.append((texts[0] if texts else "", result.cpu))
+        return result
+
+    monkeypatch.setattr(run, "job_cgroup", lambda limits: None)
+    monkeypatch.setattr(cli, "run_job", measured)
+    assert cli.main([str(folder), "--out", str(tmp_path / "out"), *COMMON, "--jobs", "2"]) == 0
+    assert {row["total"] for row in _rows(tmp_path / "out").values()} == {"6"}
+    students = [(text, cpu) for text, cpu in seen if text]
+    assert len(students) == 2
+    allowed = sorted(os.sched_getaffinity(0))
+    for text, cpu in students:
+        cpus = json.loads(text.split("cpus", 1)[1])
+        assert set(cpus) < set(allowed) and cpus, text  # one slot's share, not every CPU
+        assert cpu.worker_charged_s is None and cpu.job_charged_s is None

@@ -4,6 +4,12 @@ The grader process starts :mod:`.worker` with a memory cap and its own wall-cloc
 reads back what the worker recorded. How a job ended comes from this process's own knowledge:
 its timer (``timed_out``), the worker's exit status, and the worker's records of the kernel
 (cell timeouts, kernel death), never from text that student code printed.
+
+Each job gets a cgroup of its own (:func:`.sandbox.job_cgroup`), the worker in one cgroup inside
+it and the kernel, started through the worker, in another: the worker's reading of its kernel's
+messages counts against the job's CPU share and quota, process limit and memory, so that a flood of
+output costs its own job only. Without a cgroup the worker is pinned to its slot's CPUs, and its
+kernel with it.
 """
 
 from __future__ import annotations
@@ -15,17 +21,22 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .kernel_path import SiteView
-from .sandbox import KERNEL_NAME, Limits, SandboxConfig, write_kernel_spec
+from .sandbox import KERNEL_NAME, JobCgroup, Limits, SandboxConfig, job_cgroup, slot_cpus, write_kernel_spec
 from .values import RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES
 
-__all__ = ["RunOptions", "RunResult", "run_job", "remove_tree", "write_private"]
+__all__ = ["JobCpu", "RunOptions", "RunResult", "run_job", "remove_tree", "write_private"]
 
 _WORKER_MEMORY_MB = 3072  # the worker itself: a huge notebook or a flood of output must not take the machine
+_WORKER_PROCESSES = 64  # the worker's threads, its launcher and the launcher's reaper, besides the kernel's
 _FILE_SLACK = 1024 * 1024  # the worker's RLIMIT_FSIZE: its own budget (values.RESULTS_BUDGET) and this
+# Starts the worker once its stdin ends: the grader closes it when the worker is in its cgroup (or
+# pinned), so that nothing of it, its imports included, runs elsewhere.
+_START_WHEN_PLACED = ("import os, runpy, sys\nwhile os.read(0, 4096):\n    pass\nsys.argv = sys.argv[1:]\n"
+                      "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
 # One results line: a cell's text (escaped: 6 bytes a character at most) and its values, with room to spare.
 _MAX_RECORD = VALUES_BYTES + 6 * TEXT_CHARS + 64 * 1024
 
@@ -44,15 +55,31 @@ class RunOptions:
     site: SiteView = SiteView(folders=(), entries=())  # what the kernel sees of site-packages
 
 
+@dataclass(frozen=True)
+class JobCpu:
+    """CPU seconds of one job, as the grader measured them.
+
+    :param worker_s: Of the worker and of what it waited for (its launcher), from the worker's exit
+        (``wait4``); ``None`` past the notebook's time limit.
+    :param worker_charged_s: Charged to the worker's cgroup (worker, launcher, nothing of the kernel).
+    :param job_charged_s: Charged to the job's cgroup: the worker's and the kernel's together.
+    """
+
+    worker_s: float | None = None
+    worker_charged_s: float | None = None
+    job_charged_s: float | None = None
+
+
 @dataclass
 class RunResult:
-    """What one worker recorded, and how it ended."""
+    """What one worker recorded, and how it ended (``cpu``: what it cost, where a cgroup counted it)."""
 
     events: list[dict]
     exitcode: int | None
     timed_out: bool
     seconds: float
     log: str
+    cpu: JobCpu = JobCpu()
 
 
 def _cap_worker(pid: int) -> None:
@@ -81,9 +108,25 @@ def run_job(submission: Path | None, *, plan: Path, workdir: Path, slot: int, op
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o711)  # the sandbox uid may pass through to its home, but not list the folder
-    config = SandboxConfig(home=str(home), limits=options.limits, slot=slot, jobs=options.jobs,
-                           use_bwrap=options.use_bwrap, readable=list(options.readable), env=dict(options.kernel_env),
-                           site_folders=list(options.site.folders), site_entries=list(options.site.entries))
+    limits = options.limits
+    cgroup = job_cgroup(replace(limits, memory_mb=limits.memory_mb + _WORKER_MEMORY_MB,
+                                processes=limits.processes + _WORKER_PROCESSES))
+    try:
+        return _run_worker(submission, plan=plan, workdir=workdir, slot=slot, options=options, cgroup=cgroup)
+    finally:
+        if cgroup is not None:
+            cgroup.destroy()
+
+
+def _run_worker(submission: Path | None, *, plan: Path, workdir: Path, slot: int, options: RunOptions,
+                cgroup: JobCgroup | None) -> RunResult:
+    """:func:`run_job` in the job's cgroup (``None``: pinned to the slot's CPUs)."""
+    home = workdir / "home"
+    # Without a cgroup the worker is pinned to its slot, and the launcher and kernel keep its CPUs.
+    where = {"cgroup": cgroup.name} if cgroup is not None else {"slot": 0, "jobs": 1}
+    config = SandboxConfig(home=str(home), limits=options.limits, use_bwrap=options.use_bwrap,
+                           readable=list(options.readable), env=dict(options.kernel_env),
+                           site_folders=list(options.site.folders), site_entries=list(options.site.entries), **where)
     spec_dir = write_kernel_spec(workdir / "jupyter", config)
     results = workdir / "results.jsonl"
     job = {"submission": None if submission is None else str(submission), "plan": str(plan),
@@ -96,22 +139,44 @@ def run_job(submission: Path | None, *, plan: Path, workdir: Path, slot: int, op
         "JUPYTER_CONFIG_DIR": str(workdir / "config"), "JUPYTER_DATA_DIR": str(workdir / "data"),
         "JUPYTER_PLATFORM_DIRS": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONWARNINGS": "ignore",
     })
-    command = [sys.executable, "-m", f"{__package__}.worker", str(workdir / "job.json")]
+    command = [sys.executable, "-c", _START_WHEN_PLACED, f"{__package__}.worker", str(workdir / "job.json")]
     start = time.perf_counter()
-    timed_out = False
+    worker = None if cgroup is None else cgroup.child("worker")
     with open(workdir / "worker.log", "wb") as log:
         proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.PIPE, start_new_session=True)
         try:
+            if worker is not None:
+                worker.create(None)
+                worker.join(proc.pid)
+            else:
+                os.sched_setaffinity(proc.pid, slot_cpus(slot, options.jobs))
             _cap_worker(proc.pid)
-            exitcode = proc.wait(options.notebook_timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out, exitcode = True, None
+            proc.stdin.close()
+            exitcode, worker_s = _wait(proc, options.notebook_timeout_s)
         finally:
+            proc.stdin.close()
             _kill_group(proc)
     seconds = time.perf_counter() - start
+    cpu = JobCpu(worker_s=worker_s, worker_charged_s=None if worker is None else worker.cpu_seconds(),
+                 job_charged_s=None if cgroup is None else cgroup.cpu_seconds())
     text = (workdir / "worker.log").read_bytes()[-4000:].decode("utf-8", "replace")
-    return RunResult(events=_read_events(results), exitcode=exitcode, timed_out=timed_out, seconds=seconds, log=text)
+    return RunResult(events=_read_events(results), exitcode=exitcode, timed_out=exitcode is None, seconds=seconds,
+                     log=text, cpu=cpu)
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float) -> tuple[int | None, float | None]:
+    """Wait for the worker: its exit code and the CPU seconds of it and of what it waited for
+    (``wait4``); ``(None, None)`` past ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_utime + usage.ru_stime
+        if time.monotonic() >= deadline:
+            return None, None
+        time.sleep(0.02)
 
 
 def write_private(path: Path, data: bytes) -> None:

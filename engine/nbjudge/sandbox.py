@@ -21,7 +21,12 @@ job's parent for its whole life and sets up, for the job only:
   share a property of the job, not of its processes: 64 spinning children (``setsid`` or not) get
   together what one neighbour job gets. Without a cgroup, job slot *s* of :attr:`SandboxConfig.jobs`
   parallel jobs is pinned to its own CPUs with ``sched_setaffinity`` (inherited by children, but a
-  process may widen its own affinity again, so this holds against careless code, not hostile code);
+  process may widen its own affinity again, so this holds against careless code, not hostile code).
+  The grader (:mod:`.run`) makes a cgroup for the whole job (:func:`job_cgroup`) and starts the
+  job's worker, which reads every message of the kernel, in a cgroup inside it; the launcher then
+  makes the kernel's cgroup inside it too (:attr:`SandboxConfig.cgroup`), so that the CPU quota and
+  share, the process limit and the memory of a job hold for its worker and its kernel together: a
+  flood of output costs its own job only. Without a cgroup the worker is pinned to its slot's CPUs;
 * **bubblewrap** where installed: only Python, the kit's helper package, the folders the lesson
   names (a data cache, say) and the job's socket folder are visible (read-only, except the
   sockets); no network; a pid namespace (all of the job dies with it); ``HOME``, the working
@@ -43,14 +48,18 @@ read-only file inside the sandbox and is never written to disk in its folder.
 removes the cgroup folders and releases the uid lock. If the launcher itself is killed (the
 grader kills a kernel's process group with ``SIGKILL``), a small reaper process, started in a
 session of its own before anything else is set up, notices (a pipe closes) and does the same.
+When the worker ends, the grader kills what is left of the whole job and removes its cgroup; the
+empty cgroups of a grader killed with ``SIGKILL`` (its workers and kernels die with it) are
+removed by the next one.
 
 What holds where (the README's guarantee table repeats this):
 
 ============================================  ==================  ===================================
 protection                                    needs               without it
 ============================================  ==================  ===================================
-CPU share per job, children included          cgroup (root)       CPUs pinned per slot (not against
-                                                                  hostile code); none with 1 job slot
+CPU share per job, children and the worker    cgroup (root)       CPUs pinned per slot, the worker's
+reading the kernel's output included                              too (not against hostile code);
+                                                                  none with 1 job slot
 process limit per job, unique per job         cgroup ``pids``     root + bwrap: uid from the locked
                                                                   pool with ``RLIMIT_NPROC``;
                                                                   non-root: ``RLIMIT_NPROC`` of the
@@ -89,8 +98,8 @@ from pathlib import Path
 from . import seccomp
 
 __all__ = [
-    "KERNEL_NAME", "PROCESS_LIMIT_MARK", "Limits", "SandboxConfig", "cgroups_available", "protections", "run_command",
-    "write_kernel_spec",
+    "KERNEL_NAME", "PROCESS_LIMIT_MARK", "JobCgroup", "Limits", "SandboxConfig", "cgroups_available", "job_cgroup",
+    "protections", "run_command", "slot_cpus", "write_kernel_spec",
 ]
 
 KERNEL_NAME = "grading-sandbox"
@@ -151,6 +160,9 @@ class SandboxConfig:
         its own CPUs.
     :param use_bwrap: Whether bubblewrap may be used.
     :param use_cgroups: Whether a cgroup per job may be used.
+    :param cgroup: The grader's cgroup of the whole job (:attr:`JobCgroup.name`, made by
+        :func:`job_cgroup`): the kernel's cgroup, with :attr:`limits`, is made inside it. ``None``:
+        the kernel's cgroup is a job of its own.
     :param readable: Extra folders the kernel may read.
     :param site_folders: Python's site-packages folders, shown empty (bubblewrap) except for...
     :param site_entries: ...these entries of them (see :func:`.kernel_path.site_view`).
@@ -163,6 +175,7 @@ class SandboxConfig:
     jobs: int = 1
     use_bwrap: bool = True
     use_cgroups: bool = True
+    cgroup: str | None = None
     readable: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     site_folders: list[str] = field(default_factory=list)
@@ -190,7 +203,8 @@ def _bwrap() -> str | None:
 
 @dataclass(frozen=True)
 class _Hierarchy:
-    """Where job cgroups go: one parent folder (v2), or one per v1 controller (cpu, pids[, memory])."""
+    """Where job cgroups go: one parent folder (v2), or one per v1 controller (cpu, pids[, memory]
+    [, cpuacct where it is mounted apart from cpu])."""
 
     version: int
     parents: tuple[Path, ...]
@@ -200,6 +214,11 @@ class _Hierarchy:
 def _write(path: Path, text: str) -> None:
     with open(path, "w") as handle:
         handle.write(text)
+
+
+def _v2_controllers(memory: bool) -> str:
+    """What a v2 cgroup of jobs hands to its children (``cgroup.subtree_control``)."""
+    return "+cpu +pids" + (" +memory" if memory else "")
 
 
 def _v2_root() -> Path | None:
@@ -217,24 +236,53 @@ def _prepare_parents() -> _Hierarchy | None:
         if root is not None:
             parent = root / _CGROUP_PARENT
             memory = "memory" in (root / "cgroup.controllers").read_text().split()
-            wanted = "+cpu +pids" + (" +memory" if memory else "")
+            wanted = _v2_controllers(memory)
             _write(root / "cgroup.subtree_control", wanted)
             parent.mkdir(exist_ok=True)
             _write(parent / "cgroup.subtree_control", wanted)
+            _remove_orphans([parent])
             return _Hierarchy(2, (parent,), memory)
         cpu, pids, memory = _CGROUP_FS / "cpu", _CGROUP_FS / "pids", _CGROUP_FS / "memory"
         if not ((cpu / "cpu.shares").exists() and (pids / "cgroup.procs").exists()):
             return None
         parents = [cpu / _CGROUP_PARENT, pids / _CGROUP_PARENT]
-        if (memory / "memory.limit_in_bytes").exists():
+        has_memory = (memory / "memory.limit_in_bytes").exists()
+        if has_memory:
             parents.append(memory / _CGROUP_PARENT)
+        accounting = _CGROUP_FS / "cpuacct"  # CPU time used, where not mounted with cpu (cpu,cpuacct)
+        if (accounting / "cpuacct.usage").exists() and not (cpu / "cpuacct.usage").exists():
+            parents.append(accounting / _CGROUP_PARENT)
         for path in parents:
             path.mkdir(exist_ok=True)
         # All jobs together weigh like one busy process per CPU against the rest of the machine.
         _write(cpu / _CGROUP_PARENT / "cpu.shares", str(1024 * (os.cpu_count() or 1)))
-        return _Hierarchy(1, tuple(parents), len(parents) == 3)
+        _remove_orphans(parents)
+        return _Hierarchy(1, tuple(parents), has_memory)
     except OSError:
         return None
+
+
+def _remove_orphans(parents: list[Path]) -> None:
+    """Remove the empty job cgroups of processes that are gone (a grader killed with ``SIGKILL``
+    leaves its job's folders: its processes die with it, the folders stay). ``rmdir`` removes only
+    a cgroup without processes, so a live job is never touched."""
+    for parent in parents:
+        for job in parent.glob("job-*-*"):
+            owner = job.name.split("-")[1]
+            if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                for folder in sorted(_folders(job), key=lambda path: -len(path.parts)):
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+
+
+def _folders(path: Path) -> list[Path]:
+    """A cgroup folder and every cgroup below it."""
+    found = [path]
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path):
+            if entry.is_dir(follow_symlinks=False):
+                found += _folders(Path(entry.path))
+    return found
 
 
 @functools.cache
@@ -279,20 +327,45 @@ def cgroups_available() -> bool:
 
 
 @dataclass(frozen=True)
-class _JobCgroup:
-    """The cgroup folders of one job."""
+class JobCgroup:
+    """The cgroup folders of one job (one per v1 controller; one on v2), or of a part of a job."""
 
     version: int
     dirs: tuple[Path, ...]
     memory: bool = False
 
     @classmethod
-    def name_for(cls, hierarchy: _Hierarchy, name: str) -> _JobCgroup:
+    def name_for(cls, hierarchy: _Hierarchy, name: str) -> JobCgroup:
         return cls(hierarchy.version, tuple(parent / name for parent in hierarchy.parents), hierarchy.memory)
 
-    def create(self, limits: Limits) -> None:
+    @property
+    def name(self) -> str:
+        """Its path below the parent of all jobs (``job-12-ab34cd56/worker``), for :attr:`SandboxConfig.cgroup`."""
+        parts = self.dirs[0].parts
+        return "/".join(parts[len(parts) - parts[::-1].index(_CGROUP_PARENT):])
+
+    def child(self, name: str) -> JobCgroup:
+        """A cgroup inside this one (not yet made)."""
+        return JobCgroup(self.version, tuple(path / name for path in self.dirs), self.memory)
+
+    def _controller(self, name: str) -> Path:
+        """The folder of the v1 controller ``name`` (on v2, the only one)."""
+        if self.version == 2:
+            return self.dirs[0]
+        return next(path for path in self.dirs if path.relative_to(_CGROUP_FS).parts[0] == name)
+
+    def create(self, limits: Limits | None, *, parent: bool = False) -> None:
+        """Make the folders and set ``limits`` (``None``: only those of the cgroups above it apply).
+
+        :param parent: Its processes go into cgroups inside it (on v2 it hands its controllers on,
+            and holds no process of its own).
+        """
         for path in self.dirs:
             path.mkdir()
+        if parent and self.version == 2:
+            _write(self.dirs[0] / "cgroup.subtree_control", _v2_controllers(self.memory))
+        if limits is None:
+            return
         period = 100_000
         quota = None if limits.cpus is None else max(1000, int(limits.cpus * period))
         memory = limits.job_memory_mb * 1024 * 1024
@@ -306,50 +379,63 @@ class _JobCgroup:
                 with contextlib.suppress(OSError):
                     _write(job / "memory.swap.max", "0")
         else:
-            cpu, pids, *rest = self.dirs
+            cpu = self._controller("cpu")
             _write(cpu / "cpu.shares", "1024")
             _write(cpu / "cpu.cfs_period_us", str(period))
             _write(cpu / "cpu.cfs_quota_us", str(quota or -1))
-            _write(pids / "pids.max", str(limits.processes))
-            for mem in rest:
+            _write(self._controller("pids") / "pids.max", str(limits.processes))
+            if self.memory:
+                mem = self._controller("memory")
                 _write(mem / "memory.limit_in_bytes", str(memory))
                 with contextlib.suppress(OSError):  # memory and swap together (where swap is accounted)
                     _write(mem / "memory.memsw.limit_in_bytes", str(memory))
 
-    def join(self) -> None:
-        """Move the calling process into the job's cgroup."""
+    def join(self, pid: int = 0) -> None:
+        """Move a process (``0``: the calling one) into this cgroup."""
         for path in self.dirs:
-            _write(path / "cgroup.procs", str(os.getpid()))
+            _write(path / "cgroup.procs", str(pid or os.getpid()))
 
     def hit_process_limit(self, children: int) -> bool:
         """Whether a fork or clone of the job failed at ``pids.max`` (the ``pids.events`` counter), or
         the job holds more than ``children`` processes."""
-        events = self.dirs[0 if self.version == 2 else 1] / "pids.events"
+        events = self._controller("pids") / "pids.events"
         with contextlib.suppress(OSError, ValueError):
             if int(events.read_text().split()[1]) > 0:
                 return True
         return len(self._pids()) > children
 
-    def _pids(self) -> set[int]:
+    def cpu_seconds(self) -> float | None:
+        """CPU time its processes used so far, those of the cgroups inside it included; ``None``
+        where no controller accounts it (v1 without ``cpuacct``)."""
+        with contextlib.suppress(OSError, ValueError):
+            if self.version == 2:
+                stat = (self.dirs[0] / "cpu.stat").read_text().split()
+                return int(stat[stat.index("usage_usec") + 1]) / 1e6
+            for path in self.dirs:
+                if (path / "cpuacct.usage").exists():
+                    return int((path / "cpuacct.usage").read_text()) / 1e9
+        return None
+
+    def _pids(self, folders: list[Path] | None = None) -> set[int]:
         found: set[int] = set()
-        for path in self.dirs:
+        for path in self.dirs if folders is None else folders:
             with contextlib.suppress(OSError):
                 found.update(int(line) for line in (path / "cgroup.procs").read_text().split())
         return found
 
     def destroy(self, *, timeout_s: float = 10.0) -> None:
-        """Kill every process left in the job's cgroup, then remove its folders."""
+        """Kill every process left in this cgroup and in those inside it, then remove their folders."""
         deadline = time.monotonic() + timeout_s
         if self.version == 2 and (self.dirs[0] / "cgroup.kill").exists():
             with contextlib.suppress(OSError):
-                _write(self.dirs[0] / "cgroup.kill", "1")
+                _write(self.dirs[0] / "cgroup.kill", "1")  # the cgroups inside it too
         while time.monotonic() < deadline:
-            left = self._pids()
-            for pid in left:
+            folders = sorted((f for path in self.dirs for f in _folders(path)), key=lambda f: -len(f.parts))
+            for pid in self._pids(folders):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
             gone = True
-            for path in self.dirs:
+            for path in folders:  # the innermost first
                 try:
                     path.rmdir()
                 except FileNotFoundError:
@@ -359,6 +445,26 @@ class _JobCgroup:
             if gone:
                 return
             time.sleep(0.02)
+
+
+def job_cgroup(limits: Limits, *, use_cgroups: bool = True) -> JobCgroup | None:
+    """Make the cgroup of a whole job, whose processes go into cgroups inside it (the grader's
+    worker in one, the kernel's, made by the launcher, in another: :attr:`SandboxConfig.cgroup`).
+
+    :param limits: Limits of everything in it together (CPU quota, processes, memory).
+    :param use_cgroups: Whether a cgroup may be used.
+    :returns: The cgroup, made; ``None`` where none can be made. :meth:`JobCgroup.destroy` ends it.
+    """
+    hierarchy = _hierarchy() if use_cgroups else None
+    if hierarchy is None:
+        return None
+    job = JobCgroup.name_for(hierarchy, f"job-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        job.create(limits, parent=True)
+    except BaseException:
+        job.destroy(timeout_s=1.0)
+        raise
+    return job
 
 
 # --- sandbox uids --------------------------------------------------------------------------------
@@ -495,8 +601,9 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: gone when the grader is gone
 
 
-def _slot_cpus(slot: int, jobs: int) -> set[int]:
-    """The CPUs of one job slot when no cgroup is available (every CPU with one slot)."""
+def slot_cpus(slot: int, jobs: int) -> set[int]:
+    """The CPUs of one job slot when no cgroup is available (every CPU with one slot), of those
+    this process may use."""
     cpus = sorted(os.sched_getaffinity(0))
     if jobs <= 1 or len(cpus) < 2:
         return set(cpus)
@@ -565,7 +672,7 @@ class _Job:
         self.config = config
         self.bwrap = bool(config.use_bwrap and _bwrap())
         self.uid: int | None = None
-        self.cgroup: _JobCgroup | None = None
+        self.cgroup: JobCgroup | None = None
         self._lock_fd: int | None = None
         self._reaper_fd: int | None = None
 
@@ -574,8 +681,10 @@ class _Job:
             if self.bwrap and os.geteuid() == 0:
                 self.uid, self._lock_fd = _allocate_uid()
             hierarchy = _hierarchy() if self.config.use_cgroups else None
-            if hierarchy is not None:
-                self.cgroup = _JobCgroup.name_for(hierarchy, f"job-{os.getpid()}-{secrets.token_hex(4)}")
+            if hierarchy is not None:  # inside the grader's cgroup of the whole job, or one of its own
+                name = f"{os.getpid()}-{secrets.token_hex(4)}"
+                name = f"{self.config.cgroup}/kernel-{name}" if self.config.cgroup else f"job-{name}"
+                self.cgroup = JobCgroup.name_for(hierarchy, name)
             self._reaper_fd = self._start_reaper()
             if self.cgroup is not None:
                 self.cgroup.create(self.config.limits)
@@ -632,7 +741,7 @@ class _Job:
         :param pass_fds: File descriptors the command inherits.
         :returns: The started process (bubblewrap, or the command itself).
         """
-        cpus = _slot_cpus(self.config.slot, self.config.jobs) if self.cgroup is None else None
+        cpus = slot_cpus(self.config.slot, self.config.jobs) if self.cgroup is None else None
         filter_program = seccomp.program()
 
         def prepare() -> None:  # in the child, between fork and exec
