@@ -322,7 +322,7 @@ def training(inputs: dict, got: dict, ref: dict) -> None:
                       rtol=usable.UPDATE_RTOL, atol=usable.UPDATE_ATOL)
         z = _standin_logits(params, x_test) if standin_model else array(logits[i - 1], "mlp")
         close(record.get("test_accuracy"), _accuracy(z, inputs["y_test"], inputs["threshold"]),
-              f"the test accuracy in record {i} (on x_test, at threshold={inputs['threshold']:.2f})",
+              f"the test accuracy in record {i} (on x_test, at the threshold train was given)",
               rtol=0, atol=1.5 / len(inputs["y_test"]))
         done = step
 
