@@ -70,23 +70,24 @@ def objective(rng: np.random.Generator) -> dict:
 
 def training(rng: np.random.Generator) -> dict:
     """Task 4: parameters, batches, a test set and optimiser settings; a number of steps that
-    ``eval_every`` does not divide (so a record follows the last step), and a threshold away from
-    0.5 (the docstring takes any).
-    The test images are large, so that the model's probabilities spread over (0, 1), and their labels
-    are all of the class that the threshold moves images into (ones below 0.5, sevens above): the
-    accuracy at the threshold then differs from the one at 0.5 by every probability between the two,
-    and from the accuracy of any other data (a training batch) by far more than one image."""
+    ``eval_every`` does not divide (so a record follows the last step), and two thresholds, one
+    below 0.5 and one above (the docstring takes any), for two training runs.
+    The test images are large, so that the model's probabilities spread, and each run's labels are
+    all of the class that its threshold moves images into (ones below 0.5, sevens above): the
+    accuracy at a threshold then differs from the one at 0.5 by every probability between the two,
+    and one of the two runs has such probabilities however the model leans."""
     sizes = [28 * 28, int(rng.integers(4, 12)), 1]
     eval_every = int(rng.integers(2, 5))
     num_steps = eval_every * int(rng.integers(1, 3)) + int(rng.integers(1, eval_every))  # a record after the last
     batches = [[rng.normal(size=(5, 28, 28)).astype(_F32), rng.integers(0, 2, 5).astype(_F32)]
                for _ in range(num_steps)]
-    threshold = float(0.5 + rng.choice([-1, 1]) * rng.uniform(0.2, 0.35))
+    thresholds = [float(0.5 - rng.uniform(0.2, 0.35)), float(0.5 + rng.uniform(0.2, 0.35))]
     return {"params": layers(rng, sizes), "batches": batches,
-            "x_test": 3 * rng.normal(size=(100, 28, 28)).astype(_F32), "y_test": np.full(100, threshold < 0.5, _F32),
+            "x_test": 3 * rng.normal(size=(100, 28, 28)).astype(_F32),
+            "y_tests": [np.ones(100, _F32), np.zeros(100, _F32)],
             "learning_rate": float(rng.uniform(0.05, 0.2)), "weight_decay": float(rng.uniform(0.05, 0.5)),
             "momentum": float(rng.uniform(0.3, 0.8)), "num_steps": num_steps, "eval_every": eval_every,
-            "threshold": threshold}
+            "thresholds": thresholds}
 
 
 def examples(rng: np.random.Generator) -> dict:

@@ -114,8 +114,8 @@ def _check_key_use(epochs: list[np.ndarray], key_seed: int) -> None:
     spent = used[0] == () or any(a is not None and b is not None and b[:len(a)] == a
                                  for i, a in enumerate(used) for b in used[i + 1:])
     if spent:
-        raise CheckFailed("a key both shuffles and is split: at the start of every epoch, split first "
-                          "(key, epoch_key = jax.random.split(key)) and shuffle with epoch_key only")
+        raise CheckFailed("a key both shuffles and is split: split the key at the start of every epoch, "
+                          "and shuffle with one half only, keeping the other for the next epoch")
 
 
 def dataloader(inputs: dict, got: dict, ref: dict) -> None:
@@ -296,11 +296,23 @@ def _accuracy(logits, y: np.ndarray, threshold: float) -> float:
 
 
 def training(inputs: dict, got: dict, ref: dict) -> None:
-    """Task 4: three updates with momentum; then a short training run against the student's own
-    update over the same batches, its test accuracy computed here from the model's logits."""
+    """Task 4: three updates with momentum; then two short training runs (a threshold below 0.5,
+    one above) against the student's own update over the same batches, their test accuracy
+    computed here from the model's logits."""
     _momentum_steps(inputs, got)
-    records = not_raised(got.get("train"), "train")
-    own = not_raised(got.get("own"), "make_update_step")
+    runs, own = got.get("train"), not_raised(got.get("own"), "make_update_step")
+    if not isinstance(runs, list) or len(runs) != len(inputs["thresholds"]):
+        raise CheckFailed("train did not yield progress records")
+    standin_model = int(np.asarray(got["standin"]["mlp"]))
+    logits = None if standin_model else not_raised(got.get("test_logits"), "mlp")
+    for k, (threshold, y_test) in enumerate(zip(inputs["thresholds"], inputs["y_tests"], strict=True)):
+        _training_run(inputs, not_raised(runs[k], "train"), own, None if logits is None else logits[k],
+                      threshold=threshold, y_test=y_test)
+
+
+def _training_run(inputs: dict, records, own: dict, logits, *, threshold: float, y_test: np.ndarray) -> None:
+    """One training run's records: steps, losses and parameters against the student's own update,
+    test accuracy at ``threshold`` against the model's logits (``None``: the stand-in's, computed here)."""
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise CheckFailed("train did not yield progress records")
     num_steps, every = inputs["num_steps"], inputs["eval_every"]
@@ -309,8 +321,8 @@ def training(inputs: dict, got: dict, ref: dict) -> None:
     if steps != expected_steps:
         raise CheckFailed(f"with num_steps={num_steps} and eval_every={every}, train yielded records at steps "
                           f"{steps}; expected one every eval_every steps and one after the last step")
-    standin_model = int(np.asarray(got["standin"]["mlp"]))
-    logits = None if standin_model else not_raised(got.get("test_logits"), "mlp")
+    if logits is not None and (not isinstance(logits, list) or len(logits) != len(records)):
+        raise CheckFailed("the check could not read mlp's logits")
     x_test = inputs["x_test"].reshape(len(inputs["x_test"]), -1)
     done = 0
     for i, (record, step) in enumerate(zip(records, steps, strict=True), 1):
@@ -320,10 +332,10 @@ def training(inputs: dict, got: dict, ref: dict) -> None:
         _close_layers(params, own["params"][step - 1], f"the parameters in record {i} (after {step} steps "
                       "of make_update_step with optax.sgd(learning_rate))",
                       rtol=usable.UPDATE_RTOL, atol=usable.UPDATE_ATOL)
-        z = _standin_logits(params, x_test) if standin_model else array(logits[i - 1], "mlp")
-        close(record.get("test_accuracy"), _accuracy(z, inputs["y_test"], inputs["threshold"]),
+        z = _standin_logits(params, x_test) if logits is None else array(logits[i - 1], "mlp")
+        close(record.get("test_accuracy"), _accuracy(z, y_test, threshold),
               f"the test accuracy in record {i} (on x_test, at the threshold train was given)",
-              rtol=0, atol=1.5 / len(inputs["y_test"]))
+              rtol=0, atol=1.5 / len(y_test))
         done = step
 
 
