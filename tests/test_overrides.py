@@ -81,6 +81,8 @@ def _assert_overridden(out: Path) -> None:
     feedback = (out / "feedback" / f"{ROWS['wrong-2']}.md").read_text()
     assert "Points: 5 of 6" in feedback and "| 2 | 2 of 3 (set by your instructor) |" in feedback
     assert f"- Task 2: 2 of 3: {REASON}" in feedback
+    page = (out / "feedback" / f"{ROWS['wrong-2']}.html").read_text()
+    assert "2 of 3 (set by your instructor)" in page and f"Set by your instructor</strong>: {REASON}" in page
     with open(out / MOODLE_WORKSHEET, newline="") as handle:
         sheet = {line["Identifier"]: line for line in csv.DictReader(handle)}
     assert sheet["Participant 10002"]["Grade"] == "5"

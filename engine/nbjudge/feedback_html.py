@@ -127,11 +127,13 @@ def _expected_cell(cell: str, failure: dict | None, grade: Any, shown: Shown) ->
     return "\n".join(p for p in parts if p)
 
 
-def _task(task: int, grade: Any, marking: Any, shown: Shown) -> str:
+def _task(task: int, grade: Any, marking: Any, shown: Shown, fix: Any = None) -> str:
     points = grade.points.get(task, 0)
     mark = "ok" if points == marking.per_task else "bad"
     parts = [f'<section id="task-{task}"><h2>Task {task}: <span class="{mark}">{points} of {marking.per_task}'
              "</span> points</h2>"]
+    if fix is not None:
+        parts.append(f"<p><strong>Set by your instructor</strong>: {esc(fix.reason)}</p>")
     hidden = [f for f in grade.failures if f["task"] == task and f["kind"] == "hidden"]
     if hidden:
         parts += ['<p><strong>Hidden check: <span class="bad">failed</span></strong>. It calls your functions on '
@@ -146,21 +148,25 @@ def _task(task: int, grade: Any, marking: Any, shown: Shown) -> str:
     return "\n".join(parts) + "</section>"
 
 
-def feedback_html(grade: Any, marking: Any, shown: Shown) -> str:
+def feedback_html(grade: Any, marking: Any, shown: Shown, *, fixes: Mapping[int, Any] | None = None) -> str:
     """The feedback page of one grade.
 
-    :param grade: The grade (its failures, errors and figures).
+    :param grade: The grade (its failures, errors and figures), with any points set by hand.
     :param marking: The lesson's marking.
     :param shown: The reference run's expected-result cells and figures.
+    :param fixes: The points set by hand, by task (:class:`.overrides.Override`): each is marked,
+        with its reason.
     """
+    fixes = fixes or {}
     rows = "".join(f'<tr><td><a href="#task-{t}">Task {t}</a></td><td class="n">{grade.points.get(t, 0)} of '
-                   f"{marking.per_task}</td></tr>" for t in marking.tasks)
+                   f"{marking.per_task}{' (set by your instructor)' if t in fixes else ''}</td></tr>"
+                   for t in marking.tasks)
     body = [f"<h1>Feedback: {esc(grade.submission)}</h1>",
             f"<p>Status: <strong>{esc(grade.status)}</strong> ({esc(STATUSES.get(grade.status, ''))})"
             + (f". {esc(grade.note)}" if grade.note else "") + "</p>",
             f"<p>Points: <strong>{grade.total} of {marking.max}</strong></p>",
             f"<table><tr><th>task</th><th>points</th></tr>{rows}</table>",
-            *(_task(t, grade, marking, shown) for t in marking.tasks)]
+            *(_task(t, grade, marking, shown, fixes.get(t)) for t in marking.tasks)]
     if grade.errors:
         body.append("<h2>Your cells that raised an error</h2>")
         body += [f"<p>Cell {esc(e['cell'])} of the grading copy:</p><pre>{esc(e['error'])}</pre>" for e in grade.errors]

@@ -459,7 +459,8 @@ def write_reports(grades: list[Grade], out: Path, *, marking: Marking, students:
     fresh.mkdir()
     for g in ordered:
         write_atomic(fresh / f"{g.submission}.md", _feedback(g, marking, fixes.get(g.submission)))
-        write_atomic(fresh / f"{g.submission}.html", feedback_html(g, marking, shown or Shown()))
+        write_atomic(fresh / f"{g.submission}.html", feedback_html(g, marking, shown or Shown(),
+                                                                   fixes=fixes.get(g.submission)))
     if (out / "feedback").exists():
         (out / "feedback").rename(stale)
     fresh.rename(out / "feedback")

@@ -164,8 +164,8 @@ def _initial_arrays(value, sizes: list[int], stddev: float) -> list[np.ndarray]:
 
 def _check_initialiser(inputs: dict, got: dict) -> None:
     sizes, stddev = inputs["init_sizes"], inputs["stddev"]
-    arrays = _initial_arrays(got.get("init_a"), sizes, stddev)
     init = _layers(got.get("init_a"), "init_mlp_params")
+    arrays = _initial_arrays(init, sizes, stddev)
     _initial_arrays(got.get("init_other"), inputs["init_other_sizes"], stddev)
     for i, a in enumerate(arrays):
         for b in arrays[i + 1:]:
