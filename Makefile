@@ -78,5 +78,7 @@ bench: setup data
 	  && $(BIN)/python benchmarks/widgets.py && $(BIN)/python benchmarks/grading.py $(BENCH_GRADING) \
 	  && echo "make bench took $$(( $$(date +%s) - start )) s"
 
+# ruff, and mypy (strict on the engine; its settings are in pyproject.toml).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy

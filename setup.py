@@ -16,7 +16,7 @@ else:
 HERE = Path(__file__).resolve().parent
 PARTS = {"kit": "bmnist_helpers", "engine": "nbjudge", "lesson": "bmnist_lesson"}
 # What an instructor's checkout needs besides the parts: the lab and the test tools.
-DEV = ["pytest>=8", "ruff", "playwright"]
+DEV = ["pytest>=8", "ruff", "playwright", "mypy", "types-PyYAML", "types-tqdm", "grimp", "sphinx", "myst-nb", "furo"]
 
 
 def _project(folder: str) -> dict:
