@@ -73,7 +73,7 @@ def site_view() -> SiteView:
     owners: dict[Path, set[str]] = {}
     for dist in importlib.metadata.distributions(path=[str(f) for f in folders if f in on_path]):
         name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        base = Path(dist.locate_file("")).resolve()
+        base = Path(str(dist.locate_file(""))).resolve()
         for file in dist.files or ():
             parts = Path(file).parts
             if parts and parts[0] != ".." and base in folders:
