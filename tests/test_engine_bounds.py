@@ -18,20 +18,16 @@ from pathlib import Path
 
 import pytest
 from bmnist_lesson import LESSON
-from nbjudge import cli, report, run, values
+from nbjudge import batch, cli, report, run, values
+from nbjudge.capabilities import probe_capabilities
+from nbjudge.cgroups import cgroups_available, job_cgroup, memory_cgroup_available, prepare_hierarchy
+from nbjudge.kernelspec import SandboxConfig, write_kernel_spec
+from nbjudge.limits import Limits
 from nbjudge.notebook import InvalidNotebook, read_submission
-from nbjudge.sandbox import (
-    Limits,
-    SandboxConfig,
-    cgroups_available,
-    job_cgroup,
-    memory_cgroup_available,
-    run_command,
-    write_kernel_spec,
-)
 from nbjudge.seccomp import program, purge_keys
 
 from tests.lessons import make_toy
+from tests.sandboxed import run_command
 from tests.test_engine import COMMON
 
 pytestmark = pytest.mark.grading
@@ -247,7 +243,8 @@ def test_a_job_can_make_no_key_and_no_system_v_ipc(tmp_path, capfd, bwrap):
     home = tmp_path / "home"
     home.mkdir()
     home.chmod(0o755)
-    config = SandboxConfig(home=str(home), use_bwrap=bwrap, limits=Limits(memory_mb=2048))
+    config = SandboxConfig(home=str(home), capabilities=probe_capabilities(use_bwrap=bwrap),
+                           limits=Limits(memory_mb=2048))
     write_kernel_spec(tmp_path / "spec", config)
     code = (_DONOR + "import resource\nlibc.shmget.restype = ctypes.c_int\n"
             "print('shm', libc.shmget(0, ctypes.c_size_t(2**20), 0o1666), ctypes.get_errno())\n"
@@ -329,12 +326,12 @@ def flooded(tmp_path_factory) -> dict:
     cpu: dict[str, run.JobCpu] = {}
 
     def measured(submission, **kwargs) -> run.RunResult:
-        result = run.run_job(submission, **kwargs)
+        result = run.run_sandboxed_job(submission, **kwargs)
         cpu[names.get(submission.read_text() if submission else "", "reference")] = result.cpu
         return result
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli, "run_job", measured)
+        patch.setattr(batch, "run_sandboxed_job", measured)
         before = time.process_time()
         code = cli.main([str(folder), "--out", str(root / "out"), *COMMON, "--jobs", "2", "--cell-timeout", "60"])
         grader_s = time.process_time() - before
@@ -366,12 +363,13 @@ def test_the_worker_reading_a_flood_is_charged_to_its_job(flooded):
 @needs_cgroups
 def test_the_kernels_cgroup_is_made_inside_the_jobs(tmp_path, capfd):
     limits = Limits(memory_mb=2048, processes=100)
-    job = job_cgroup(Limits(memory_mb=4096, processes=200))
+    job = job_cgroup(Limits(memory_mb=4096, processes=200), prepare_hierarchy())
     assert job is not None
     try:
         home = tmp_path / "home"
         home.mkdir()
-        config = SandboxConfig(home=str(home), use_bwrap=False, limits=limits, cgroup=job.name)
+        config = SandboxConfig(home=str(home), capabilities=probe_capabilities(use_bwrap=False), limits=limits,
+                               cgroup=job.name)
         write_kernel_spec(tmp_path / "spec", config)
         code = ("import pathlib\ntext = pathlib.Path('/proc/self/cgroup').read_text()\n"
                 "lines = dict(line.split(':', 2)[1:] for line in text.splitlines())\n"
@@ -398,13 +396,13 @@ def test_without_a_job_cgroup_the_worker_keeps_to_its_slots_cpus(tmp_path, monke
     seen: list[tuple[str, run.JobCpu]] = []
 
     def measured(submission, **kwargs) -> run.RunResult:
-        result = run.run_job(submission, **kwargs)
+        result = run.run_sandboxed_job(submission, **kwargs)
         texts = [e.get("text", "") for e in result.events if "cpus" in str(e.get("text", ""))]
         seen.append((texts[0] if texts else "", result.cpu))
         return result
 
-    monkeypatch.setattr(run, "job_cgroup", lambda limits: None)
-    monkeypatch.setattr(cli, "run_job", measured)
+    monkeypatch.setattr(batch, "probe_capabilities", lambda **switches: probe_capabilities(use_cgroups=False))
+    monkeypatch.setattr(batch, "run_sandboxed_job", measured)
     assert cli.main([str(folder), "--out", str(tmp_path / "out"), *COMMON, "--jobs", "2"]) == 0
     assert {row["total"] for row in _rows(tmp_path / "out").values()} == {"6"}
     students = [(text, cpu) for text, cpu in seen if text]

@@ -26,9 +26,10 @@ import pytest
 from bmnist_helpers.data import MNIST_FILES
 from bmnist_lesson import LESSON
 from bmnist_lesson.exercise import SOLUTION_IPYNB, SOLUTION_PY, cell_tags, load_solution, solution_regions
-from nbjudge import cli, report
+from nbjudge import batch, cli, report
+from nbjudge.capabilities import bwrap_works
 from nbjudge.plan import build_plan
-from nbjudge.sandbox import protections
+from nbjudge.protections import protections
 
 from tests.conftest import ROOT, local_mirror
 from tests.fixtures import make_submissions
@@ -167,7 +168,7 @@ class _PeakMemory:
 
 @pytest.fixture(scope="module")
 def require_sandbox():
-    if not protections()["file system hidden (bubblewrap)"] or not cli._bwrap_works():
+    if not protections()["file system hidden (bubblewrap)"] or not bwrap_works():
         reason = "bubblewrap is not installed or cannot create a sandbox here"
         if os.environ.get("BMNIST_REQUIRE_SANDBOX") == "1":
             pytest.fail(f"BMNIST_REQUIRE_SANDBOX=1 but {reason}")
@@ -378,21 +379,21 @@ def test_the_grader_starts_under_a_hard_memory_limit():
     assert int(proc.stdout.split()[-1]) == hard
 
 
-def _run(tmp_path: Path) -> cli._Run:
+def _run(tmp_path: Path) -> batch._Run:
     plan = build_plan(LESSON, seed=1, params={})
-    return cli._Run(plan=plan, plan_file=tmp_path / "plan.json", options=cli.RunOptions(), tmp=tmp_path)
+    return batch._Run(plan=plan, plan_file=tmp_path / "plan.json", options=batch.RunOptions(), tmp=tmp_path)
 
 
 def test_an_error_in_the_grader_itself_becomes_that_notebooks_status(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(cli, "run_job", broken)
-    monkeypatch.setattr(cli, "score", broken)
-    sub = cli.Submission(name="alice", path=tmp_path / "alice.ipynb", data=b"{}", problem=None)
+    monkeypatch.setattr(batch, "run_sandboxed_job", broken)
+    monkeypatch.setattr(batch, "score", broken)
+    sub = batch.Submission(name="alice", path=tmp_path / "alice.ipynb", data=b"{}", problem=None)
     run = _run(tmp_path)
-    ran = cli._run_one(sub, run, workdir=tmp_path / "job", slot=0)  # running the copy fails
-    scored = cli._score_one(sub, object(), None, run)  # scoring it fails
+    ran = batch._run_one(sub, run, workdir=tmp_path / "job", slot=0)  # running the copy fails
+    scored = batch._score_one(sub, object(), None, run)  # scoring it fails
     for grade in (ran, scored):
         assert (grade.status, grade.total) == ("grader-error", 0) and "RuntimeError" in grade.note
         assert "disk on fire" not in grade.note  # an exception's text may quote student output

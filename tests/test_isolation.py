@@ -1,7 +1,7 @@
 """Jobs are isolated from each other: CPU share, process limit, disk, teardown (issue 9, item 5).
 
 Each test launches small jobs through the grader's own launcher
-(``python -m nbjudge.sandbox --command CONFIG -- COMMAND``: the same bubblewrap,
+(``python tests/sandboxed.py CONFIG -- COMMAND``: the launcher's own job, with the same bubblewrap,
 cgroup, uid and limits as a kernel), or a real kernel through a kernel spec with IPC transport.
 """
 
@@ -19,16 +19,22 @@ import time
 from pathlib import Path
 
 import pytest
-from nbjudge import sandbox
+from nbjudge import uids
+from nbjudge.capabilities import probe_capabilities
+from nbjudge.cgroups import cgroups_available
 from nbjudge.kernel_path import kernel_path, site_view
-from nbjudge.sandbox import KERNEL_NAME, Limits, SandboxConfig, protections, write_kernel_spec
+from nbjudge.kernelspec import KERNEL_NAME, SandboxConfig, readable_paths, write_kernel_spec
+from nbjudge.limits import Limits
+from nbjudge.protections import protections
+
+from tests.sandboxed import SCRIPT
 
 BWRAP = protections()["file system hidden (bubblewrap)"] and subprocess.run(
     ["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev", "true"],
     capture_output=True,
 ).returncode == 0
 ROOT = os.geteuid() == 0
-CGROUPS = sandbox.cgroups_available()
+CGROUPS = cgroups_available()
 
 needs_bwrap = pytest.mark.skipif(not BWRAP, reason="bubblewrap is not installed or cannot create a sandbox here")
 needs_root = pytest.mark.skipif(not (ROOT and BWRAP), reason="sandbox uids need root and bubblewrap")
@@ -45,13 +51,15 @@ def _job_dir(tmp_path: Path, name: str) -> Path:
 def _launch(tmp_path: Path, name: str, code: str, *args: object, **config: object) -> subprocess.Popen:
     """Start ``python -c code args...`` as a sandboxed job; its stdout is piped."""
     home = _job_dir(tmp_path, name)
-    config.setdefault("readable", sandbox._readable_paths())
+    switches = {key: bool(config.pop(key)) for key in ("use_bwrap", "use_cgroups") if key in config}
+    config.setdefault("capabilities", probe_capabilities(**switches))
+    config.setdefault("readable", readable_paths())
     cfg = SandboxConfig(home=str(home), **config)
     path = home.parent / "sandbox.json"
     path.write_text(cfg.to_json())
     command = [sys.executable, "-c", textwrap.dedent(code), *map(str, args)]
-    return subprocess.Popen([sys.executable, "-m", sandbox.__name__, "--command", str(path), "--",
-                             *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-P", str(SCRIPT), str(path), "--", *command],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _output(proc: subprocess.Popen, timeout: float = 60) -> str:
@@ -173,16 +181,16 @@ def test_process_limit_holds_per_job_and_jobs_never_share_it(tmp_path, use_cgrou
     assert modest_started == 20
     if ROOT:
         assert greedy_uid != modest_uid
-        assert {greedy_uid, modest_uid} <= set(range(sandbox._BASE_UID, sandbox._BASE_UID + sandbox._UID_COUNT))
+        assert {greedy_uid, modest_uid} <= set(range(uids.BASE_UID, uids.BASE_UID + uids.UID_COUNT))
 
 
 @needs_root
 def test_uids_are_allocated_under_a_lock_and_released(tmp_path):
-    first, first_fd = sandbox._allocate_uid(tmp_path)
-    second, second_fd = sandbox._allocate_uid(tmp_path)  # another open file: as another grader would
+    first, first_fd = uids.allocate_uid(tmp_path)
+    second, second_fd = uids.allocate_uid(tmp_path)  # another open file: as another grader would
     assert first != second
     os.close(first_fd)
-    again, again_fd = sandbox._allocate_uid(tmp_path)
+    again, again_fd = uids.allocate_uid(tmp_path)
     assert again == first
     os.close(again_fd)
     os.close(second_fd)
@@ -239,7 +247,7 @@ def _job_cgroups(launcher_pid: int) -> list[Path]:
 
 
 def _lock_is_free(uid: int) -> bool:
-    fd = os.open(sandbox._LOCK_DIR / f"uid-{uid}.lock", os.O_RDWR)
+    fd = os.open(uids.LOCK_DIR / f"uid-{uid}.lock", os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -370,7 +378,7 @@ def test_protections_report_what_a_job_gets(tmp_path):
         server.listen()
         port = server.getsockname()[1]
         for name, options in (("full", {}), ("bare", {"use_bwrap": False, "use_cgroups": False})):
-            claimed = protections(**options)
+            claimed = protections(probe_capabilities(**options))
             marker = f"job-marker-{name}-{os.getpid()}"
             proc = _launch(tmp_path, name, observe, outside, port, marker, **options)
             try:
@@ -382,8 +390,9 @@ def test_protections_report_what_a_job_gets(tmp_path):
             assert (sees_files == "False") is claimed["file system hidden (bubblewrap)"], name
             assert (reaches == "False") is claimed["no network"], name
             assert in_cgroup is claimed["CPU share per job (cgroup)"], name
-    assert protections(use_cgroups=False, jobs=1)["CPUs pinned per job slot (no cgroup)"] is False
-    pinned = protections(use_cgroups=False, use_bwrap=False, jobs=2)["CPUs pinned per job slot (no cgroup)"]
+    assert protections(probe_capabilities(use_cgroups=False), jobs=1)["CPUs pinned per job slot (no cgroup)"] is False
+    bare = probe_capabilities(use_cgroups=False, use_bwrap=False)
+    pinned = protections(bare, jobs=2)["CPUs pinned per job slot (no cgroup)"]
     assert pinned is (len(os.sched_getaffinity(0)) > 1)
 
 
@@ -425,10 +434,10 @@ def test_a_kernel_sees_the_probes_and_no_verdict_or_solution(tmp_path):
     args = (f"{wanted},{unwanted}", secret, ",".join([*view.folders, str(imports)]))
     env = {"PYTHONPATH": str(imports), "PYTHONDONTWRITEBYTECODE": "1"}
     seen = _output(_launch(tmp_path, "constructed", _SEES, *args, env=env, site_folders=list(view.folders),
-                           site_entries=list(view.entries), readable=[*sandbox._readable_paths(), str(imports)]))
+                           site_entries=list(view.entries), readable=[*readable_paths(), str(imports)]))
     assert seen.strip().split(";") == wanted.split(","), seen
     assert not list(imports.rglob("*.pyc")) and not (imports / "bmnist_lesson" / "verdicts.py").exists()
     lesson_folder = str(Path(verdicts.__file__).parent)
     control = _output(_launch(tmp_path, "control", "import sys; print(len(open(sys.argv[1]).read()))",
-                              verdicts.__file__, readable=[*sandbox._readable_paths(), lesson_folder]))
+                              verdicts.__file__, readable=[*readable_paths(), lesson_folder]))
     assert int(control) > 1000  # the same sandbox, with the lesson's folder mounted, reads them

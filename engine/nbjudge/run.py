@@ -5,11 +5,15 @@ reads back what the worker recorded. How a job ended comes from this process's o
 its timer (``timed_out``), the worker's exit status, and the worker's records of the kernel
 (cell timeouts, kernel death), never from text that student code printed.
 
-Each job gets a cgroup of its own (:func:`.sandbox.job_cgroup`), the worker in one cgroup inside
+Each job gets a cgroup of its own (:func:`.cgroups.job_cgroup`), the worker in one cgroup inside
 it and the kernel, started through the worker, in another: the worker's reading of its kernel's
-messages counts against the job's CPU share and quota, process limit and memory, so that a flood of
+messages counts against the job's CPU share, process limit and memory, so that a flood of
 output costs its own job only. Without a cgroup the worker is pinned to its slot's CPUs, and its
 kernel with it.
+
+A job gets what the run's :class:`.capabilities.Capabilities` promise, or does not count: where its
+cgroup cannot be made, or its launcher reports a protection it could not get, the job raises
+:class:`.protections.ProtectionUnavailable` naming it.
 """
 
 from __future__ import annotations
@@ -23,12 +27,18 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from .capabilities import Capabilities
+from .cgroups import JobCgroup, job_cgroup
 from .kernel_path import SiteView
-from .sandbox import KERNEL_NAME, JobCgroup, Limits, SandboxConfig, job_cgroup, slot_cpus, write_kernel_spec
+from .kernelspec import KERNEL_NAME, SandboxConfig, write_kernel_spec
+from .launcher import JobSandbox
+from .limits import Limits, slot_cpus
+from .protections import CGROUP, ProtectionUnavailable
 from .values import RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES
 
-__all__ = ["JobCpu", "RunOptions", "RunResult", "run_job", "remove_tree", "write_private"]
+__all__ = ["JobCpu", "RunOptions", "RunResult", "remove_tree", "run_sandboxed_job", "write_private"]
 
 _WORKER_MEMORY_MB = 3072  # the worker itself: a huge notebook or a flood of output must not take the machine
 _WORKER_PROCESSES = 64  # the worker's threads, its launcher and the launcher's reaper, besides the kernel's
@@ -39,16 +49,21 @@ _START_WHEN_PLACED = ("import os, runpy, sys\nwhile os.read(0, 4096):\n    pass\
                       "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
 # One results line: a cell's text (escaped: 6 bytes a character at most) and its values, with room to spare.
 _MAX_RECORD = VALUES_BYTES + 6 * TEXT_CHARS + 64 * 1024
+_SANDBOX_REPORT = "sandbox-report.json"  # what the job's launcher got (launcher.JobSandbox), in the job's folder
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Limits and switches for running grading copies."""
+    """Limits and switches for running grading copies.
+
+    :param capabilities: What the sandbox gives each job, probed once for the run
+        (:func:`.capabilities.probe_capabilities`); default: nothing promised.
+    """
 
     cell_timeout_s: int = 120
     notebook_timeout_s: int = 600
     limits: Limits = field(default_factory=Limits)
-    use_bwrap: bool = True
+    capabilities: Capabilities = Capabilities()
     jobs: int = 1
     kernel_env: dict[str, str] = field(default_factory=dict)  # the lesson's, ``{home}`` for the kernel's home
     readable: tuple[str, ...] = ()  # folders the kernel may read besides Python (the kernel path, a data cache)
@@ -72,14 +87,16 @@ class JobCpu:
 
 @dataclass
 class RunResult:
-    """What one worker recorded, and how it ended (``cpu``: what it cost, where a cgroup counted it)."""
+    """What one worker recorded, and how it ended (``cpu``: what it cost, where a cgroup counted it;
+    ``sandbox``: what its kernel got, ``None`` where no kernel was launched)."""
 
-    events: list[dict]
+    events: list[dict[str, Any]]
     exitcode: int | None
     timed_out: bool
     seconds: float
     log: str
     cpu: JobCpu = JobCpu()
+    sandbox: JobSandbox | None = None
 
 
 def _cap_worker(pid: int) -> None:
@@ -95,8 +112,10 @@ def _cap_worker(pid: int) -> None:
             pass  # the process may have exited already; the limits below still hold for the kernel
 
 
-def run_job(submission: Path | None, *, plan: Path, workdir: Path, slot: int, options: RunOptions) -> RunResult:
-    """Grade one notebook (or, with ``submission=None``, run the solution's reference copy).
+def run_sandboxed_job(submission: Path | None, *, plan: Path, workdir: Path, slot: int,
+                      options: RunOptions) -> RunResult:
+    """Run one notebook's grading copy as a sandboxed job (or, with ``submission=None``, the
+    solution's reference copy).
 
     :param submission: A private copy of the submitted file.
     :param plan: The run's plan for workers (:meth:`.plan.Plan.for_workers`, as JSON).
@@ -104,13 +123,18 @@ def run_job(submission: Path | None, *, plan: Path, workdir: Path, slot: int, op
     :param slot: The parallel job slot.
     :param options: Limits and switches.
     :returns: The worker's records and how it ended.
+    :raises ProtectionUnavailable: The job could not get a protection the run promised.
     """
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o711)  # the sandbox uid may pass through to its home, but not list the folder
     limits = options.limits
-    cgroup = job_cgroup(replace(limits, memory_mb=limits.memory_mb + _WORKER_MEMORY_MB,
-                                processes=limits.processes + _WORKER_PROCESSES))
+    whole = replace(limits, memory_mb=limits.memory_mb + _WORKER_MEMORY_MB,
+                    processes=limits.processes + _WORKER_PROCESSES)
+    try:
+        cgroup = job_cgroup(whole, options.capabilities.cgroups)
+    except OSError as exc:
+        raise ProtectionUnavailable(CGROUP, f"the job's cgroup could not be made: {exc}") from exc
     try:
         return _run_worker(submission, plan=plan, workdir=workdir, slot=slot, options=options, cgroup=cgroup)
     finally:
@@ -120,13 +144,15 @@ def run_job(submission: Path | None, *, plan: Path, workdir: Path, slot: int, op
 
 def _run_worker(submission: Path | None, *, plan: Path, workdir: Path, slot: int, options: RunOptions,
                 cgroup: JobCgroup | None) -> RunResult:
-    """:func:`run_job` in the job's cgroup (``None``: pinned to the slot's CPUs)."""
+    """:func:`run_sandboxed_job` in the job's cgroup (``None``: pinned to the slot's CPUs)."""
     home = workdir / "home"
-    # Without a cgroup the worker is pinned to its slot, and the launcher and kernel keep its CPUs.
-    where = {"cgroup": cgroup.name} if cgroup is not None else {"slot": 0, "jobs": 1}
-    config = SandboxConfig(home=str(home), limits=options.limits, use_bwrap=options.use_bwrap,
-                           readable=list(options.readable), env=dict(options.kernel_env),
-                           site_folders=list(options.site.folders), site_entries=list(options.site.entries), **where)
+    # Without a cgroup the worker is pinned to its slot, and the launcher and kernel keep its CPUs
+    # (the config's one slot of one).
+    report = workdir / _SANDBOX_REPORT
+    config = SandboxConfig(home=str(home), limits=options.limits, capabilities=options.capabilities,
+                           readable=list(options.readable), env=dict(options.kernel_env), report=str(report),
+                           site_folders=list(options.site.folders), site_entries=list(options.site.entries),
+                           cgroup=None if cgroup is None else cgroup.name)
     spec_dir = write_kernel_spec(workdir / "jupyter", config)
     results = workdir / "results.jsonl"
     job = {"submission": None if submission is None else str(submission), "plan": str(plan),
@@ -147,25 +173,44 @@ def _run_worker(submission: Path | None, *, plan: Path, workdir: Path, slot: int
                                 stdin=subprocess.PIPE, start_new_session=True)
         try:
             if worker is not None:
-                worker.create(None)
-                worker.join(proc.pid)
+                _place_worker(worker, proc.pid)
             else:
                 os.sched_setaffinity(proc.pid, slot_cpus(slot, options.jobs))
             _cap_worker(proc.pid)
-            proc.stdin.close()
+            _close_stdin(proc)  # the worker starts
             exitcode, worker_s = _wait(proc, options.notebook_timeout_s)
         finally:
-            proc.stdin.close()
+            _close_stdin(proc)
             _kill_group(proc)
     seconds = time.perf_counter() - start
     cpu = JobCpu(worker_s=worker_s, worker_charged_s=None if worker is None else worker.cpu_seconds(),
                  job_charged_s=None if cgroup is None else cgroup.cpu_seconds())
+    got = JobSandbox.read(report)
+    if got is not None and got.missing is not None:
+        raise ProtectionUnavailable(got.missing, got.reason)
     text = (workdir / "worker.log").read_bytes()[-4000:].decode("utf-8", "replace")
     return RunResult(events=_read_events(results), exitcode=exitcode, timed_out=exitcode is None, seconds=seconds,
-                     log=text, cpu=cpu)
+                     log=text, cpu=cpu, sandbox=got)
 
 
-def _wait(proc: subprocess.Popen, timeout_s: float) -> tuple[int | None, float | None]:
+def _place_worker(worker: JobCgroup, pid: int) -> None:
+    """Make the worker's cgroup inside the job's and move the worker there.
+
+    :raises ProtectionUnavailable: It could not be made, or the worker not moved.
+    """
+    try:
+        worker.create(None)
+        worker.join(pid)
+    except OSError as exc:
+        raise ProtectionUnavailable(CGROUP, f"the worker's cgroup could not be made: {exc}") from exc
+
+
+def _close_stdin(proc: subprocess.Popen[bytes]) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int | None, float | None]:
     """Wait for the worker: its exit code and the CPU seconds of it and of what it waited for
     (``wait4``); ``(None, None)`` past ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
@@ -190,11 +235,11 @@ def write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def _read_events(path: Path) -> list[dict]:
+def _read_events(path: Path) -> list[dict[str, Any]]:
     """The worker's records, read line by line: at most :data:`.values.RESULTS_BUDGET` bytes in all
     and :data:`_MAX_RECORD` per line, whatever the file holds (a job's records cost the grader
     bounded memory)."""
-    events: list[dict] = []
+    events: list[dict[str, Any]] = []
     if not path.exists():
         return events
     left = RESULTS_BUDGET
@@ -213,7 +258,7 @@ def _read_events(path: Path) -> list[dict]:
     return events
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -21,7 +21,6 @@ what the code it calls printed between the marks goes to ``ignored``.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import secrets
@@ -38,6 +37,7 @@ sys.modules.setdefault("rfc3987_syntax", None)
 import nbformat  # noqa: E402
 
 from .figures import CELL_FIGURES, JOB_FIGURE_CHARS, png_base64  # noqa: E402
+from .limits import PROCESS_LIMIT_MARK  # noqa: E402
 from .notebook import (  # noqa: E402
     InvalidNotebook,
     SolutionCell,
@@ -46,7 +46,7 @@ from .notebook import (  # noqa: E402
     read_submission,
     stubbed_tasks,
 )
-from .sandbox import PROCESS_LIMIT_MARK  # noqa: E402
+from .parent_death import die_with_parent  # noqa: E402
 from .values import PRINTED_MIME, RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES, VALUES_MIME  # noqa: E402
 
 __all__ = ["main"]
@@ -354,19 +354,13 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], expecte
     return None
 
 
-def _die_with_parent() -> None:
-    """Be killed when the grader process is gone, however it ended (``PR_SET_PDEATHSIG``)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m <package>.worker JOB.json``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print(f"usage: python -m {__spec__.name if __spec__ else 'worker'} JOB.json", file=sys.stderr)
         return 2
-    _die_with_parent()
+    die_with_parent()  # when the grader is gone, however it ended
     # Past RLIMIT_FSIZE a write fails with EFBIG instead of killing the worker: the budget of the
     # results file (_Results) is what stops a job; the limit only backs it up. The sandbox's launcher
     # restores the default for the kernel.
