@@ -80,8 +80,8 @@ def _options(lesson: Lesson, *, imports: Path, jobs: int, timeout_s: int, cell_t
     return RunOptions(
         cell_timeout_s=min(cell_timeout_s or DEFAULT_CELL_TIMEOUT_S, timeout_s), notebook_timeout_s=timeout_s,
         limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), capabilities=capabilities,
-        jobs=jobs,
-        kernel_env=env, readable=tuple(sorted({*map(str, lesson.readable()), str(imports)})), site=site_view())
+        jobs=jobs, kernel_env=env, readable=tuple(sorted({*map(str, lesson.readable()), str(imports)})),
+        site=site_view())
 
 
 def grade(
@@ -128,6 +128,8 @@ def grade(
     :raises NotReady: What the lesson needs (its data) is missing and cannot be fetched.
     :raises ValueError: Bad parameters, a solution that fails its own checks, or overrides that cannot be
         applied (:class:`.overrides.OverrideError`; nothing is written).
+    :raises ProtectionUnavailable: The reference run could not get a protection the run promised (a
+        submission's job that cannot is that submission's ``grader-error``, naming it).
     """
     lesson = lesson if isinstance(lesson, Lesson) else load_lesson(lesson)
     found = sorted(collect(submissions, warn=log), key=lambda s: s.name)
