@@ -52,7 +52,7 @@ When the worker ends, the grader kills what is left of the whole job and removes
 empty cgroups of a grader killed with ``SIGKILL`` (its workers and kernels die with it) are
 removed by the next one.
 
-What holds where (the README's guarantee table repeats this):
+What holds where (the guarantee table of docs/security.md repeats this):
 
 ============================================  ==================  ===================================
 protection                                    needs               without it
