@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 SUBMISSIONS ?= submissions
 GRADES ?= grades
 
-.PHONY: lab test setup data exercise solution grade release wheels bench lint clean-venv
+.PHONY: lab test setup data exercise solution grade release wheels bench lint docs clean-venv
 
 # The student's own copy, work/binary_mnist.ipynb (git-ignored; made once from the exercise, never
 # overwritten), opens first, and the URL JupyterLab prints leads to it. The repository is the file
@@ -77,6 +77,11 @@ bench: setup data
 	@start=$$(date +%s) && $(BIN)/python benchmarks/notebook.py && $(BIN)/python benchmarks/data.py \
 	  && $(BIN)/python benchmarks/widgets.py && $(BIN)/python benchmarks/grading.py $(BENCH_GRADING) \
 	  && echo "make bench took $$(( $$(date +%s) - start )) s"
+
+# The documentation site (Sphinx + MyST-NB + furo, offline, warnings as errors) into docs/_build/html;
+# open docs/_build/html/index.html. The lesson page is regenerated from the notebooks on every build.
+docs: setup
+	$(BIN)/sphinx-build -W --keep-going -n -b html docs docs/_build/html
 
 # ruff, and mypy (strict on the engine; its settings are in pyproject.toml).
 lint: setup

@@ -196,12 +196,12 @@ def test_no_placeholder_url_anywhere_a_student_looks():
     writes the course's (KIT_URL, REPO_URL); the checkout's setup cell has none."""
     for project in PROJECTS.values():
         assert "urls" not in project
-    for path in (ROOT / "README.md", ROOT / "solutions" / "binary_mnist.py", ROOT / "notebooks" / "binary_mnist.py",
-                 *(ROOT / "kit").rglob("*.py"), *(ROOT / "kit").rglob("*.md")):
+    for path in (ROOT / "README.md", *(ROOT / "docs").glob("*.md"), ROOT / "solutions" / "binary_mnist.py",
+                 ROOT / "notebooks" / "binary_mnist.py", *(ROOT / "kit").rglob("*.py"), *(ROOT / "kit").rglob("*.md")):
         text = path.read_text()
         assert "bmnist-kit/bmnist-kit" not in text, path
         named = set(re.findall(r"github\.com/([\w.-]+/[\w.-]+)", text))
-        others = named - {"pnkraemer/tueplots", "COURSE/bmnist-exercise"}  # the README's example for instructors
+        others = named - {"pnkraemer/tueplots", "COURSE/bmnist-exercise"}  # the docs' example for instructors
         assert not others, f"{path.name} names a repository: {others}"
     for path in (ROOT / "solutions" / "binary_mnist.py", ROOT / "notebooks" / "binary_mnist.py"):
         assert re.findall(r"^KIT_URL = (.*)$", path.read_text(), re.M) == ["None"]

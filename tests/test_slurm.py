@@ -1,4 +1,4 @@
-"""The README's Slurm recipe, run as written on a single-node cluster (issue 20): the array of
+"""The docs' Slurm recipe (docs/scaling.md), run as written on a single-node cluster (issue 20): the array of
 shards, then the dependent merge job; the merged grades equal one local run.
 
 ``.ci/run`` installs Debian's slurm-wlm and munge and starts the cluster with
@@ -55,9 +55,9 @@ def cluster():
 
 
 def _readme_recipe() -> tuple[str, str]:
-    """The README's batch script and its two submit lines, as written."""
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL)
+    """The batch script of docs/scaling.md and its two submit lines, as written."""
+    page = (ROOT / "docs" / "scaling.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", page, flags=re.DOTALL)
     script = next(b for b in blocks if "# grade.sbatch:" in b)
     submit = next(b for b in blocks if "sbatch --parsable --array" in b)
     return script, submit

@@ -115,7 +115,7 @@ def _parser(lesson: str | None) -> argparse.ArgumentParser:
                         help="seed of the hidden checks (default: a random one; with --resume the earlier run's)")
     parser.add_argument("--param", type=_param, action="append", default=[],
                         help="NAME=VALUE for the solution's parameters cell, on top of the lesson's grading "
-                             "parameters (see the README)")
+                             "parameters (see docs/grading.md)")
     parser.add_argument("--shard", type=_shard, default="1/1", help="K/N: grade every N-th notebook from the K-th")
     again = parser.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",

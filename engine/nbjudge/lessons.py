@@ -195,7 +195,7 @@ def load_lesson(spec: str | None = None) -> Lesson:
                           "import, or the path of the lesson's package folder") from exc
     lesson = getattr(module, attribute or "LESSON", None)
     if not isinstance(lesson, Lesson):
-        raise LessonError(f"--lesson {spec}: the module has no {attribute} = Lesson(...) (see the README, "
+        raise LessonError(f"--lesson {spec}: the module has no {attribute} = Lesson(...) (see docs/engine.md, "
                           "'Adding a lesson')")
     tasks = sorted(lesson.tasks)
     if sorted(c.task for c in lesson.checks) != tasks:

@@ -2,7 +2,7 @@
 
 :func:`identify` reads the folders and the file name of one notebook inside an export and returns
 the student as the platform knows them, with the identifiers its grade import needs back. It
-knows these layouts (sources in the README, section *Intake from a platform*):
+knows these layouts (sources in docs/platforms.md, section *Intake from a platform*):
 
 * **Moodle**, *Download all submissions*: a folder per submission,
   ``Full Name_12345_assignsubmission_file/notebook.ipynb`` (Moodle 4.1 and later; earlier versions

@@ -1,6 +1,6 @@
 """The protections report: which protections a job gets, from the run's sandbox capabilities.
 
-What holds where (the README's guarantee table repeats this):
+What holds where (the guarantee table of docs/security.md repeats this):
 
 ============================================  ==================  ===================================
 protection                                    needs               without it

@@ -8,8 +8,8 @@ Registers the kernel spec that the lesson's notebooks ask for. It runs the Pytho
 command and sets ``JAX_COMPILATION_CACHE_DIR`` to ``jax/`` in the kit's user cache folder, so
 that re-running a notebook compiles nothing twice, and ``XLA_FLAGS`` to
 :data:`FAST_COMPILE_FLAGS` where the installed jaxlib accepts them (run the command again after
-upgrading jax). ``make setup``, Binder's ``postBuild`` and the
-README's pip and conda routes all register the kernel with this command. Needs ``ipykernel``
+upgrading jax). ``make setup``, Binder's ``postBuild`` and the pip and conda routes of the docs
+(docs/students.md, docs/install.md) all register the kernel with this command. Needs ``ipykernel``
 (the ``lab`` or ``instructor`` extra).
 """
 

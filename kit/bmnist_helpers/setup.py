@@ -257,7 +257,7 @@ def _outside_message(plan: Plan) -> str:
         "To change them, run this in a new cell:",
         f"  %pip install {_quoted(change)}",
         f"then {RESTART} and run the notebook again from the top.",
-        "Or use a runtime that has them: see the kit's README, 'Runtimes that come with their own packages'.",
+        "Or use a runtime that has them: see the kit's docs/install.md, 'Runtimes that come with their own packages'.",
     ])
 
 

@@ -1,7 +1,7 @@
 """A toy lesson for the grading engine's own tests: two tasks on numpy alone, graded in seconds.
 
 Task 1 writes ``mean(xs)``, task 2 ``standardise(xs)`` (which may call ``mean``). It shows what a
-lesson declares (see the README, "Adding a lesson"): the solution notebook, the tasks and their
+lesson declares (see docs/engine.md, "Adding a lesson"): the solution notebook, the tasks and their
 functions, one hidden check per task in three parts, and the grading parameters.
 """
 
