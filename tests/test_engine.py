@@ -9,6 +9,7 @@ import csv
 import glob
 import hashlib
 import io
+import json
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from bmnist_lesson import TASK_FUNCTIONS
 from nbjudge import cli
@@ -274,3 +276,23 @@ def test_make_grade_passes_options_on():
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stdout.splitlines() if "bmnist-grade" in line]
     assert line.split()[1:] == ["subs", "--out", "out", "--resume", "--jobs", "3"]
+
+
+def test_probe_values_travel_once_as_data_within_their_bounds():
+    """The worker records a probe's values as JSON data in its cell record (no JSON text inside the
+    record); values past the bounds are dropped there, and the grader reads them as malformed."""
+    from nbjudge.scoring import probe_values
+    from nbjudge.values import VALUES_BYTES, bounded_values, encode_value
+
+    sent = {"d": {"w": encode_value(np.arange(3.0)), "e": {"e": "ValueError: no"}}}
+    assert bounded_values(sent) is sent
+    assert bounded_values({"l": [[]] * 200_000}) is None  # too many elements
+    assert bounded_values({"e": "x" * (VALUES_BYTES + 1)}) is None  # too long
+    assert bounded_values({"e": object()}) is None  # not JSON
+    record = json.loads(json.dumps({"event": "cell", "index": 0, "status": "ok", "values": sent, "values_count": 1}))
+    got = probe_values(record)
+    assert isinstance(got, dict) and got["e"] == {"error": "ValueError: no"}
+    assert np.array_equal(got["w"], np.arange(3.0))
+    assert probe_values({**record, "values": None}) == "malformed"  # dropped by the worker
+    assert probe_values({**record, "values_count": 2}) == "malformed"  # sent more than once
+    assert probe_values({**record, "values_count": 0}) is None  # none came

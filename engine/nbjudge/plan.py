@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import nbformat
 import numpy as np
 
+from .grades import Marking
 from .lessons import Lesson
 from .notebook import SolutionCell, apply_params, dependencies, normalised_code, solution_cells
 from .solution import check_solution
@@ -52,6 +54,11 @@ class Plan:
     name_tasks: Mapping[str, frozenset[int]]
     solution_digest: str
     solution_path: Path
+
+    @cached_property
+    def marking(self) -> Marking:
+        """The lesson's marking, built once per run (every score and report of the run uses this one)."""
+        return Marking.of(self.lesson)
 
     def for_workers(self) -> dict:
         """The part a worker needs, as JSON: cells, probe cells and the task functions."""

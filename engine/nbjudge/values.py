@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["PRINTED_MIME", "RESULTS_BUDGET", "TEXT_CHARS", "VALUES_BYTES", "VALUES_MIME", "MalformedValues", "Raised",
-           "decode_input", "decode_values", "encode_input", "encode_value", "load_values"]
+           "bounded_values", "decode_input", "decode_values", "encode_input", "encode_value", "load_values"]
 
 VALUES_MIME = "application/x-grading-values+json"
 # An expected-result cell's own printed lines, and the marks around its code (:func:`.probe.show`).
@@ -103,14 +103,33 @@ def load_values(text: str):
     :returns: The parsed JSON, for :func:`decode_values`.
     :raises MalformedValues: Too long, too many elements, or not JSON.
     """
-    if not isinstance(text, str) or len(text) > VALUES_BYTES:
-        raise MalformedValues("too large")
-    if sum(text.count(c) for c in "[{,") > _MAX_JSON_ELEMENTS:
-        raise MalformedValues("too many elements")
+    _check_bounds(text)
     try:
         return json.loads(text)
     except (ValueError, RecursionError):
         raise MalformedValues("not JSON") from None
+
+
+def _check_bounds(text: object) -> None:
+    """Refuse JSON text past :data:`VALUES_BYTES` or :data:`_MAX_JSON_ELEMENTS` (:class:`MalformedValues`)."""
+    if not isinstance(text, str) or len(text) > VALUES_BYTES:
+        raise MalformedValues("too large")
+    if sum(text.count(c) for c in "[{,") > _MAX_JSON_ELEMENTS:
+        raise MalformedValues("too many elements")
+
+
+def bounded_values(values: object) -> object | None:
+    """One :data:`VALUES_MIME` output as the worker records it: the JSON data itself, sent on once
+    (no JSON text inside the record), or ``None`` where its JSON text passes the bounds of
+    :func:`load_values` or it is not JSON at all.
+
+    :param values: The output's data, as the kernel's message held it.
+    """
+    try:
+        _check_bounds(json.dumps(values, ensure_ascii=True))
+    except (TypeError, ValueError, RecursionError):  # MalformedValues is a ValueError
+        return None
+    return values
 
 
 def decode_values(raw, *, depth: int = 0, budget: list[int] | None = None):

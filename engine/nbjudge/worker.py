@@ -37,6 +37,7 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402
 
+from .events import CellRecord, CopyCell, CopyRecord  # noqa: E402
 from .figures import CELL_FIGURES, JOB_FIGURE_CHARS, png_base64  # noqa: E402
 from .notebook import (  # noqa: E402
     InvalidNotebook,
@@ -47,7 +48,7 @@ from .notebook import (  # noqa: E402
     stubbed_tasks,
 )
 from .sandbox import PROCESS_LIMIT_MARK  # noqa: E402
-from .values import PRINTED_MIME, RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES, VALUES_MIME  # noqa: E402
+from .values import PRINTED_MIME, RESULTS_BUDGET, TEXT_CHARS, VALUES_MIME, bounded_values  # noqa: E402
 
 __all__ = ["main"]
 
@@ -96,7 +97,7 @@ def _client_class():
                 if VALUES_MIME in data:
                     if self.probe:  # a probe sends exactly one; anything else makes the values void
                         cap["values_count"] = cap.get("values_count", 0) + 1
-                        cap["values"] = _values_text(data[VALUES_MIME])
+                        cap["values"] = bounded_values(data[VALUES_MIME])
                 elif PRINTED_MIME in data:
                     if self.expected:  # anywhere else it is dropped unread
                         _printed(cap, data[PRINTED_MIME])
@@ -170,15 +171,6 @@ def _asked_to_exit(reply: object) -> bool:
         isinstance(p, dict) and p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload)
 
 
-def _values_text(values: object) -> str | None:
-    """The values as JSON text, or ``None`` when they pass :data:`.values.VALUES_BYTES`."""
-    try:
-        text = json.dumps(values, ensure_ascii=True)
-    except (TypeError, ValueError, RecursionError):
-        return None
-    return text if len(text) <= VALUES_BYTES else None
-
-
 class _Results:
     """The job's results file: one JSON line per record, within :data:`RESULTS_BUDGET` bytes."""
 
@@ -221,9 +213,11 @@ def run_job(job: dict) -> None:
                 return
         copy = build_grading_copy(student, solution, [tuple(p) for p in plan["probes"]],
                                   functions=plan["functions"], instructor=set(plan["instructor"]))
-        cells = [{"role": c.role, "name": c.name, "task": c.task, "expected": c.expected} for c in copy]
+        cells: list[CopyCell] = [{"role": c.role, "name": c.name, "task": c.task, "expected": c.expected}
+                                 for c in copy]
         stubbed = stubbed_tasks(copy, plan["functions"]) if student is not None else []
-        if not results.write({"event": "copy", "cells": cells, "stubbed": stubbed}):
+        described: CopyRecord = {"event": "copy", "cells": cells, "stubbed": stubbed}
+        if not results.write(described):
             results.write({"event": "invalid", "note": "the notebook has more cells than the grader reads"}, final=True)
             return
         nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": job["kernel_name"], "language": "python",
@@ -327,7 +321,7 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], expecte
                 status = "timeout"
             elif status == "ok" and "error" in cap:
                 status = "error"
-            record = {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
+            record: CellRecord = {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
                       "seconds": round(time.perf_counter() - start, 3), "error": cap.get("error"),
                       "values": cap.get("values"), "values_count": cap.get("values_count", 0)}
             if cap.get("ignored"):
