@@ -30,7 +30,7 @@ from pathlib import Path
 import nbformat
 
 from ._atomic import write_atomic
-from .cells import defines, read_cell
+from .cells import answered, read_cell
 from .class_report import REPORT as CLASS_REPORT
 from .class_report import SIMILARITY_JSON
 from .intake import Submission, collect
@@ -71,15 +71,21 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-def _answer_cells(sources: Iterable[str], names: set[str]) -> list[str]:
-    """The answer cells among ``sources`` (read as the grader reads them, :mod:`.cells`), parsed
+def _answer_cells(sources: Iterable[str], functions: Mapping[str, int]) -> list[str]:
+    """The answer cells among ``sources`` (:func:`.cells.answered`, as the grader decides), parsed
     and written back out without docstrings or comments."""
     cells = []
     for source in sources:
-        if defines(source, names):  # the code that runs: magics as calls, a %%time cell's body
-            python = read_cell(source).python
+        if answered(source, functions):
+            python = read_cell(source).python  # the code that runs: magics as calls, a %%time cell's body
+            assert python is not None  # a cell that binds a name parses
             cells.append(ast.unparse(_without_docstrings(ast.parse(python))))
     return cells
+
+
+def _functions(task_functions: Mapping[int, Iterable[str]]) -> dict[str, int]:
+    """``{function name: task}`` from the lesson's task functions by task."""
+    return {name: task for task, group in task_functions.items() for name in group}
 
 
 def scaffold_lines(exercise: Path, *, task_functions: Mapping[int, Iterable[str]]) -> frozenset[str]:
@@ -88,10 +94,10 @@ def scaffold_lines(exercise: Path, *, task_functions: Mapping[int, Iterable[str]
     :param exercise: The exercise notebook the students started from.
     :param task_functions: The lesson's task functions by task (:attr:`.lessons.Lesson.tasks`).
     """
-    names = {name for group in task_functions.values() for name in group}
     nb = nbformat.read(exercise, as_version=4)
     sources = [c.source for c in nb.cells if c.cell_type == "code"]
-    return frozenset(line.strip() for cell in _answer_cells(sources, names) for line in cell.splitlines())
+    return frozenset(line.strip() for cell in _answer_cells(sources, _functions(task_functions))
+                     for line in cell.splitlines())
 
 
 def answer_code(data: bytes, *, task_functions: Mapping[int, Iterable[str]], scaffold: frozenset[str]) -> str:
@@ -102,12 +108,11 @@ def answer_code(data: bytes, *, task_functions: Mapping[int, Iterable[str]], sca
     :param scaffold: From :func:`scaffold_lines`.
     :returns: The code ('' for a notebook that cannot be read or has no answers).
     """
-    names = {name for group in task_functions.values() for name in group}
     try:
         sources = [source for source, _, _ in read_submission(data)]
     except InvalidNotebook:
         return ""
-    lines = [line for cell in _answer_cells(sources, names) for line in cell.splitlines()
+    lines = [line for cell in _answer_cells(sources, _functions(task_functions)) for line in cell.splitlines()
              if line.strip() and line.strip() not in scaffold]
     return "\n".join(lines) + ("\n" if lines else "")
 
