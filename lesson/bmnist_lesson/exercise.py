@@ -43,7 +43,6 @@ __all__ = [
     "exercise_files",
     "expected_copy",
     "load_solution",
-    "put_back_solutions",
     "solution_regions",
     "strip_solutions",
     "task_of",
@@ -155,33 +154,6 @@ def strip_solutions(source: str, *, task: int | None = None, cell_id: str = "?")
         return f'{match.group(1)}raise NotImplementedError("TODO: {label}{where}")'
 
     return _REGION.sub(stub, source)
-
-
-_STUB = re.compile(r'^[ \t]*raise NotImplementedError\("TODO: task (\d+), \w+"\)$', re.M)
-
-
-def put_back_solutions(
-    exercise: nbformat.NotebookNode, solution: nbformat.NotebookNode, *, except_task: int | None = None
-) -> nbformat.NotebookNode:
-    """Replace each TODO stub of an exercise by the solution region it came from (the inverse of
-    :func:`strip_solutions`), for tests and fixtures.
-
-    :param exercise: An exercise notebook (modified in place and returned).
-    :param solution: The solution notebook it was generated from (cells matched by id).
-    :param except_task: Leave this task's stubs in place.
-    """
-    by_id = {c.get("id"): c for c in solution.cells}
-    for cell in exercise.cells:
-        if cell.cell_type != "code" or not _STUB.search(cell.source):
-            continue
-        regions = iter(solution_regions(by_id[cell["id"]].source))
-
-        def fill(match: re.Match, regions=regions) -> str:
-            region = next(regions)
-            return match.group(0) if int(match.group(1)) == except_task else region.rstrip("\n")
-
-        cell.source = _STUB.sub(fill, cell.source)
-    return exercise
 
 
 def _cell_id(index: int, cell) -> str:
