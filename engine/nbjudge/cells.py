@@ -55,7 +55,7 @@ def _transformed(source: str) -> str | None:
     from IPython.core.inputtransformer2 import TransformerManager
 
     try:
-        return TransformerManager().transform_cell(source)
+        return TransformerManager().transform_cell(source)  # type: ignore[no-untyped-call]
     except Exception:  # noqa: BLE001 - IPython raises several kinds on input it cannot transform
         return None
 

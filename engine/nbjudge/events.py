@@ -14,15 +14,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, cast
 
-__all__ = ["CellError", "CellRecord", "CopyCell", "CopyRecord", "JobRun", "run_of"]
+__all__ = ["CellError", "CellRecord", "CellStatus", "CopyCell", "CopyRecord", "JobRun", "Role", "run_of"]
 
 CellStatus = Literal["ok", "error", "timeout", "dead", "malformed", "overflow"]
+Role = Literal["given", "student", "probe"]  # who wrote a cell of the grading copy: :class:`.notebook.Cell`
 
 
 class CopyCell(TypedDict):
     """One cell of the grading copy, as the worker describes it (:class:`.notebook.Cell` without its code)."""
 
-    role: Literal["given", "student", "probe"]
+    role: Role
     name: str
     task: int | None
     expected: bool

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ENTRY_POINTS", "Check", "CheckFailed", "Lesson", "LessonError", "NotReady", "installed_lessons", "judge",
            "load_lesson"]
@@ -59,9 +60,9 @@ class Check:
     """
 
     task: int
-    draw: Callable
+    draw: Callable[..., Any]
     probe: str
-    judge: Callable | str
+    judge: Callable[..., Any] | str
 
 
 def _nothing(log: Callable[[str], None]) -> None:
@@ -116,7 +117,7 @@ class Lesson:
     expected_points: int = 1
     params: Mapping[str, str] = field(default_factory=dict)
     skip_tags: frozenset[str] = frozenset()
-    stub: re.Pattern = re.compile(r"TODO: task (\d+)")
+    stub: re.Pattern[str] = re.compile(r"TODO: task (\d+)")
     kernel_env: Callable[[], dict[str, str]] = _no_env
     readable: Callable[[], list[Path]] = _no_folders
     kernel_modules: tuple[str, ...] = ()
@@ -128,7 +129,7 @@ class Lesson:
         return {name: task for task, names in self.tasks.items() for name in names}
 
 
-def judge(check: Check, inputs: dict, got, ref) -> str | None:
+def judge(check: Check, inputs: dict[str, Any], got: object, ref: object) -> str | None:
     """The verdict on one hidden check.
 
     :param check: The check.

@@ -12,6 +12,7 @@ import base64
 import json
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class Raised:
     message: str
 
 
-def encode_input(value):
+def encode_input(value: object) -> object:
     """An input as JSON: arrays compressed, lists element by element, numbers as they are.
 
     :param value: A numpy array, a list of inputs, or a plain JSON value.
@@ -58,7 +59,7 @@ def encode_input(value):
     return value
 
 
-def decode_input(value):
+def decode_input(value: object) -> object:
     """What :func:`encode_input` wrote, back as numpy arrays (in the kernel).
 
     :param value: One encoded input.
@@ -71,7 +72,7 @@ def decode_input(value):
     return value
 
 
-def encode_value(value, depth: int = 0):
+def encode_value(value: object, depth: int = 0) -> dict[str, Any]:
     """A value computed in the kernel as JSON: dicts, lists and tuples of numbers and arrays.
 
     :param value: What a student's function returned (arrays of any library that numpy reads).
@@ -92,7 +93,7 @@ def encode_value(value, depth: int = 0):
     return {"t": array.dtype.str, "s": list(array.shape), "b": base64.b64encode(array.tobytes()).decode()}
 
 
-def load_values(text: str):
+def load_values(text: str) -> Any:
     """Parse the JSON text of one :data:`VALUES_MIME` output, refusing before parsing what could not fit.
 
     The text is at most :data:`VALUES_BYTES` long (the worker drops longer ones), and its nesting
@@ -132,7 +133,7 @@ def bounded_values(values: object) -> object | None:
     return values
 
 
-def decode_values(raw, *, depth: int = 0, budget: list[int] | None = None):
+def decode_values(raw: object, *, depth: int = 0, budget: list[int] | None = None) -> object:
     """Turn the JSON a probe sent into numpy arrays, lists and dicts; refuse anything else.
 
     :param raw: The parsed JSON of one :data:`VALUES_MIME` output.

@@ -28,18 +28,21 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import IO, Any
 
 # jsonschema, which nbformat imports, loads rfc3987_syntax where it is installed, and that builds a
 # parser for some three seconds; notebook validation never checks IRIs. This process is the
 # worker's own, so switching the optional module off costs nothing else.
-sys.modules.setdefault("rfc3987_syntax", None)
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 import nbformat  # noqa: E402
 
-from .events import CellRecord, CopyCell, CopyRecord  # noqa: E402
+from .events import CellRecord, CellStatus, CopyCell, CopyRecord  # noqa: E402
 from .figures import CELL_FIGURES, JOB_FIGURE_CHARS, png_base64  # noqa: E402
 from .notebook import (  # noqa: E402
+    Cell,
     InvalidNotebook,
     SolutionCell,
     build_grading_copy,
@@ -65,7 +68,7 @@ def _clean(text: object, limit: int) -> str:
     return str(text)[:limit].encode("utf-8", "replace").decode("utf-8")
 
 
-def _client_class():
+def _client_class() -> type[Any]:
     from nbclient import NotebookClient
 
     class Client(NotebookClient):
@@ -78,12 +81,13 @@ def _client_class():
         within :mod:`.figures`' bounds; one past them is counted, not kept.
         """
 
-        captured: dict = {}
+        captured: dict[str, Any] = {}
         probe: bool = False
         expected: bool = False  # an expected-result cell: its own lines, marks and figures count
         figure_chars: int = 0  # of every figure kept by this client
 
-        def output(self, outs, msg, display_id, cell_index):
+        def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None,
+                   cell_index: int) -> None:
             kind, content = msg["msg_type"], msg["content"]
             cap = self.captured
             if not isinstance(content, dict):
@@ -110,7 +114,7 @@ def _client_class():
                                 "evalue": _clean(content.get("evalue", ""), 2000)}
             return None
 
-        def _keep_figure(self, data) -> None:
+        def _keep_figure(self, data: object) -> None:
             figure, cap = png_base64(data), self.captured
             kept = cap.setdefault("figures", [])
             if figure and len(kept) < CELL_FIGURES and self.figure_chars + len(figure) <= JOB_FIGURE_CHARS:
@@ -119,7 +123,7 @@ def _client_class():
             else:
                 cap["figures_left_out"] = cap.get("figures_left_out", 0) + 1
 
-        def clear_output(self, outs, msg, cell_index):
+        def clear_output(self, outs: list[Any], msg: dict[str, Any], cell_index: int) -> None:
             where = self.destination()
             self.captured.pop(where, None)
             if where == "text":
@@ -137,7 +141,7 @@ class _Malformed(Exception):
     """The kernel sent a message the worker cannot read."""
 
 
-def _append(cap: dict, key: str, text: object) -> None:
+def _append(cap: dict[str, Any], key: str, text: object) -> None:
     """Add ``text`` to ``cap[key]``, keeping at most :data:`_TEXT_LIMIT` characters (once full,
     what comes is dropped without being copied)."""
     kept = cap.get(key, "")
@@ -149,7 +153,7 @@ def _append(cap: dict, key: str, text: object) -> None:
 _NEXT_PHASE = {None: "begin", "begin": "end"}
 
 
-def _printed(cap: dict, sent: object) -> None:
+def _printed(cap: dict[str, Any], sent: object) -> None:
     """One output of :data:`PRINTED_MIME` in an expected-result cell: a line of its own, or a mark.
 
     A line always counts; a mark counts only in order (begin once, then end once). A mark sent from
@@ -174,11 +178,11 @@ def _asked_to_exit(reply: object) -> bool:
 class _Results:
     """The job's results file: one JSON line per record, within :data:`RESULTS_BUDGET` bytes."""
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle: IO[str]) -> None:
         self.handle = handle
         self.written = 0
 
-    def write(self, record: dict, *, final: bool = False) -> bool:
+    def write(self, record: Mapping[str, Any], *, final: bool = False) -> bool:
         """Append ``record``; ``False`` (and nothing written) when it would pass the budget.
 
         :param final: A record that ends the job, which may use the reserve.
@@ -192,7 +196,7 @@ class _Results:
         return True
 
 
-def run_job(job: dict) -> None:
+def run_job(job: dict[str, Any]) -> None:
     """Build and run one grading copy; append one JSON line per event to ``job["results"]``.
 
     :param job: ``submission`` (a file, or ``None`` for the reference run), ``plan`` (the file of
@@ -220,23 +224,24 @@ def run_job(job: dict) -> None:
         if not results.write(described):
             results.write({"event": "invalid", "note": "the notebook has more cells than the grader reads"}, final=True)
             return
-        nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": job["kernel_name"], "language": "python",
-                                                               "display_name": job["kernel_name"]}})
-        nb.cells = [nbformat.v4.new_code_cell(_runnable(c), id=f"c{i}") for i, c in enumerate(copy)]
+        nb = nbformat.v4.new_notebook(metadata={  # type: ignore[no-untyped-call]
+            "kernelspec": {"name": job["kernel_name"], "language": "python", "display_name": job["kernel_name"]}})
+        nb.cells = [nbformat.v4.new_code_cell(_runnable(c), id=f"c{i}")  # type: ignore[no-untyped-call]
+                    for i, c in enumerate(copy)]
         _execute(nb, job, results, probes={i for i, c in enumerate(copy) if c.role == "probe"},
                  expected={i for i, c in enumerate(copy) if c.role == "given" and c.expected})
 
 
-def _runnable(cell) -> str:
+def _runnable(cell: Cell) -> str:
     """The code the kernel runs for a cell of the copy: an expected-result cell as :func:`.notebook.checked_source`."""
     return checked_source(cell.source, runner=_RUNNER) if cell.role == "given" and cell.expected else cell.source
 
 
-def _as_sent(header: dict) -> dict:
-    return header
+def _as_sent(obj: Any) -> Any:
+    return obj
 
 
-def _exit_of(km) -> str:
+def _exit_of(km: Any) -> str:
     """How the kernel ended, in the grader's words (its launcher's exit status)."""
     process = getattr(getattr(km, "provisioner", None), "process", None)
     code = None
@@ -253,7 +258,7 @@ def _exit_of(km) -> str:
     return f"it exited with status {code}"
 
 
-def _execute(nb, job: dict, results: _Results, *, probes: set[int], expected: set[int]) -> None:
+def _execute(nb: Any, job: dict[str, Any], results: _Results, *, probes: set[int], expected: set[int]) -> None:
     """Run the copy; where a cell ends the kernel, run the copy again in a fresh kernel without it.
 
     Every cell's record is written as it ends; a later attempt's record of a cell replaces an
@@ -270,7 +275,7 @@ def _execute(nb, job: dict, results: _Results, *, probes: set[int], expected: se
     results.write({"event": "gave-up", "kernels": _MAX_KERNELS}, final=True)
 
 
-def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], expected: set[int],
+def _attempt_copy(nb: Any, job: dict[str, Any], results: _Results, *, probes: set[int], expected: set[int],
                   skip: set[int]) -> tuple[int, str] | None:
     """One kernel's run of the copy, leaving out ``skip``.
 
@@ -288,7 +293,7 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], expecte
     # A timeout is known from nbclient's own timer: an interrupted cell gets this reply, whose
     # secret the kernel never sees, so no output of student code can pass for it.
     token = secrets.token_hex(16)
-    replies: dict[int, dict] = {}
+    replies: dict[int, dict[str, Any]] = {}
     # The async manager: nbclient's pollers (iopub, execute reply, kernel alive) must not block one another.
     km = AsyncKernelManager(kernel_name=job["kernel_name"], transport="ipc", ip=job["ipc"])
     client = _client_class()(
@@ -308,7 +313,8 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], expecte
             if index in skip:
                 continue
             client.captured, client.probe, client.expected = {}, index in probes, index in expected
-            status, start = "ok", time.perf_counter()
+            status: CellStatus = "ok"
+            start = time.perf_counter()
             try:
                 client.execute_cell(cell, index, store_history=False)
             except DeadKernelError:
