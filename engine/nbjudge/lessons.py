@@ -27,8 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENTRY_POINTS", "Check", "CheckFailed", "Lesson", "LessonError", "NotReady", "installed_lessons", "judge",
-           "load_lesson"]
+__all__ = ["ENTRY_POINTS", "STUB_MARK", "Check", "CheckFailed", "Lesson", "LessonError", "NotReady",
+           "installed_lessons", "judge", "load_lesson"]
+
+# What an exercise's stub raises starts with: ``NotImplementedError("TODO: task 3, mlp")``. A lesson's
+# exercise generator writes it from here, and :attr:`Lesson.stub` finds it in an error message.
+STUB_MARK = "TODO: task"
 
 # Packages declare their lessons as entry points of this group (pyproject.toml):
 #   [project.entry-points."grading.lessons"]
@@ -117,7 +121,7 @@ class Lesson:
     expected_points: int = 1
     params: Mapping[str, str] = field(default_factory=dict)
     skip_tags: frozenset[str] = frozenset()
-    stub: re.Pattern[str] = re.compile(r"TODO: task (\d+)")
+    stub: re.Pattern[str] = re.compile(re.escape(STUB_MARK) + r" (\d+)")
     kernel_env: Callable[[], dict[str, str]] = _no_env
     readable: Callable[[], list[Path]] = _no_folders
     kernel_modules: tuple[str, ...] = ()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import nbformat
 from nbjudge import write_atomic
+from nbjudge.lessons import STUB_MARK
 from nbjudge.tags import EXPECTED_TAG, cell_tags, task_of
 
 from .files import CHECKOUT, SOLUTION_PY, in_checkout, solution_notebook
@@ -150,8 +151,8 @@ def strip_solutions(source: str, *, task: int | None = None, cell_id: str = "?")
     def stub(match: re.Match) -> str:
         names = _DEF.findall(source[: match.start()])
         where = f" {names[-1]}" if names else ""
-        label = f"task {task}," if task is not None else "task"
-        return f'{match.group(1)}raise NotImplementedError("TODO: {label}{where}")'
+        label = f"{STUB_MARK} {task}," if task is not None else STUB_MARK  # the engine finds the task by it
+        return f'{match.group(1)}raise NotImplementedError("{label}{where}")'
 
     return _REGION.sub(stub, source)
 
