@@ -296,3 +296,18 @@ def test_probe_values_travel_once_as_data_within_their_bounds():
     assert probe_values({**record, "values": None}) == "malformed"  # dropped by the worker
     assert probe_values({**record, "values_count": 2}) == "malformed"  # sent more than once
     assert probe_values({**record, "values_count": 0}) is None  # none came
+
+
+def test_a_jobs_records_are_read_once_the_latest_record_of_a_cell_counting():
+    from nbjudge.events import run_of
+
+    cells = [{"role": "student", "name": "", "task": None, "expected": False},
+             {"role": "probe", "name": "task-1", "task": 1, "expected": False}]
+    first = {"event": "cell", "index": 0, "status": "dead", "text": "", "seconds": 1.0, "error": None,
+             "values": None, "values_count": 0}
+    events = [{"event": "copy", "cells": cells, "stubbed": [2]}, first, {"event": "restart", "after": 0},
+              {**first, "status": "ok"}, {"event": "cell", "index": "1"}, {"event": "done"}]
+    run = run_of(events)
+    assert run.cells == cells and run.stubbed == frozenset({2})
+    assert list(run.records) == [0] and run.records[0]["status"] == "ok"  # a later record replaces an earlier one
+    assert run_of([{"event": "invalid", "note": "not JSON"}]).cells == []
