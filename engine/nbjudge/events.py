@@ -14,10 +14,57 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, cast
 
-__all__ = ["CellError", "CellRecord", "CellStatus", "CopyCell", "CopyRecord", "JobRun", "Role", "run_of"]
+__all__ = ["CellError", "CellRecord", "CellStatus", "CopyCell", "CopyRecord", "Job", "JobRun", "PlanCell", "Role",
+           "WorkerPlan", "run_of"]
 
 CellStatus = Literal["ok", "error", "timeout", "dead", "malformed", "overflow"]
 Role = Literal["given", "student", "probe"]  # who wrote a cell of the grading copy: :class:`.notebook.Cell`
+
+
+class Job(TypedDict):
+    """``JOB.json``: what the grader (:mod:`.run`) tells one worker.
+
+    :param submission: The notebook file; ``None``: the reference run (the solution's own copy).
+    :param plan: The file of :class:`WorkerPlan`.
+    :param cell_timeout: Seconds per cell.
+    :param kernel_name: The sandboxed kernel's spec.
+    :param ipc: The kernel's socket path prefix.
+    :param home: The kernel's working folder.
+    :param results: The job's results file, where the worker appends its records.
+    :param grader_pid: The grader's process id (the worker exits where its parent is another).
+    """
+
+    submission: str | None
+    plan: str
+    cell_timeout: int
+    kernel_name: str
+    ipc: str
+    home: str
+    results: str
+    grader_pid: int
+
+
+class PlanCell(TypedDict):
+    """One solution cell of a grading copy (:class:`.notebook.SolutionCell`), as JSON."""
+
+    id: str
+    source: str
+    tags: list[str]
+
+
+class WorkerPlan(TypedDict):
+    """The part of a run's plan a worker needs (:meth:`.plan.Plan.for_workers`), as JSON.
+
+    :param cells: The solution's cells of the grading copy, parameters applied.
+    :param instructor: The normalised code of every instructor cell.
+    :param probes: ``[task, source]`` of each hidden check.
+    :param functions: ``{function name: task}`` of the lesson.
+    """
+
+    cells: list[PlanCell]
+    instructor: list[str]
+    probes: list[tuple[int, str]]
+    functions: dict[str, int]
 
 
 class CopyCell(TypedDict):

@@ -26,9 +26,9 @@ from __future__ import annotations
 import ast
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import nbformat
 
@@ -37,8 +37,8 @@ from .events import Role
 from .solution import cell_source
 from .tags import EXPECTED_TAG, PARAMETERS_TAG, cell_tags, task_of_tags
 
-__all__ = ["MAX_CODE_CELLS", "MAX_CODE_CHARS", "Cell", "InvalidNotebook", "SolutionCell", "apply_params",
-           "build_grading_copy", "checked_source", "dependencies", "read_submission", "solution_cells",
+__all__ = ["MAX_CODE_CELLS", "MAX_CODE_CHARS", "Cell", "InvalidNotebook", "SolutionCell", "SubmittedCell",
+           "apply_params", "build_grading_copy", "checked_source", "dependencies", "read_submission", "solution_cells",
            "student_cells", "stubbed_tasks"]
 
 _NBVAL_MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION", "NBVAL_SKIP",
@@ -69,12 +69,24 @@ class Cell:
     expected: bool = False
 
 
-def read_submission(data: bytes) -> list[tuple[str, str | None, list[str]]]:
+class SubmittedCell(NamedTuple):
+    """One code cell of a submission, as the grader keeps it (:func:`read_submission`).
+
+    :param source: Its code, test tools' marker comments dropped.
+    :param id: Its cell id; ``None`` where the notebook has none (nbformat before 4.5, Colab, CoCalc).
+    :param tags: Its tags (:func:`.tags.cell_tags`).
+    """
+
+    source: str
+    id: str | None
+    tags: list[str]
+
+
+def read_submission(data: bytes) -> list[SubmittedCell]:
     """Parse a submitted notebook; keep only its code cells' sources, ids and tags.
 
     :param data: The file's bytes.
-    :returns: ``(source, cell id, tags)`` for every code cell, in order; the id is ``None``
-        where the notebook has none (nbformat before 4.5, Colab, CoCalc).
+    :returns: A :class:`SubmittedCell` for every code cell, in order.
     :raises InvalidNotebook: Not UTF-8 JSON, not a notebook, or nbformat 3 that cannot be converted.
     """
     try:
@@ -95,7 +107,7 @@ def read_submission(data: bytes) -> list[tuple[str, str | None, list[str]]]:
     cells = raw.get("cells")
     if not isinstance(cells, list):
         raise InvalidNotebook("the notebook has no list of cells; save it again from Jupyter")
-    found: list[tuple[str, str | None, list[str]]] = []
+    found: list[SubmittedCell] = []
     size = 0
     for cell in cells:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
@@ -114,7 +126,8 @@ def read_submission(data: bytes) -> list[tuple[str, str | None, list[str]]]:
         if size > MAX_CODE_CHARS:
             raise InvalidNotebook(f"the notebook's code is longer than {MAX_CODE_CHARS // 10**6} million characters; "
                                   "the grader runs at most that much: delete large pasted data and submit again")
-        found.append((_strip_markers(source), cell_id if isinstance(cell_id, str) else None, cell_tags(cell)))
+        found.append(SubmittedCell(_strip_markers(source), cell_id if isinstance(cell_id, str) else None,
+                                   cell_tags(cell)))
     return found
 
 
@@ -239,7 +252,7 @@ def apply_params(cells: list[SolutionCell], params: Mapping[str, str]) -> list[S
     return [*cells[:index], changed, *cells[index + 1:]]
 
 
-def student_cells(cells: list[tuple[str, str | None, list[str]]], solution: list[SolutionCell],
+def student_cells(cells: Sequence[SubmittedCell], solution: list[SolutionCell],
                   *, functions: Mapping[str, int], instructor: set[str]) -> dict[str | None, list[Cell]]:
     """Sort a student's code cells into the solution's slots.
 
@@ -282,7 +295,7 @@ def student_cells(cells: list[tuple[str, str | None, list[str]]], solution: list
     return slots
 
 
-def build_grading_copy(cells: list[tuple[str, str | None, list[str]]] | None, solution: list[SolutionCell],
+def build_grading_copy(cells: Sequence[SubmittedCell] | None, solution: list[SolutionCell],
                        probes: list[tuple[int, str]], *, functions: Mapping[str, int],
                        instructor: set[str]) -> list[Cell]:
     """Merge a student's cells into the instructor's notebook and append the hidden checks.

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .events import WorkerPlan
 from .grades import Marking
 from .lessons import Lesson
 from .notebook import SolutionCell, apply_params, dependencies, normalised_code, solution_cells
@@ -60,10 +61,10 @@ class Plan:
         """The lesson's marking, built once per run (every score and report of the run uses this one)."""
         return Marking.of(self.lesson)
 
-    def for_workers(self) -> dict[str, Any]:
+    def for_workers(self) -> WorkerPlan:
         """The part a worker needs, as JSON: cells, probe cells and the task functions."""
         return {"cells": [{"id": c.id, "source": c.source, "tags": list(c.tags)} for c in self.cells],
-                "instructor": sorted(self.instructor), "probes": [list(p) for p in self.probes],
+                "instructor": sorted(self.instructor), "probes": [(task, source) for task, source in self.probes],
                 "functions": self.lesson.function_tasks()}
 
     def identity(self) -> dict[str, Any]:

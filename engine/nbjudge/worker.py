@@ -39,7 +39,7 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 import nbformat  # noqa: E402
 
-from .events import CellRecord, CellStatus, CopyCell, CopyRecord  # noqa: E402
+from .events import CellRecord, CellStatus, CopyCell, CopyRecord, Job, WorkerPlan  # noqa: E402
 from .figures import CELL_FIGURES, JOB_FIGURE_CHARS, png_base64  # noqa: E402
 from .notebook import (  # noqa: E402
     Cell,
@@ -196,7 +196,7 @@ class _Results:
         return True
 
 
-def run_job(job: dict[str, Any]) -> None:
+def run_job(job: Job) -> None:
     """Build and run one grading copy; append one JSON line per event to ``job["results"]``.
 
     :param job: ``submission`` (a file, or ``None`` for the reference run), ``plan`` (the file of
@@ -206,7 +206,7 @@ def run_job(job: dict[str, Any]) -> None:
     fd = os.open(job["results"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # the grader's alone
     with os.fdopen(fd, "a", encoding="utf-8") as handle:
         results = _Results(handle)
-        plan = json.loads(Path(job["plan"]).read_text())
+        plan: WorkerPlan = json.loads(Path(job["plan"]).read_text())
         solution = [SolutionCell(c["id"], c["source"], tuple(c["tags"])) for c in plan["cells"]]
         student = None
         if job["submission"] is not None:
@@ -215,7 +215,7 @@ def run_job(job: dict[str, Any]) -> None:
             except InvalidNotebook as exc:
                 results.write({"event": "invalid", "note": _clean(exc, 2000)}, final=True)
                 return
-        copy = build_grading_copy(student, solution, [tuple(p) for p in plan["probes"]],
+        copy = build_grading_copy(student, solution, [(task, source) for task, source in plan["probes"]],
                                   functions=plan["functions"], instructor=set(plan["instructor"]))
         cells: list[CopyCell] = [{"role": c.role, "name": c.name, "task": c.task, "expected": c.expected}
                                  for c in copy]
@@ -258,7 +258,7 @@ def _exit_of(km: Any) -> str:
     return f"it exited with status {code}"
 
 
-def _execute(nb: Any, job: dict[str, Any], results: _Results, *, probes: set[int], expected: set[int]) -> None:
+def _execute(nb: Any, job: Job, results: _Results, *, probes: set[int], expected: set[int]) -> None:
     """Run the copy; where a cell ends the kernel, run the copy again in a fresh kernel without it.
 
     Every cell's record is written as it ends; a later attempt's record of a cell replaces an
@@ -275,7 +275,7 @@ def _execute(nb: Any, job: dict[str, Any], results: _Results, *, probes: set[int
     results.write({"event": "gave-up", "kernels": _MAX_KERNELS}, final=True)
 
 
-def _attempt_copy(nb: Any, job: dict[str, Any], results: _Results, *, probes: set[int], expected: set[int],
+def _attempt_copy(nb: Any, job: Job, results: _Results, *, probes: set[int], expected: set[int],
                   skip: set[int]) -> tuple[int, str] | None:
     """One kernel's run of the copy, leaving out ``skip``.
 
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     # results file (_Results) is what stops a job; the limit only backs it up. The sandbox's launcher
     # restores the default for the kernel.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    job = json.loads(Path(args[0]).read_text())
+    job: Job = json.loads(Path(args[0]).read_text())
     if os.getppid() != job["grader_pid"]:  # the grader died before the line above took effect
         return 3
     os.chdir(job["home"])
