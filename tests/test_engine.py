@@ -311,3 +311,22 @@ def test_a_jobs_records_are_read_once_the_latest_record_of_a_cell_counting():
     assert run.cells == cells and run.stubbed == frozenset({2})
     assert list(run.records) == [0] and run.records[0]["status"] == "ok"  # a later record replaces an earlier one
     assert run_of([{"event": "invalid", "note": "not JSON"}]).cells == []
+
+
+def test_a_run_that_graded_nothing_gets_its_status_first_and_no_point_nor_failure():
+    """The status is decided before the points: a kernel that never started (sandbox-error) leaves
+    the checks unrun, and that is not the student's failure."""
+    from bmnist_lesson import LESSON
+    from nbjudge.grades import Reference
+    from nbjudge.plan import build_plan
+    from nbjudge.run import RunResult
+    from nbjudge.scoring import score
+
+    plan = build_plan(LESSON, seed=1, params={})
+    copy = [{"role": "given", "name": "er-1", "task": 1, "expected": True},
+            {"role": "probe", "name": "task-1", "task": 1, "expected": False}]
+    events = [{"event": "copy", "cells": copy, "stubbed": []}, {"event": "kernel-failed", "note": "no bwrap"}]
+    reference = Reference(texts={"er-1": "x"}, tasks={"er-1": 1}, values={1: {}})
+    grade = score("s", RunResult(events, 0, False, 1.0, ""), reference, plan, timeout_s=60, cell_timeout_s=10)
+    assert (grade.status, grade.failures, grade.errors, grade.ignored) == ("sandbox-error", [], [], [])
+    assert grade.points == plan.marking.zeros() and "no bwrap" in grade.note
