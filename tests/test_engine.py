@@ -9,6 +9,7 @@ import csv
 import glob
 import hashlib
 import io
+import json
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from bmnist_lesson import TASK_FUNCTIONS
 from nbjudge import cli
@@ -274,3 +276,57 @@ def test_make_grade_passes_options_on():
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stdout.splitlines() if "bmnist-grade" in line]
     assert line.split()[1:] == ["subs", "--out", "out", "--resume", "--jobs", "3"]
+
+
+def test_probe_values_travel_once_as_data_within_their_bounds():
+    """The worker records a probe's values as JSON data in its cell record (no JSON text inside the
+    record); values past the bounds are dropped there, and the grader reads them as malformed."""
+    from nbjudge.scoring import probe_values
+    from nbjudge.values import VALUES_BYTES, bounded_values, encode_value
+
+    sent = {"d": {"w": encode_value(np.arange(3.0)), "e": {"e": "ValueError: no"}}}
+    assert bounded_values(sent) is sent
+    assert bounded_values({"l": [[]] * 200_000}) is None  # too many elements
+    assert bounded_values({"e": "x" * (VALUES_BYTES + 1)}) is None  # too long
+    assert bounded_values({"e": object()}) is None  # not JSON
+    record = json.loads(json.dumps({"event": "cell", "index": 0, "status": "ok", "values": sent, "values_count": 1}))
+    got = probe_values(record)
+    assert isinstance(got, dict) and got["e"] == {"error": "ValueError: no"}
+    assert np.array_equal(got["w"], np.arange(3.0))
+    assert probe_values({**record, "values": None}) == "malformed"  # dropped by the worker
+    assert probe_values({**record, "values_count": 2}) == "malformed"  # sent more than once
+    assert probe_values({**record, "values_count": 0}) is None  # none came
+
+
+def test_a_jobs_records_are_read_once_the_latest_record_of_a_cell_counting():
+    from nbjudge.events import run_of
+
+    cells = [{"role": "student", "name": "", "task": None, "expected": False},
+             {"role": "probe", "name": "task-1", "task": 1, "expected": False}]
+    first = {"event": "cell", "index": 0, "status": "dead", "text": "", "seconds": 1.0, "error": None,
+             "values": None, "values_count": 0}
+    events = [{"event": "copy", "cells": cells, "stubbed": [2]}, first, {"event": "restart", "after": 0},
+              {**first, "status": "ok"}, {"event": "cell", "index": "1"}, {"event": "done"}]
+    run = run_of(events)
+    assert run.cells == cells and run.stubbed == frozenset({2})
+    assert list(run.records) == [0] and run.records[0]["status"] == "ok"  # a later record replaces an earlier one
+    assert run_of([{"event": "invalid", "note": "not JSON"}]).cells == []
+
+
+def test_a_run_that_graded_nothing_gets_its_status_first_and_no_point_nor_failure():
+    """The status is decided before the points: a kernel that never started (sandbox-error) leaves
+    the checks unrun, and that is not the student's failure."""
+    from bmnist_lesson import LESSON
+    from nbjudge.grades import Reference
+    from nbjudge.plan import build_plan
+    from nbjudge.run import RunResult
+    from nbjudge.scoring import score
+
+    plan = build_plan(LESSON, seed=1, params={})
+    copy = [{"role": "given", "name": "er-1", "task": 1, "expected": True},
+            {"role": "probe", "name": "task-1", "task": 1, "expected": False}]
+    events = [{"event": "copy", "cells": copy, "stubbed": []}, {"event": "kernel-failed", "note": "no bwrap"}]
+    reference = Reference(texts={"er-1": "x"}, tasks={"er-1": 1}, values={1: {}})
+    grade = score("s", RunResult(events, 0, False, 1.0, ""), reference, plan, timeout_s=60, cell_timeout_s=10)
+    assert (grade.status, grade.failures, grade.errors, grade.ignored) == ("sandbox-error", [], [], [])
+    assert grade.points == plan.marking.zeros() and "no bwrap" in grade.note

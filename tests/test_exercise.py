@@ -13,6 +13,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from tests.conftest import ROOT
+from tests.solved import put_back_solutions
 
 _STUB = re.compile(r'^[ \t]*raise NotImplementedError\("TODO: task (\d+), \w+"\)$', re.M)
 
@@ -150,7 +151,7 @@ def test_the_command_line_reports_bad_input_without_a_traceback(monkeypatch, cap
 
 
 def _put_back(nb, *, except_task=None):
-    return exercise.put_back_solutions(nb, exercise.load_solution(), except_task=except_task)
+    return put_back_solutions(nb, exercise.load_solution(), except_task=except_task)
 
 
 def _run(nb, **kwargs):

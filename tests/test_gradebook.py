@@ -16,8 +16,10 @@ from nbjudge.gradebook import (
     GradebookRow,
     write_gradebooks,
 )
+from nbjudge.grades import Grade, Marking
 from nbjudge.intake import collect, student_record
-from nbjudge.report import Grade, Marking, write_reports
+from nbjudge.report import write_reports
+from nbjudge.spreadsheet import csv_cell, csv_text
 from nbjudge.store import merge, open_results, read_results
 
 from tests.test_platforms import EXPORTS, write_export
@@ -202,3 +204,11 @@ def test_force_keeps_every_earlier_output_byte_identical(tmp_path):
         kept = {p.relative_to(out / f"previous-{number}").as_posix(): p.read_bytes()
                 for p in (out / f"previous-{number}").rglob("*") if p.is_file()}
         assert kept == snapshot
+
+
+def test_csv_cell_defuses_formulas_and_nothing_else():
+    """Every CSV the engine writes (grades.csv, the platforms' sheets) goes through one function."""
+    for text in ("=1+2", "+1", "-Ünï", "@SUM(A1)", "\tx", "\rx"):
+        assert csv_cell(text) == "'" + text
+    assert csv_cell(-3) == "'-3" and csv_cell(15) == "15" and csv_cell("a=b") == "a=b" and csv_cell("") == ""
+    assert csv_text([["=x", 1], ["ok", "a,b"]]) == "'=x,1\nok,\"a,b\"\n"

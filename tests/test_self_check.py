@@ -23,13 +23,14 @@ from bmnist_helpers.self_check import (
     task_states,
 )
 from bmnist_lesson import GRADING_PARAMS
-from bmnist_lesson.exercise import EXERCISE_IPYNB, SOLUTION_IPYNB, cell_tags, put_back_solutions
+from bmnist_lesson.exercise import EXERCISE_IPYNB, SOLUTION_IPYNB, cell_tags
 from bmnist_lesson.files import SANITIZE_FILE
 from nbjudge.report import sanitize as engine_sanitize
 from nbjudge.report import sanitizers
 
 from tests.fixtures.alternatives import ALTERNATIVES, WRONG
 from tests.lesson_cells import Printed, grading_run, run_cells, stored_printed
+from tests.solved import put_back_solutions
 
 TASKS = (1, 2, 3, 4, 5)
 

@@ -11,6 +11,8 @@ import nbformat
 from bmnist_lesson import LESSON, TASK_FUNCTIONS
 from bmnist_lesson.exercise import EXERCISE_IPYNB
 from nbjudge import cli
+from nbjudge.cells import answered
+from nbjudge.notebook import SolutionCell, student_cells
 from nbjudge.similarity import REPORT, SOLUTION_ROW, answer_code, find_pairs, scaffold_lines, similarity_report
 
 from tests.fixtures.alternatives import ALTERNATIVES
@@ -106,3 +108,21 @@ def test_a_copy_of_the_solution_with_renamed_variables_is_listed_first(tmp_path)
     report = (tmp_path / "report" / REPORT).read_text()
     assert "## Answers that match the lesson's solution" in report
     assert report.index("finder") < report.index(f"## {SOLUTION_ROW} and finder")
+
+
+def test_the_grader_and_the_similarity_report_agree_on_what_is_an_answer():
+    """One test of an answer cell (:func:`nbjudge.cells.answered`): a cell that binds a task function by
+    an import, and one that binds it by an annotated assignment, are answers for both."""
+    functions = {"mlp": 1, "loss_fn": 2}
+    cells = ["from my_helpers import mlp\nprint('imported')", "loss_fn: object = make_loss(mlp)",
+             "def helper(x):\n    return x", "%%time\nloss_fn: object = None"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+    code = answer_code(nbformat.writes(nb).encode(), task_functions={1: ["mlp"], 2: ["loss_fn"]}, scaffold=frozenset())
+    solution = [SolutionCell("a1", "def mlp(): ...", ("task-1",)),
+                SolutionCell("a2", "def loss_fn(): ...", ("task-2",))]
+    slots = student_cells([(source, None, []) for source in cells], solution, functions=functions, instructor=set())
+    graded = {cell.source: cell.task for slot in slots.values() for cell in slot}
+    assert [answered(source, functions) for source in cells] == [[1], [2], [], [2]]
+    assert graded == {cells[0]: 1, cells[1]: 2, cells[2]: None, cells[3]: 2}
+    assert "from my_helpers import mlp" in code and "loss_fn: object = make_loss(mlp)" in code
+    assert "def helper" not in code  # not an answer for either

@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from .capabilities import Capabilities, bwrap_path, probe_capabilities
 from .figures import shown_line
+from .grades import Grade, Reference
 from .guard import PRELOAD_ENV
 from .intake import Submission, collect, student_record
 from .kernel_path import kernel_path, site_view
@@ -28,9 +29,10 @@ from .lessons import Lesson, load_lesson
 from .limits import Limits
 from .plan import Plan, build_plan
 from .protections import ProtectionUnavailable, protections
-from .report import Grade, Marking, Reference, reference_from_run, score, summary_table
 from .run import RunOptions, RunResult, remove_tree, run_sandboxed_job, write_private
+from .scoring import reference_from_run, score
 from .store import ResultsFile, checked_overrides, digest, open_results, read_results
+from .summary import summary_table
 from .temp_reaper import reaped_temp_folder
 
 __all__ = ["DEFAULT_CELL_TIMEOUT_S", "DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "NoSubmissions", "default_jobs",
@@ -146,11 +148,11 @@ def grade(
         log("warning: bubblewrap is installed but cannot create a sandbox here; grading without it")
     lesson.prepare(log)
     active = protections(capabilities, jobs=jobs)
-    meta = {**plan.identity(), "solution_file": str(plan.solution_path), "marking": asdict(Marking.of(lesson)),
+    meta = {**plan.identity(), "solution_file": str(plan.solution_path), "marking": asdict(plan.marking),
             "protections": active}
     k, n = shard
     chosen = found[k - 1 :: n]
-    overrides = checked_overrides(Path(out), [s.name for s in chosen], Marking.of(lesson))  # before any write
+    overrides = checked_overrides(Path(out), [s.name for s in chosen], plan.marking)  # before any write
     results = open_results(Path(out), meta, resume=resume, force=force, log=log)
     why = {s.name: _why_again(s, results.done) for s in chosen}
     todo = [s for s in chosen if why[s.name] is not None]
@@ -174,7 +176,7 @@ def grade(
             (Path(out) / "results.jsonl").unlink(missing_ok=True)  # this run's own header, nothing graded
         raise
     grades = results.rebuild([s.name for s in chosen], overrides=overrides, log=log)
-    log(summary_table(grades, Marking.of(lesson)))
+    log(summary_table(grades, plan.marking))
     return grades
 
 
@@ -252,15 +254,14 @@ def _reference(run: _Run, *, log: Callable[[str], None], slot: int = 0, attempts
 def _run_one(sub: Submission, run: _Run, *, workdir: Path, slot: int) -> RunResult | Grade:
     """Run one submission's grading copy; whatever goes wrong becomes this submission's status."""
     if sub.data is None:
-        return RunResult(events=[{"event": "invalid", "note": sub.problem or "could not be read"}], exitcode=None,
-                         timed_out=False, seconds=0.0, log="")
+        return Grade(sub.name, "invalid-notebook", run.plan.marking.zeros(), note=sub.problem or "could not be read")
     try:
         workdir.mkdir(mode=0o700)
         copy = workdir / "submission.ipynb"
         write_private(copy, sub.data)
         return run_sandboxed_job(copy, plan=run.plan_file, workdir=workdir, slot=slot, options=run.options)
     except ProtectionUnavailable as exc:  # the grader's own words: what the sandbox could not give
-        return Grade(sub.name, "grader-error", Marking.of(run.plan.lesson).zeros(), note=str(exc))
+        return Grade(sub.name, "grader-error", run.plan.marking.zeros(), note=str(exc))
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
         return _grader_error(sub, exc, run)
     finally:
@@ -279,5 +280,5 @@ def _score_one(sub: Submission, result: RunResult, reference: Reference, run: _R
 def _grader_error(sub: Submission, exc: Exception, run: _Run) -> Grade:
     """A failure of the grader on one submission; the note names the error's type only (its message
     may quote student output, which must never read as the grader's words)."""
-    return Grade(sub.name, "grader-error", Marking.of(run.plan.lesson).zeros(),
+    return Grade(sub.name, "grader-error", run.plan.marking.zeros(),
                  note=f"the grader failed on this notebook ({type(exc).__name__}); grade it again or report it")

@@ -22,9 +22,10 @@ from __future__ import annotations
 import ast
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["RUNS_ITS_BODY", "Reading", "defines", "edit_of", "is_stub", "python_source", "read_cell"]
+__all__ = ["RUNS_ITS_BODY", "Reading", "answered", "defines", "edit_of", "is_stub", "python_source", "read_cell"]
 
 RUNS_ITS_BODY = frozenset({"time", "capture", "prun"})  # cell magics that run their body in the namespace
 SAME_CELL = 0.5  # the share of its names a cell with an instructor's id keeps, to be that cell, edited
@@ -54,7 +55,7 @@ def _transformed(source: str) -> str | None:
     from IPython.core.inputtransformer2 import TransformerManager
 
     try:
-        return TransformerManager().transform_cell(source)
+        return TransformerManager().transform_cell(source)  # type: ignore[no-untyped-call]
     except Exception:  # noqa: BLE001 - IPython raises several kinds on input it cannot transform
         return None
 
@@ -136,6 +137,19 @@ def defines(source: str, names: set[str] | frozenset[str]) -> set[str]:
     if not any(name in source for name in names):  # no need to parse a cell that never names one
         return set()
     return set(read_cell(source).bound & set(names))
+
+
+def answered(source: str, functions: Mapping[str, int]) -> list[int]:
+    """The tasks a cell answers: those of the task functions it binds at its top level, read as the
+    kernel runs it (``def``, any assignment, annotated ones included, and imports). The one test of
+    an answer cell: the grading copy (:func:`.notebook.student_cells`) and the similarity report
+    (:mod:`.similarity`) both ask it, so they agree on what a student answered.
+
+    :param source: A code cell.
+    :param functions: ``{function name: task}`` of the lesson.
+    :returns: The task numbers, sorted (empty: not an answer).
+    """
+    return sorted({functions[name] for name in defines(source, frozenset(functions))})
 
 
 def _words(source: str) -> set[str]:

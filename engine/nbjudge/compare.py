@@ -15,7 +15,7 @@ __all__ = ["RTOL", "ATOL", "array", "close", "not_raised"]
 RTOL, ATOL = 1e-4, 1e-6
 
 
-def not_raised(value, what: str):
+def not_raised(value: object, what: str) -> object:
     """``value``, unless it is the record of a call that raised.
 
     :param value: A decoded value.
@@ -27,7 +27,7 @@ def not_raised(value, what: str):
     return value
 
 
-def array(value, what: str) -> np.ndarray:
+def array(value: object, what: str) -> np.ndarray:
     """``value`` as an array (a list of equally shaped arrays is stacked).
 
     :raises CheckFailed: The call raised, or returned no array.
@@ -47,7 +47,7 @@ def _percent(got: np.ndarray, ref: np.ndarray) -> str:
     return f"{100 * worst:.2g} %" if worst < 10 else f"a factor of {worst:.2g}"
 
 
-def close(got, ref, what: str, *, rtol: float = RTOL, atol: float = ATOL) -> None:
+def close(got: object, ref: object, what: str, *, rtol: float = RTOL, atol: float = ATOL) -> None:
     """Check that ``got`` equals ``ref`` within tolerances, in shape and value.
 
     :param got: The student's value.

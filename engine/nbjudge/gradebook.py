@@ -26,7 +26,6 @@ file of the export whose name did not parse), are never dropped silently.
 
 from __future__ import annotations
 
-import csv
 import io
 import zipfile
 from collections import Counter
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._atomic import write_atomic
+from .spreadsheet import csv_text
 
 __all__ = [
     "CANVAS_COLUMNS", "CANVAS_FEEDBACK", "CANVAS_GRADEBOOK", "MOODLE_COLUMNS", "MOODLE_FEEDBACK", "MOODLE_WORKSHEET",
@@ -61,7 +61,7 @@ class GradebookRow:
     :param total: Points.
     :param max_points: Most points.
     :param status: The grading status (``ok``, ``partial``, ...).
-    :param feedback: The feedback file of this row, or ``None``.
+    :param feedback: The text of this row's feedback file (``feedback/NAME.md``), or ``None``.
     :param source: The file's path inside the export (:attr:`.intake.Submission.source`).
     :param note: :attr:`.intake.Submission.note`.
     :param override: The points set by hand, in words (:func:`.overrides.describe`); ``""``: none.
@@ -74,7 +74,7 @@ class GradebookRow:
     total: float = 0
     max_points: float = 0
     status: str = ""
-    feedback: Path | None = None
+    feedback: str | None = None
     source: str = ""
     note: str | None = None
     override: str = ""
@@ -82,18 +82,6 @@ class GradebookRow:
 
 def _number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
-def _csv_cell(value) -> str:
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _csv(rows: list[list]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerows([[_csv_cell(v) for v in row] for row in rows])
-    return out.getvalue()
 
 
 def _comment(row: GradebookRow) -> str:
@@ -110,12 +98,12 @@ def _zip(files: dict[str, bytes]) -> bytes:
 
 
 def _feedback(row: GradebookRow) -> bytes | None:
-    return row.feedback.read_bytes() if row.feedback is not None and row.feedback.is_file() else None
+    return row.feedback.encode("utf-8") if row.feedback is not None else None
 
 
 def _write_both(sheet: Path, table: list[list[str]], archive: Path, files: dict[str, bytes]) -> list[Path]:
     """Write a platform's grade sheet and, where there is feedback, its feedback archive."""
-    write_atomic(sheet, _csv(table))
+    write_atomic(sheet, csv_text(table))
     if not files:
         return [sheet]
     write_atomic(archive, _zip(files))
@@ -169,9 +157,9 @@ def _split(rows: list[GradebookRow], platform: str) -> _Split:
     key = _KEYS[platform]
     mine = [r for r in rows if r.platform == platform]
     keyed = [r for r in mine if _key(r) is not None]
-    counts = Counter(_key(r) for r in keyed)
+    counts: Counter[str | None] = Counter(_key(r) for r in keyed)
     left_out, warnings = {}, []
-    for number in sorted(n for n, c in counts.items() if c > 1):
+    for number in sorted(n for n, c in counts.items() if c > 1 and n is not None):
         names = sorted(r.name for r in keyed if _key(r) == number)
         warnings.append(f"warning: {platform} {key} {number} has {counts[number]} graded rows ({', '.join(names)}); "
                         f"left out of the {platform} files: enter that student's grade by hand")

@@ -25,9 +25,14 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ENTRY_POINTS", "Check", "CheckFailed", "Lesson", "LessonError", "NotReady", "installed_lessons", "judge",
-           "load_lesson"]
+__all__ = ["ENTRY_POINTS", "STUB_MARK", "Check", "CheckFailed", "Lesson", "LessonError", "NotReady",
+           "installed_lessons", "judge", "load_lesson"]
+
+# What an exercise's stub raises starts with: ``NotImplementedError("TODO: task 3, mlp")``. A lesson's
+# exercise generator writes it from here, and :attr:`Lesson.stub` finds it in an error message.
+STUB_MARK = "TODO: task"
 
 # Packages declare their lessons as entry points of this group (pyproject.toml):
 #   [project.entry-points."grading.lessons"]
@@ -59,9 +64,9 @@ class Check:
     """
 
     task: int
-    draw: Callable
+    draw: Callable[..., Any]
     probe: str
-    judge: Callable | str
+    judge: Callable[..., Any] | str
 
 
 def _nothing(log: Callable[[str], None]) -> None:
@@ -116,7 +121,7 @@ class Lesson:
     expected_points: int = 1
     params: Mapping[str, str] = field(default_factory=dict)
     skip_tags: frozenset[str] = frozenset()
-    stub: re.Pattern = re.compile(r"TODO: task (\d+)")
+    stub: re.Pattern[str] = re.compile(re.escape(STUB_MARK) + r" (\d+)")
     kernel_env: Callable[[], dict[str, str]] = _no_env
     readable: Callable[[], list[Path]] = _no_folders
     kernel_modules: tuple[str, ...] = ()
@@ -128,7 +133,7 @@ class Lesson:
         return {name: task for task, names in self.tasks.items() for name in names}
 
 
-def judge(check: Check, inputs: dict, got, ref) -> str | None:
+def judge(check: Check, inputs: dict[str, Any], got: object, ref: object) -> str | None:
     """The verdict on one hidden check.
 
     :param check: The check.

@@ -26,16 +26,19 @@ from __future__ import annotations
 import ast
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 import nbformat
 
-from .cells import defines, edit_of, read_cell
+from .cells import answered, defines, edit_of, read_cell
+from .events import Role
+from .solution import cell_source
 from .tags import EXPECTED_TAG, PARAMETERS_TAG, cell_tags, task_of_tags
 
-__all__ = ["MAX_CODE_CELLS", "MAX_CODE_CHARS", "Cell", "InvalidNotebook", "SolutionCell", "apply_params",
-           "build_grading_copy", "checked_source", "dependencies", "read_submission", "solution_cells",
+__all__ = ["MAX_CODE_CELLS", "MAX_CODE_CHARS", "Cell", "InvalidNotebook", "SolutionCell", "SubmittedCell",
+           "apply_params", "build_grading_copy", "checked_source", "dependencies", "read_submission", "solution_cells",
            "student_cells", "stubbed_tasks"]
 
 _NBVAL_MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION", "NBVAL_SKIP",
@@ -60,18 +63,30 @@ class Cell:
     """
 
     source: str
-    role: str
+    role: Role
     name: str = ""
     task: int | None = None
     expected: bool = False
 
 
-def read_submission(data: bytes) -> list[tuple[str, str | None, list[str]]]:
+class SubmittedCell(NamedTuple):
+    """One code cell of a submission, as the grader keeps it (:func:`read_submission`).
+
+    :param source: Its code, test tools' marker comments dropped.
+    :param id: Its cell id; ``None`` where the notebook has none (nbformat before 4.5, Colab, CoCalc).
+    :param tags: Its tags (:func:`.tags.cell_tags`).
+    """
+
+    source: str
+    id: str | None
+    tags: list[str]
+
+
+def read_submission(data: bytes) -> list[SubmittedCell]:
     """Parse a submitted notebook; keep only its code cells' sources, ids and tags.
 
     :param data: The file's bytes.
-    :returns: ``(source, cell id, tags)`` for every code cell, in order; the id is ``None``
-        where the notebook has none (nbformat before 4.5, Colab, CoCalc).
+    :returns: A :class:`SubmittedCell` for every code cell, in order.
     :raises InvalidNotebook: Not UTF-8 JSON, not a notebook, or nbformat 3 that cannot be converted.
     """
     try:
@@ -92,7 +107,8 @@ def read_submission(data: bytes) -> list[tuple[str, str | None, list[str]]]:
     cells = raw.get("cells")
     if not isinstance(cells, list):
         raise InvalidNotebook("the notebook has no list of cells; save it again from Jupyter")
-    found, size = [], 0
+    found: list[SubmittedCell] = []
+    size = 0
     for cell in cells:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -106,14 +122,12 @@ def read_submission(data: bytes) -> list[tuple[str, str | None, list[str]]]:
             raise InvalidNotebook("a code cell's source is neither text nor a list of lines")
         _refuse_lone_surrogates(source, len(found) + 1)
         cell_id = cell.get("id")
-        metadata = cell.get("metadata")
-        tags = metadata.get("tags") if isinstance(metadata, dict) else None
-        tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
         size += len(source)
         if size > MAX_CODE_CHARS:
             raise InvalidNotebook(f"the notebook's code is longer than {MAX_CODE_CHARS // 10**6} million characters; "
                                   "the grader runs at most that much: delete large pasted data and submit again")
-        found.append((_strip_markers(source), cell_id if isinstance(cell_id, str) else None, tags))
+        found.append(SubmittedCell(_strip_markers(source), cell_id if isinstance(cell_id, str) else None,
+                                   cell_tags(cell)))
     return found
 
 
@@ -128,11 +142,11 @@ def _refuse_lone_surrogates(source: str, number: int) -> None:
                               "the notebook") from None
 
 
-def _convert_old(raw: dict) -> dict:
+def _convert_old(raw: dict[str, Any]) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            nb = nbformat.reads(json.dumps(raw), as_version=4)
+            nb = nbformat.reads(json.dumps(raw), as_version=4)  # type: ignore[no-untyped-call]
     except Exception:  # noqa: BLE001 - nbformat's converters raise many types
         raise InvalidNotebook(f"nbformat {raw.get('nbformat')} could not be converted; open the file in "
                               "Jupyter and save it again (File > Save), which writes nbformat 4") from None
@@ -180,13 +194,14 @@ class SolutionCell:
         return self.task is not None and not self.expected
 
 
-def solution_cells(solution: nbformat.NotebookNode) -> list[SolutionCell]:
+def solution_cells(solution: Mapping[str, Any]) -> list[SolutionCell]:
     """The solution's code cells, in order.
 
-    :param solution: The solution notebook.
+    :param solution: The solution notebook: an ``nbformat`` node, or its JSON as parsed
+        (:func:`.solution.check_solution`).
     """
-    return [SolutionCell(str(c.get("id")), c.source, tuple(cell_tags(c))) for c in solution.cells
-            if c.cell_type == "code"]
+    return [SolutionCell(str(c.get("id")), cell_source(c), tuple(cell_tags(c))) for c in solution["cells"]
+            if c.get("cell_type") == "code"]
 
 
 def stubbed_tasks(copy: list[Cell], functions: Mapping[str, int]) -> list[int]:
@@ -237,8 +252,8 @@ def apply_params(cells: list[SolutionCell], params: Mapping[str, str]) -> list[S
     return [*cells[:index], changed, *cells[index + 1:]]
 
 
-def student_cells(cells: list[tuple[str, str | None, list[str]]], solution: list[SolutionCell],
-                  *, functions: Mapping[str, int], instructor: set[str]) -> dict:
+def student_cells(cells: Sequence[SubmittedCell], solution: list[SolutionCell],
+                  *, functions: Mapping[str, int], instructor: set[str]) -> dict[str | None, list[Cell]]:
     """Sort a student's code cells into the solution's slots.
 
     :param cells: From :func:`read_submission`.
@@ -252,21 +267,22 @@ def student_cells(cells: list[tuple[str, str | None, list[str]]], solution: list
     """
     given_source = {c.id: c.source for c in solution if not c.answer}
     given_ids = set(given_source)
-    answer_ids = {c.id: c.task for c in solution if c.answer}
+    answer_ids = {c.id: c.task for c in solution if c.answer and c.task is not None}  # an answer has a task
     answer_slot: dict[int, str] = {}
-    for cell_id, task in answer_ids.items():
-        answer_slot.setdefault(task, cell_id)
+    for answer_id, task in answer_ids.items():
+        answer_slot.setdefault(task, answer_id)
     given_code = {normalised_code(c.source): c.id for c in solution if not c.answer}
     slots: dict[str | None, list[Cell]] = {}
     anchor: str | None = None
     for source, cell_id, tags in cells:
-        tasks = sorted({functions[n] for n in defines(source, set(functions))})
+        tasks = answered(source, functions)
         if tasks:  # an answer, wherever it is and whatever its id: to its task's slot
             anchor = answer_slot[tasks[0]]
             slots.setdefault(anchor, []).append(Cell(source, "student", task=tasks[0]))
             continue
         normal = normalised_code(source)
-        own_id = cell_id in given_ids and edit_of(source, given_source[cell_id])  # not a copied id alone
+        # the instructor's cell by its id only where the code is theirs too, not a copied id alone
+        own_id = cell_id is not None and cell_id in given_ids and edit_of(source, given_source[cell_id])
         given = cell_id if own_id else given_code.get(normal)
         if given is not None or normal in instructor:  # the instructor's version runs in its place
             anchor = given if given in given_ids else anchor
@@ -279,7 +295,7 @@ def student_cells(cells: list[tuple[str, str | None, list[str]]], solution: list
     return slots
 
 
-def build_grading_copy(cells: list[tuple[str, str | None, list[str]]] | None, solution: list[SolutionCell],
+def build_grading_copy(cells: Sequence[SubmittedCell] | None, solution: list[SolutionCell],
                        probes: list[tuple[int, str]], *, functions: Mapping[str, int],
                        instructor: set[str]) -> list[Cell]:
     """Merge a student's cells into the instructor's notebook and append the hidden checks.
@@ -306,7 +322,7 @@ def _is_print(node: ast.AST) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
 
 
-def _spliced(lines: list[bytes], edits: list[tuple[int, int, int, bytes]]) -> list[bytes]:
+def _spliced(lines: list[bytes], edits: list[tuple[int, int, int | None, bytes]]) -> list[bytes]:
     """``lines`` with each ``(line, start, end, text)`` put in place of those bytes (lines from 1)."""
     lines = list(lines)
     for line, start, end, text in sorted(edits, reverse=True):
@@ -334,7 +350,7 @@ def checked_source(source: str, *, runner: str) -> str:
     call = f"__import__({runner!r}, fromlist=['show'])"
     lines = [line.encode("utf-8") for line in source.split("\n")]
     edits = [(n.func.lineno, n.func.col_offset, n.func.end_col_offset, f"{call}.show".encode())
-             for n in ast.walk(tree) if _is_print(n)]
+             for n in ast.walk(tree) if isinstance(n, ast.Call) and _is_print(n)]
     last = tree.body[-1]
     end = f"{call}.mark('end')"
     if isinstance(last, ast.Expr) and not _is_print(last.value):
@@ -346,7 +362,8 @@ def checked_source(source: str, *, runner: str) -> str:
     return f"{call}.mark('begin')\n{body}{tail}\n"
 
 
-def dependencies(solution: list[SolutionCell], functions: Mapping[str, int]) -> tuple[dict, dict]:
+def dependencies(solution: list[SolutionCell],
+                 functions: Mapping[str, int]) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
     """The tasks whose functions each name and each expected-result cell run on, read from the
     solution's code.
 

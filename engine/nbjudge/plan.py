@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-import nbformat
 import numpy as np
 
+from .events import WorkerPlan
+from .grades import Marking
 from .lessons import Lesson
 from .notebook import SolutionCell, apply_params, dependencies, normalised_code, solution_cells
 from .solution import check_solution
@@ -47,25 +50,30 @@ class Plan:
     cells: tuple[SolutionCell, ...]
     instructor: frozenset[str]
     probes: tuple[tuple[int, str], ...]
-    inputs: Mapping[int, dict]
+    inputs: Mapping[int, dict[str, Any]]
     needs: Mapping[str, frozenset[int]]
     name_tasks: Mapping[str, frozenset[int]]
     solution_digest: str
     solution_path: Path
 
-    def for_workers(self) -> dict:
+    @cached_property
+    def marking(self) -> Marking:
+        """The lesson's marking, built once per run (every score and report of the run uses this one)."""
+        return Marking.of(self.lesson)
+
+    def for_workers(self) -> WorkerPlan:
         """The part a worker needs, as JSON: cells, probe cells and the task functions."""
         return {"cells": [{"id": c.id, "source": c.source, "tags": list(c.tags)} for c in self.cells],
-                "instructor": sorted(self.instructor), "probes": [list(p) for p in self.probes],
+                "instructor": sorted(self.instructor), "probes": [(task, source) for task, source in self.probes],
                 "functions": self.lesson.function_tasks()}
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         """What two runs must share for their results to be joined (``--resume``, ``merge``)."""
         return {"lesson": self.lesson.name, "seed": self.seed, "params": dict(self.params),
                 "solution": self.solution_digest}
 
 
-def probe_source(task: int, target: str, inputs: dict) -> str:
+def probe_source(task: int, target: str, inputs: dict[str, Any]) -> str:
     """The probe cell of one hidden check: one call of :func:`.probe.run` with the inputs as literals.
 
     :param task: The task.
@@ -89,9 +97,8 @@ def build_plan(lesson: Lesson, *, seed: int, params: Mapping[str, str], solution
     :raises ValueError: An unusable solution, or bad parameters.
     """
     path = Path(solution or lesson.solution)
-    check_solution(path, lesson)
+    notebook = check_solution(path, lesson)  # parsed once, here
     data = path.read_bytes()
-    notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
     every = solution_cells(notebook)
     params = {**lesson.params, **params}
     graded = [c for c in every if not lesson.skip_tags & set(c.tags)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from . import guard
 from .values import PRINTED_MIME, VALUES_MIME, Raised, decode_input, encode_value
@@ -26,7 +27,7 @@ from .values import PRINTED_MIME, VALUES_MIME, Raised, decode_input, encode_valu
 __all__ = ["attempt", "mark", "run", "show", "student"]
 
 
-def attempt(fn: Callable, *args, **kwargs):
+def attempt(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, or :class:`.values.Raised` with the message of what it raised.
 
     :param fn: A student's function (or a closure that calls some).
@@ -37,7 +38,7 @@ def attempt(fn: Callable, *args, **kwargs):
         return Raised(f"{type(exc).__name__}: {exc}")
 
 
-def student(namespace: Mapping, name: str):
+def student(namespace: Mapping[str, Any], name: str) -> Any:
     """The notebook's ``name``; raises :class:`NameError` as Python would when it is missing.
 
     :param namespace: The notebook's globals.
@@ -49,7 +50,7 @@ def student(namespace: Mapping, name: str):
         raise NameError(f"name {name!r} is not defined") from None
 
 
-def run(target: str, payload: Mapping, namespace: dict) -> None:
+def run(target: str, payload: Mapping[str, Any], namespace: dict[str, Any]) -> None:
     """Run one hidden check in the kernel and display its values.
 
     :param target: ``"module:function"``: the lesson's probe function, called as
@@ -68,14 +69,15 @@ def run(target: str, payload: Mapping, namespace: dict) -> None:
     else:  # the probe itself raised (a function it needs is missing, say), or returned no dict
         sent = _encoded(values if isinstance(values, Raised) else Raised("the probe returned no dict"))
     if snapshot is not None and snapshot.shell is not None:  # the kernel's own publisher, as it started
-        snapshot.shell.display_pub.publish(data={VALUES_MIME: sent}, metadata={})
+        shell: Any = snapshot.shell
+        shell.display_pub.publish(data={VALUES_MIME: sent}, metadata={})
     else:
         from IPython.display import display
 
-        display({VALUES_MIME: sent}, raw=True)
+        display({VALUES_MIME: sent}, raw=True)  # type: ignore[no-untyped-call]
 
 
-def _encoded(value) -> dict:
+def _encoded(value: object) -> dict[str, Any]:
     """One entry of a probe's result, or the reason it cannot be sent (an entry of its own)."""
     try:
         return encode_value(value)
@@ -83,7 +85,7 @@ def _encoded(value) -> dict:
         return encode_value(Raised(f"{type(exc).__name__}: {exc}"))
 
 
-def show(*args, sep: str | None = " ", end: str | None = "\n", file=None, flush: bool = False) -> None:
+def show(*args: object, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False) -> None:
     """``print`` for an expected-result cell's own lines: the text goes out as one output of
     :data:`.values.PRINTED_MIME`, apart from whatever the student's functions write to stdout.
 
@@ -97,7 +99,7 @@ def show(*args, sep: str | None = " ", end: str | None = "\n", file=None, flush:
         print(*args, sep=sep, end=end, file=file, flush=flush)
         return
     sep, end = " " if sep is None else sep, "\n" if end is None else end
-    display({PRINTED_MIME: {"text": sep.join(map(str, args)) + end}}, raw=True)
+    display({PRINTED_MIME: {"text": sep.join(map(str, args)) + end}}, raw=True)  # type: ignore[no-untyped-call]
 
 
 def mark(where: str) -> None:
@@ -112,4 +114,4 @@ def mark(where: str) -> None:
     if where == "begin":
         guard.restore()
 
-    display({PRINTED_MIME: {"mark": where}}, raw=True)
+    display({PRINTED_MIME: {"mark": where}}, raw=True)  # type: ignore[no-untyped-call]

@@ -22,15 +22,16 @@ import ast
 import io
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
 from ._atomic import write_atomic
-from .cells import defines, read_cell
+from .cells import answered, read_cell
 from .class_report import REPORT as CLASS_REPORT
 from .class_report import SIMILARITY_JSON
 from .intake import Submission, collect
@@ -65,21 +66,28 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            first = body[0] if body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
                 node.body = body[1:] or [ast.Pass()]
     return tree
 
 
-def _answer_cells(sources: Iterable[str], names: set[str]) -> list[str]:
-    """The answer cells among ``sources`` (read as the grader reads them, :mod:`.cells`), parsed
+def _answer_cells(sources: Iterable[str], functions: Mapping[str, int]) -> list[str]:
+    """The answer cells among ``sources`` (:func:`.cells.answered`, as the grader decides), parsed
     and written back out without docstrings or comments."""
     cells = []
     for source in sources:
-        if defines(source, names):  # the code that runs: magics as calls, a %%time cell's body
-            python = read_cell(source).python
+        if answered(source, functions):
+            python = read_cell(source).python  # the code that runs: magics as calls, a %%time cell's body
+            assert python is not None  # a cell that binds a name parses
             cells.append(ast.unparse(_without_docstrings(ast.parse(python))))
     return cells
+
+
+def _functions(task_functions: Mapping[int, Iterable[str]]) -> dict[str, int]:
+    """``{function name: task}`` from the lesson's task functions by task."""
+    return {name: task for task, group in task_functions.items() for name in group}
 
 
 def scaffold_lines(exercise: Path, *, task_functions: Mapping[int, Iterable[str]]) -> frozenset[str]:
@@ -88,10 +96,10 @@ def scaffold_lines(exercise: Path, *, task_functions: Mapping[int, Iterable[str]
     :param exercise: The exercise notebook the students started from.
     :param task_functions: The lesson's task functions by task (:attr:`.lessons.Lesson.tasks`).
     """
-    names = {name for group in task_functions.values() for name in group}
-    nb = nbformat.read(exercise, as_version=4)
+    nb = nbformat.read(exercise, as_version=4)  # type: ignore[no-untyped-call]
     sources = [c.source for c in nb.cells if c.cell_type == "code"]
-    return frozenset(line.strip() for cell in _answer_cells(sources, names) for line in cell.splitlines())
+    return frozenset(line.strip() for cell in _answer_cells(sources, _functions(task_functions))
+                     for line in cell.splitlines())
 
 
 def answer_code(data: bytes, *, task_functions: Mapping[int, Iterable[str]], scaffold: frozenset[str]) -> str:
@@ -102,23 +110,22 @@ def answer_code(data: bytes, *, task_functions: Mapping[int, Iterable[str]], sca
     :param scaffold: From :func:`scaffold_lines`.
     :returns: The code ('' for a notebook that cannot be read or has no answers).
     """
-    names = {name for group in task_functions.values() for name in group}
     try:
         sources = [source for source, _, _ in read_submission(data)]
     except InvalidNotebook:
         return ""
-    lines = [line for cell in _answer_cells(sources, names) for line in cell.splitlines()
+    lines = [line for cell in _answer_cells(sources, _functions(task_functions)) for line in cell.splitlines()
              if line.strip() and line.strip() not in scaffold]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _fingerprint(name: str, code: str, boilerplate):
-    from copydetect import CodeFingerprint
+def _fingerprint(name: str, code: str, boilerplate: list[Any] | None) -> Any:
+    from copydetect import CodeFingerprint  # type: ignore[import-untyped]
 
     return CodeFingerprint(f"{name}.py", NOISE_CHARS, 1, boilerplate=boilerplate, fp=io.StringIO(code))
 
 
-def _lines_of(code: str, slices) -> tuple[str, ...]:
+def _lines_of(code: str, slices: tuple[Any, Any]) -> tuple[str, ...]:
     starts, ends = slices
     offsets, lines, at = [], code.splitlines(keepends=True), 0
     for line in lines:
@@ -181,7 +188,8 @@ def _same_student(a: Submission, b: Submission) -> bool:
 
 
 def similarity_report(paths: list[Path], *, out: Path, exercise: Path, task_functions: Mapping[int, Iterable[str]],
-                      solution: Path | None = None, threshold: float = DEFAULT_THRESHOLD, log=print) -> list[Pair]:
+                      solution: Path | None = None, threshold: float = DEFAULT_THRESHOLD,
+                      log: Callable[[str], None] = print) -> list[Pair]:
     """Compare the answers of a class, and of the lesson's solution, and write ``out/similarity.md``.
 
     :param paths: Notebooks, folders or zip exports (as grading takes them).
@@ -195,7 +203,7 @@ def similarity_report(paths: list[Path], *, out: Path, exercise: Path, task_func
     """
     rows = [row for row in collect(paths, warn=log) if row.data is not None]
     scaffold = scaffold_lines(exercise, task_functions=task_functions)
-    codes = {row.name: answer_code(row.data, task_functions=task_functions, scaffold=scaffold) for row in rows}
+    codes = {row.name: answer_code(row.data or b"", task_functions=task_functions, scaffold=scaffold) for row in rows}
     if solution is not None:
         codes[SOLUTION_ROW] = answer_code(Path(solution).read_bytes(), task_functions=task_functions,
                                           scaffold=scaffold)
@@ -211,7 +219,7 @@ def similarity_report(paths: list[Path], *, out: Path, exercise: Path, task_func
     return pairs
 
 
-def _refresh_class_report(out: Path, log) -> None:
+def _refresh_class_report(out: Path, log: Callable[[str], None]) -> None:
     """Where ``out`` holds a grading run's results, write its outputs again, so that its class report
     lists the pairs."""
     from .store import RESULTS, ResultsFile, read_results
@@ -241,12 +249,12 @@ def main(argv: list[str], *, prog: str = "similarity", lesson: str | None = None
     if not 0 < args.threshold <= 1:
         parser.error("--threshold must lie between 0 and 1, e.g. 0.6")
     try:
-        lesson = load_lesson(args.lesson)
-        exercise = args.exercise or lesson.exercise
+        chosen = load_lesson(args.lesson)
+        exercise = args.exercise or chosen.exercise
         if exercise is None:
             raise LessonError("the lesson names no exercise notebook; give --exercise")
-        pairs = similarity_report(args.submissions, out=args.out, exercise=exercise, task_functions=lesson.tasks,
-                                  solution=lesson.solution, threshold=args.threshold)
+        pairs = similarity_report(args.submissions, out=args.out, exercise=exercise, task_functions=chosen.tasks,
+                                  solution=chosen.solution, threshold=args.threshold)
         _refresh_class_report(args.out, print)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ exit. The same facts give the same status on any machine.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["STATUSES", "decide"]
 
@@ -24,7 +25,7 @@ STATUSES = {
 }
 
 
-def _where(cell: Mapping, index: int) -> str:
+def _where(cell: Mapping[str, Any], index: int) -> str:
     if cell["role"] == "probe":
         return f"the hidden check of task {cell['task']}"
     if cell["role"] == "given":
@@ -32,7 +33,7 @@ def _where(cell: Mapping, index: int) -> str:
     return f"your cell number {index + 1} of the grading copy"
 
 
-def decide(events: list[dict], *, timed_out: bool, exitcode: int | None, passed: bool, attempted: bool,
+def decide(events: list[dict[str, Any]], *, timed_out: bool, exitcode: int | None, passed: bool, attempted: bool,
            own_errors: int, timeout_s: int, cell_timeout_s: int) -> tuple[str, str]:
     """The status of one job, and a note that says what happened.
 

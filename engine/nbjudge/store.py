@@ -13,15 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from .class_report import REPORT
 from .figures import read_shown, shown_line
 from .gradebook import CANVAS_FEEDBACK, CANVAS_GRADEBOOK, MOODLE_FEEDBACK, MOODLE_WORKSHEET
+from .grades import Grade, Marking
 from .overrides import Override, by_submission, load, shard_overrides, write_from_shards
-from .report import Grade, Marking, with_overrides, write_reports
+from .report import with_overrides, write_reports
 
 __all__ = ["IDENTITY", "RESULTS", "OutputInUse", "ResultsFile", "checked_overrides", "digest", "merge", "open_results",
            "read_results", "rebuild"]
@@ -43,7 +45,7 @@ def digest(data: bytes | None) -> str:
     return hashlib.sha256(data).hexdigest() if data is not None else ""
 
 
-def _lines(path: Path) -> Iterator[dict]:
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
     """The complete lines of a results file (a line cut short by a kill is left out)."""
     with open(path, "rb") as handle:
         for line in handle:
@@ -55,7 +57,7 @@ def _lines(path: Path) -> Iterator[dict]:
                 return
 
 
-def read_results(out: Path) -> tuple[dict, dict[str, tuple[str, Grade]], dict[str, dict]]:
+def read_results(out: Path) -> tuple[dict[str, Any], dict[str, tuple[str, Grade]], dict[str, dict[str, Any]]]:
     """A results file's header, its grades and its students by submission (a later line replaces an
     earlier one).
 
@@ -83,10 +85,11 @@ def read_results(out: Path) -> tuple[dict, dict[str, tuple[str, Grade]], dict[st
 class ResultsFile:
     """An open results file: what is done, and appending what finishes."""
 
-    def __init__(self, out: Path, meta: dict, done: dict[str, tuple[str, Grade]], students: dict[str, dict]) -> None:
+    def __init__(self, out: Path, meta: dict[str, Any], done: dict[str, tuple[str, Grade]],
+                 students: dict[str, dict[str, Any]]) -> None:
         self.out, self.meta, self.done, self.students = out, meta, done, students
 
-    def append(self, grade: Grade, file_digest: str, student: dict) -> None:
+    def append(self, grade: Grade, file_digest: str, student: dict[str, Any]) -> None:
         """Add one finished submission, durably (written, flushed and synced before returning).
 
         :param grade: Its grade.
@@ -102,7 +105,7 @@ class ResultsFile:
         self.done[grade.submission] = (file_digest, grade)
         self.students[grade.submission] = student
 
-    def append_shown(self, line: dict) -> None:
+    def append_shown(self, line: dict[str, Any]) -> None:
         """Add the reference run's cells and figures (:func:`.figures.shown_line`), durably; a later
         such line replaces an earlier one."""
         with open(self.out / RESULTS, "a", encoding="utf-8") as handle:
@@ -111,7 +114,7 @@ class ResultsFile:
             os.fsync(handle.fileno())
 
     def rebuild(self, names: list[str] | None = None, *, overrides: Iterable[Override] = (),
-                log=print) -> list[Grade]:
+                log: Callable[[str], None] = print) -> list[Grade]:
         """Write ``grades.csv``, the feedback and the gradebooks from the results file.
 
         :param names: The submissions of this run (others in the file are left out); ``None``: all.
@@ -134,7 +137,7 @@ def checked_overrides(out: Path, names: Iterable[str], marking: Marking,
     return load(out, submissions=set(names), tasks=marking.tasks, most=marking.per_task, shards=shards)
 
 
-def rebuild(out: Path, *, log=print) -> tuple[list[Grade], Marking]:
+def rebuild(out: Path, *, log: Callable[[str], None] = print) -> tuple[list[Grade], Marking]:
     """Write every output of ``out`` again from its results file and its overrides, without grading.
 
     :returns: The grades written (with the points set by hand) and the marking.
@@ -168,7 +171,8 @@ def _set_aside(out: Path) -> Path:
     return folder
 
 
-def open_results(out: Path, meta: dict, *, resume: bool, force: bool, log=print) -> ResultsFile:
+def open_results(out: Path, meta: dict[str, Any], *, resume: bool, force: bool,
+                 log: Callable[[str], None] = print) -> ResultsFile:
     """Open ``out`` for a run: new, resumed, or with an earlier run's outputs set aside.
 
     :param out: The output folder (created when missing).

@@ -16,6 +16,8 @@ import resource
 import subprocess
 import sys
 
+from .tags import cell_tags
+
 __all__ = ["STRIP_ABOVE", "code_only", "strip_outputs"]
 
 STRIP_ABOVE = 2 * 1024 * 1024  # bytes: smaller files are kept as they are
@@ -37,8 +39,8 @@ def strip_outputs(data: bytes) -> bytes:
     for cell in raw["cells"]:
         if isinstance(cell, dict):
             kept = {k: cell[k] for k in _KEPT if k in cell}
-            tags = kept.get("metadata", {}).get("tags") if isinstance(kept.get("metadata"), dict) else None
-            kept["metadata"] = {"tags": tags} if isinstance(tags, list) else {}
+            tags = cell_tags(cell)
+            kept["metadata"] = {"tags": tags} if tags else {}
             cells.append(kept)
     slim = {k: raw[k] for k in ("nbformat", "nbformat_minor", "worksheets") if k in raw}
     return json.dumps({**slim, "cells": cells}, ensure_ascii=True).encode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["EXPECTED_TAG", "PARAMETERS_TAG", "cell_tags", "task_of", "task_of_tags"]
 
@@ -17,7 +18,7 @@ PARAMETERS_TAG = "parameters"
 _TASK_TAG = re.compile(r"task-(\d+)")
 
 
-def cell_tags(cell: Mapping) -> list[str]:
+def cell_tags(cell: Mapping[str, Any]) -> list[str]:
     """The tags of a notebook cell (an empty list when it has none or they are malformed).
 
     :param cell: An nbformat cell, or the plain dict of one.
@@ -39,7 +40,7 @@ def task_of_tags(tags: list[str]) -> int | None:
     return None
 
 
-def task_of(cell: Mapping) -> int | None:
+def task_of(cell: Mapping[str, Any]) -> int | None:
     """``N`` for a cell tagged ``task-N``, else ``None``.
 
     :param cell: An nbformat cell, or the plain dict of one.

@@ -12,11 +12,12 @@ import base64
 import json
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 __all__ = ["PRINTED_MIME", "RESULTS_BUDGET", "TEXT_CHARS", "VALUES_BYTES", "VALUES_MIME", "MalformedValues", "Raised",
-           "decode_input", "decode_values", "encode_input", "encode_value", "load_values"]
+           "bounded_values", "decode_input", "decode_values", "encode_input", "encode_value", "load_values"]
 
 VALUES_MIME = "application/x-grading-values+json"
 # An expected-result cell's own printed lines, and the marks around its code (:func:`.probe.show`).
@@ -45,7 +46,7 @@ class Raised:
     message: str
 
 
-def encode_input(value):
+def encode_input(value: object) -> object:
     """An input as JSON: arrays compressed, lists element by element, numbers as they are.
 
     :param value: A numpy array, a list of inputs, or a plain JSON value.
@@ -58,7 +59,7 @@ def encode_input(value):
     return value
 
 
-def decode_input(value):
+def decode_input(value: object) -> object:
     """What :func:`encode_input` wrote, back as numpy arrays (in the kernel).
 
     :param value: One encoded input.
@@ -71,7 +72,7 @@ def decode_input(value):
     return value
 
 
-def encode_value(value, depth: int = 0):
+def encode_value(value: object, depth: int = 0) -> dict[str, Any]:
     """A value computed in the kernel as JSON: dicts, lists and tuples of numbers and arrays.
 
     :param value: What a student's function returned (arrays of any library that numpy reads).
@@ -92,7 +93,7 @@ def encode_value(value, depth: int = 0):
     return {"t": array.dtype.str, "s": list(array.shape), "b": base64.b64encode(array.tobytes()).decode()}
 
 
-def load_values(text: str):
+def load_values(text: str) -> Any:
     """Parse the JSON text of one :data:`VALUES_MIME` output, refusing before parsing what could not fit.
 
     The text is at most :data:`VALUES_BYTES` long (the worker drops longer ones), and its nesting
@@ -103,17 +104,36 @@ def load_values(text: str):
     :returns: The parsed JSON, for :func:`decode_values`.
     :raises MalformedValues: Too long, too many elements, or not JSON.
     """
-    if not isinstance(text, str) or len(text) > VALUES_BYTES:
-        raise MalformedValues("too large")
-    if sum(text.count(c) for c in "[{,") > _MAX_JSON_ELEMENTS:
-        raise MalformedValues("too many elements")
+    _check_bounds(text)
     try:
         return json.loads(text)
     except (ValueError, RecursionError):
         raise MalformedValues("not JSON") from None
 
 
-def decode_values(raw, *, depth: int = 0, budget: list[int] | None = None):
+def _check_bounds(text: object) -> None:
+    """Refuse JSON text past :data:`VALUES_BYTES` or :data:`_MAX_JSON_ELEMENTS` (:class:`MalformedValues`)."""
+    if not isinstance(text, str) or len(text) > VALUES_BYTES:
+        raise MalformedValues("too large")
+    if sum(text.count(c) for c in "[{,") > _MAX_JSON_ELEMENTS:
+        raise MalformedValues("too many elements")
+
+
+def bounded_values(values: object) -> object | None:
+    """One :data:`VALUES_MIME` output as the worker records it: the JSON data itself, sent on once
+    (no JSON text inside the record), or ``None`` where its JSON text passes the bounds of
+    :func:`load_values` or it is not JSON at all.
+
+    :param values: The output's data, as the kernel's message held it.
+    """
+    try:
+        _check_bounds(json.dumps(values, ensure_ascii=True))
+    except (TypeError, ValueError, RecursionError):  # MalformedValues is a ValueError
+        return None
+    return values
+
+
+def decode_values(raw: object, *, depth: int = 0, budget: list[int] | None = None) -> object:
     """Turn the JSON a probe sent into numpy arrays, lists and dicts; refuse anything else.
 
     :param raw: The parsed JSON of one :data:`VALUES_MIME` output.

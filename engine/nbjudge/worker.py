@@ -27,18 +27,22 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import IO, Any
 
 # jsonschema, which nbformat imports, loads rfc3987_syntax where it is installed, and that builds a
 # parser for some three seconds; notebook validation never checks IRIs. This process is the
 # worker's own, so switching the optional module off costs nothing else.
-sys.modules.setdefault("rfc3987_syntax", None)
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 import nbformat  # noqa: E402
 
+from .events import CellRecord, CellStatus, CopyCell, CopyRecord, Job, WorkerPlan  # noqa: E402
 from .figures import CELL_FIGURES, JOB_FIGURE_CHARS, png_base64  # noqa: E402
 from .limits import PROCESS_LIMIT_MARK  # noqa: E402
 from .notebook import (  # noqa: E402
+    Cell,
     InvalidNotebook,
     SolutionCell,
     build_grading_copy,
@@ -47,7 +51,7 @@ from .notebook import (  # noqa: E402
     stubbed_tasks,
 )
 from .parent_death import die_with_parent  # noqa: E402
-from .values import PRINTED_MIME, RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES, VALUES_MIME  # noqa: E402
+from .values import PRINTED_MIME, RESULTS_BUDGET, TEXT_CHARS, VALUES_MIME, bounded_values  # noqa: E402
 
 __all__ = ["main"]
 
@@ -64,7 +68,7 @@ def _clean(text: object, limit: int) -> str:
     return str(text)[:limit].encode("utf-8", "replace").decode("utf-8")
 
 
-def _client_class():
+def _client_class() -> type[Any]:
     from nbclient import NotebookClient
 
     class Client(NotebookClient):
@@ -77,12 +81,13 @@ def _client_class():
         within :mod:`.figures`' bounds; one past them is counted, not kept.
         """
 
-        captured: dict = {}
+        captured: dict[str, Any] = {}
         probe: bool = False
         expected: bool = False  # an expected-result cell: its own lines, marks and figures count
         figure_chars: int = 0  # of every figure kept by this client
 
-        def output(self, outs, msg, display_id, cell_index):
+        def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None,
+                   cell_index: int) -> None:
             kind, content = msg["msg_type"], msg["content"]
             cap = self.captured
             if not isinstance(content, dict):
@@ -96,7 +101,7 @@ def _client_class():
                 if VALUES_MIME in data:
                     if self.probe:  # a probe sends exactly one; anything else makes the values void
                         cap["values_count"] = cap.get("values_count", 0) + 1
-                        cap["values"] = _values_text(data[VALUES_MIME])
+                        cap["values"] = bounded_values(data[VALUES_MIME])
                 elif PRINTED_MIME in data:
                     if self.expected:  # anywhere else it is dropped unread
                         _printed(cap, data[PRINTED_MIME])
@@ -109,7 +114,7 @@ def _client_class():
                                 "evalue": _clean(content.get("evalue", ""), 2000)}
             return None
 
-        def _keep_figure(self, data) -> None:
+        def _keep_figure(self, data: object) -> None:
             figure, cap = png_base64(data), self.captured
             kept = cap.setdefault("figures", [])
             if figure and len(kept) < CELL_FIGURES and self.figure_chars + len(figure) <= JOB_FIGURE_CHARS:
@@ -118,7 +123,7 @@ def _client_class():
             else:
                 cap["figures_left_out"] = cap.get("figures_left_out", 0) + 1
 
-        def clear_output(self, outs, msg, cell_index):
+        def clear_output(self, outs: list[Any], msg: dict[str, Any], cell_index: int) -> None:
             where = self.destination()
             self.captured.pop(where, None)
             if where == "text":
@@ -136,7 +141,7 @@ class _Malformed(Exception):
     """The kernel sent a message the worker cannot read."""
 
 
-def _append(cap: dict, key: str, text: object) -> None:
+def _append(cap: dict[str, Any], key: str, text: object) -> None:
     """Add ``text`` to ``cap[key]``, keeping at most :data:`_TEXT_LIMIT` characters (once full,
     what comes is dropped without being copied)."""
     kept = cap.get(key, "")
@@ -148,7 +153,7 @@ def _append(cap: dict, key: str, text: object) -> None:
 _NEXT_PHASE = {None: "begin", "begin": "end"}
 
 
-def _printed(cap: dict, sent: object) -> None:
+def _printed(cap: dict[str, Any], sent: object) -> None:
     """One output of :data:`PRINTED_MIME` in an expected-result cell: a line of its own, or a mark.
 
     A line always counts; a mark counts only in order (begin once, then end once). A mark sent from
@@ -170,23 +175,14 @@ def _asked_to_exit(reply: object) -> bool:
         isinstance(p, dict) and p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload)
 
 
-def _values_text(values: object) -> str | None:
-    """The values as JSON text, or ``None`` when they pass :data:`.values.VALUES_BYTES`."""
-    try:
-        text = json.dumps(values, ensure_ascii=True)
-    except (TypeError, ValueError, RecursionError):
-        return None
-    return text if len(text) <= VALUES_BYTES else None
-
-
 class _Results:
     """The job's results file: one JSON line per record, within :data:`RESULTS_BUDGET` bytes."""
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle: IO[str]) -> None:
         self.handle = handle
         self.written = 0
 
-    def write(self, record: dict, *, final: bool = False) -> bool:
+    def write(self, record: Mapping[str, Any], *, final: bool = False) -> bool:
         """Append ``record``; ``False`` (and nothing written) when it would pass the budget.
 
         :param final: A record that ends the job, which may use the reserve.
@@ -200,7 +196,7 @@ class _Results:
         return True
 
 
-def run_job(job: dict) -> None:
+def run_job(job: Job) -> None:
     """Build and run one grading copy; append one JSON line per event to ``job["results"]``.
 
     :param job: ``submission`` (a file, or ``None`` for the reference run), ``plan`` (the file of
@@ -210,7 +206,7 @@ def run_job(job: dict) -> None:
     fd = os.open(job["results"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # the grader's alone
     with os.fdopen(fd, "a", encoding="utf-8") as handle:
         results = _Results(handle)
-        plan = json.loads(Path(job["plan"]).read_text())
+        plan: WorkerPlan = json.loads(Path(job["plan"]).read_text())
         solution = [SolutionCell(c["id"], c["source"], tuple(c["tags"])) for c in plan["cells"]]
         student = None
         if job["submission"] is not None:
@@ -219,30 +215,33 @@ def run_job(job: dict) -> None:
             except InvalidNotebook as exc:
                 results.write({"event": "invalid", "note": _clean(exc, 2000)}, final=True)
                 return
-        copy = build_grading_copy(student, solution, [tuple(p) for p in plan["probes"]],
+        copy = build_grading_copy(student, solution, [(task, source) for task, source in plan["probes"]],
                                   functions=plan["functions"], instructor=set(plan["instructor"]))
-        cells = [{"role": c.role, "name": c.name, "task": c.task, "expected": c.expected} for c in copy]
+        cells: list[CopyCell] = [{"role": c.role, "name": c.name, "task": c.task, "expected": c.expected}
+                                 for c in copy]
         stubbed = stubbed_tasks(copy, plan["functions"]) if student is not None else []
-        if not results.write({"event": "copy", "cells": cells, "stubbed": stubbed}):
+        described: CopyRecord = {"event": "copy", "cells": cells, "stubbed": stubbed}
+        if not results.write(described):
             results.write({"event": "invalid", "note": "the notebook has more cells than the grader reads"}, final=True)
             return
-        nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": job["kernel_name"], "language": "python",
-                                                               "display_name": job["kernel_name"]}})
-        nb.cells = [nbformat.v4.new_code_cell(_runnable(c), id=f"c{i}") for i, c in enumerate(copy)]
+        nb = nbformat.v4.new_notebook(metadata={  # type: ignore[no-untyped-call]
+            "kernelspec": {"name": job["kernel_name"], "language": "python", "display_name": job["kernel_name"]}})
+        nb.cells = [nbformat.v4.new_code_cell(_runnable(c), id=f"c{i}")  # type: ignore[no-untyped-call]
+                    for i, c in enumerate(copy)]
         _execute(nb, job, results, probes={i for i, c in enumerate(copy) if c.role == "probe"},
                  expected={i for i, c in enumerate(copy) if c.role == "given" and c.expected})
 
 
-def _runnable(cell) -> str:
+def _runnable(cell: Cell) -> str:
     """The code the kernel runs for a cell of the copy: an expected-result cell as :func:`.notebook.checked_source`."""
     return checked_source(cell.source, runner=_RUNNER) if cell.role == "given" and cell.expected else cell.source
 
 
-def _as_sent(header: dict) -> dict:
-    return header
+def _as_sent(obj: Any) -> Any:
+    return obj
 
 
-def _exit_of(km) -> str:
+def _exit_of(km: Any) -> str:
     """How the kernel ended, in the grader's words (its launcher's exit status)."""
     process = getattr(getattr(km, "provisioner", None), "process", None)
     code = None
@@ -259,7 +258,7 @@ def _exit_of(km) -> str:
     return f"it exited with status {code}"
 
 
-def _execute(nb, job: dict, results: _Results, *, probes: set[int], expected: set[int]) -> None:
+def _execute(nb: Any, job: Job, results: _Results, *, probes: set[int], expected: set[int]) -> None:
     """Run the copy; where a cell ends the kernel, run the copy again in a fresh kernel without it.
 
     Every cell's record is written as it ends; a later attempt's record of a cell replaces an
@@ -276,7 +275,7 @@ def _execute(nb, job: dict, results: _Results, *, probes: set[int], expected: se
     results.write({"event": "gave-up", "kernels": _MAX_KERNELS}, final=True)
 
 
-def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], expected: set[int],
+def _attempt_copy(nb: Any, job: Job, results: _Results, *, probes: set[int], expected: set[int],
                   skip: set[int]) -> tuple[int, str] | None:
     """One kernel's run of the copy, leaving out ``skip``.
 
@@ -294,7 +293,7 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], expecte
     # A timeout is known from nbclient's own timer: an interrupted cell gets this reply, whose
     # secret the kernel never sees, so no output of student code can pass for it.
     token = secrets.token_hex(16)
-    replies: dict[int, dict] = {}
+    replies: dict[int, dict[str, Any]] = {}
     # The async manager: nbclient's pollers (iopub, execute reply, kernel alive) must not block one another.
     km = AsyncKernelManager(kernel_name=job["kernel_name"], transport="ipc", ip=job["ipc"])
     client = _client_class()(
@@ -314,7 +313,8 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], expecte
             if index in skip:
                 continue
             client.captured, client.probe, client.expected = {}, index in probes, index in expected
-            status, start = "ok", time.perf_counter()
+            status: CellStatus = "ok"
+            start = time.perf_counter()
             try:
                 client.execute_cell(cell, index, store_history=False)
             except DeadKernelError:
@@ -327,7 +327,7 @@ def _attempt_copy(nb, job: dict, results: _Results, *, probes: set[int], expecte
                 status = "timeout"
             elif status == "ok" and "error" in cap:
                 status = "error"
-            record = {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
+            record: CellRecord = {"event": "cell", "index": index, "status": status, "text": cap.get("text", ""),
                       "seconds": round(time.perf_counter() - start, 3), "error": cap.get("error"),
                       "values": cap.get("values"), "values_count": cap.get("values_count", 0)}
             if cap.get("ignored"):
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     # results file (_Results) is what stops a job; the limit only backs it up. The sandbox's launcher
     # restores the default for the kernel.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    job = json.loads(Path(args[0]).read_text())
+    job: Job = json.loads(Path(args[0]).read_text())
     if os.getppid() != job["grader_pid"]:  # the grader died before the line above took effect
         return 3
     os.chdir(job["home"])

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import nbformat
 from nbjudge import write_atomic
+from nbjudge.lessons import STUB_MARK
 from nbjudge.tags import EXPECTED_TAG, cell_tags, task_of
 
 from .files import CHECKOUT, SOLUTION_PY, in_checkout, solution_notebook
@@ -43,7 +44,6 @@ __all__ = [
     "exercise_files",
     "expected_copy",
     "load_solution",
-    "put_back_solutions",
     "solution_regions",
     "strip_solutions",
     "task_of",
@@ -151,37 +151,10 @@ def strip_solutions(source: str, *, task: int | None = None, cell_id: str = "?")
     def stub(match: re.Match) -> str:
         names = _DEF.findall(source[: match.start()])
         where = f" {names[-1]}" if names else ""
-        label = f"task {task}," if task is not None else "task"
-        return f'{match.group(1)}raise NotImplementedError("TODO: {label}{where}")'
+        label = f"{STUB_MARK} {task}," if task is not None else STUB_MARK  # the engine finds the task by it
+        return f'{match.group(1)}raise NotImplementedError("{label}{where}")'
 
     return _REGION.sub(stub, source)
-
-
-_STUB = re.compile(r'^[ \t]*raise NotImplementedError\("TODO: task (\d+), \w+"\)$', re.M)
-
-
-def put_back_solutions(
-    exercise: nbformat.NotebookNode, solution: nbformat.NotebookNode, *, except_task: int | None = None
-) -> nbformat.NotebookNode:
-    """Replace each TODO stub of an exercise by the solution region it came from (the inverse of
-    :func:`strip_solutions`), for tests and fixtures.
-
-    :param exercise: An exercise notebook (modified in place and returned).
-    :param solution: The solution notebook it was generated from (cells matched by id).
-    :param except_task: Leave this task's stubs in place.
-    """
-    by_id = {c.get("id"): c for c in solution.cells}
-    for cell in exercise.cells:
-        if cell.cell_type != "code" or not _STUB.search(cell.source):
-            continue
-        regions = iter(solution_regions(by_id[cell["id"]].source))
-
-        def fill(match: re.Match, regions=regions) -> str:
-            region = next(regions)
-            return match.group(0) if int(match.group(1)) == except_task else region.rstrip("\n")
-
-        cell.source = _STUB.sub(fill, cell.source)
-    return exercise
 
 
 def _cell_id(index: int, cell) -> str:
