@@ -67,7 +67,7 @@ def _grade_two_fixtures(venv: Path, env: dict, home: Path) -> dict[str, dict]:
     for name in ("full-marks", "untouched"):
         shutil.copy(FIXTURES / f"{name}.ipynb", home / f"{name}.ipynb")
     run([venv / "bin" / "bmnist-grade", "full-marks.ipynb", "untouched.ipynb", "--out", "grades", "--seed", "20231107",
-          "--jobs", "2"], env=env, cwd=home)
+         "--jobs", "2"], env=env, cwd=home)
     return {r["submission"]: r for r in csv.DictReader(io.StringIO((home / "grades" / "grades.csv").read_text()))}
 
 
@@ -360,7 +360,7 @@ def test_floor_route(built, tmp_path, monkeypatch):
     (tmp_path / "floor.txt").write_text("\n".join(floors) + "\n")
     # wheels only: a floor that a fresh machine would have to compile is not a floor this test can hold
     run([py, "-m", "pip", "install", *PIP_QUICK, "--only-binary", ":all:", "-c", tmp_path / "floor.txt",
-          *built.wheels.values()], env=env)
+         *built.wheels.values()], env=env)
     before = _versions(py, env)
     for pin in floors:
         name, version = pin.split("==")
@@ -402,7 +402,7 @@ def test_the_engine_alone_grades_the_toy_lesson(built, tmp_path):
     (klass / "correct.ipynb").write_text((lesson_folder / "solution.ipynb").read_text())
     (klass / "blank.ipynb").write_text(submissions["untouched"][0])
     run([venv / "bin" / "nbjudge", klass, "--out", tmp_path / "grades", "--lesson", lesson_folder, "--seed", "11",
-          "--jobs", "2", "--cell-timeout", "30"], env=env, cwd=tmp_path)
+         "--jobs", "2", "--cell-timeout", "30"], env=env, cwd=tmp_path)
     rows = {r["submission"]: r for r in csv.DictReader(io.StringIO((tmp_path / "grades" / "grades.csv").read_text()))}
     assert (int(rows["correct"]["total"]), rows["correct"]["status"]) == (6, "ok"), rows["correct"]
     assert int(rows["blank"]["total"]) < 6, rows["blank"]

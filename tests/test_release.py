@@ -85,7 +85,7 @@ def test_the_releases_wheel_installs_and_runs_the_exercise(release, tmp_path):
     env = user_env(tmp_path, venv, BMNIST_WHEELHOUSE=str(release / "wheels"))
     py = venv / "bin" / "python"
     run([py, "-m", "pip", "install", *PIP_QUICK, "-c", ROOT / "constraints.txt",
-          "-r", release / "requirements.txt"], env=env, cwd=release)
+         "-r", release / "requirements.txt"], env=env, cwd=release)
     run(["bash", release / "postBuild"], env=env, cwd=release)
     home = tmp_path / "home"
     home.mkdir()
