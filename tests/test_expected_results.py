@@ -1,7 +1,7 @@
 """The expected results tell a student something: they catch the typical mistakes, accept the
 correct alternatives, and stay true when a cell is run again.
 
-* Every typical one-task mistake of ``tests/fixtures/alternatives.py`` makes at least one printed
+* Every typical one-task mistake of ``tests/fixtures/alternatives/`` makes at least one printed
   line of an expected-result cell differ from the line the solution notebook stores.
 * Every correct alternative prints exactly the stored lines (so the checks do not flag a correct
   answer, and the grader's expected-result points stay with it).

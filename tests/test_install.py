@@ -1,7 +1,7 @@
 """The distributions installed, not only cloned.
 
-Fast tests: the ``lesson`` and ``kernel`` commands and ``bmnist-grade --solution`` checks. Slow
-tests (marker ``install``): the three wheels are built once per session from a copy of the
+Marker ``install`` (the ``lesson`` and ``kernel`` commands and ``bmnist-grade --solution``'s checks,
+fast, are in tests/test_lesson_commands.py): the three wheels are built once per session from a copy of the
 checkout's files (``make wheels``), then installed into fresh venvs (no system site-packages; PyPI
 and the warm pip cache only):
 
@@ -27,11 +27,8 @@ import functools
 import http.server
 import io
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -40,148 +37,13 @@ from pathlib import Path
 import bmnist_helpers
 import nbformat
 import pytest
-from bmnist_helpers import kernel, lesson, setup
-from bmnist_helpers.__main__ import main as kit_main
-from nbjudge import cli
+from bmnist_helpers import lesson, setup
 
-from tests.conftest import ROOT, local_mirror
+from tests.conftest import ROOT
+from tests.venvs import PIP_QUICK, RUN_CELLS, cell_stdout, new_venv, run, user_env
 
 VERSION = bmnist_helpers.__version__
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
-# Byte-compiling every installed file (jax, scipy, matplotlib...) costs more than compiling, on
-# import, the modules a test uses.
-PIP_QUICK = ["-q", "--no-compile"]
-
-
-# --- the lesson command -------------------------------------------------------------------------
-
-
-def test_lesson_writes_the_exercise_and_then_leaves_it_alone(tmp_path, capsys):
-    folder = tmp_path / "new" / "lesson"
-    assert kit_main(["lesson", str(folder)]) == 0
-    written = folder / "binary_mnist.ipynb"
-    assert written.read_bytes() == (ROOT / "notebooks" / "binary_mnist.ipynb").read_bytes()
-    assert kit_main(["lesson", str(folder)]) == 0
-    assert "nothing to do" in capsys.readouterr().out
-    assert sorted(p.name for p in folder.iterdir()) == ["binary_mnist.ipynb"]
-
-
-def test_lesson_never_overwrites_a_students_work(tmp_path, capsys):
-    target = tmp_path / "binary_mnist.ipynb"
-    target.write_text("my work")
-    assert kit_main(["lesson", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert "already exists and differs" in err and "--force" in err and "nothing was written" in err
-    assert target.read_text() == "my work"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["binary_mnist.ipynb"]
-
-    assert kit_main(["lesson", str(tmp_path), "--force"]) == 0
-    assert "binary_mnist.backup-1.ipynb" in capsys.readouterr().out
-    assert (tmp_path / "binary_mnist.backup-1.ipynb").read_text() == "my work"
-    assert target.read_bytes() == (ROOT / "notebooks" / "binary_mnist.ipynb").read_bytes()
-
-    target.write_text("my second try")
-    result = lesson.write_lesson(tmp_path, force=True)
-    assert result.status == "replaced" and result.backup.name == "binary_mnist.backup-2.ipynb"
-    assert (tmp_path / "binary_mnist.backup-1.ipynb").read_text() == "my work"
-    assert result.backup.read_text() == "my second try"
-
-
-def test_lesson_solution_is_the_instructors_and_bad_folders(tmp_path, capsys):
-    assert kit_main(["lesson", str(tmp_path), "--solution"]) == 1
-    assert "the solution is not part of bmnist-kit" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
-    afile = tmp_path / "afile"
-    afile.write_text("x")
-    assert kit_main(["lesson", str(afile)]) == 1
-    assert "is a file, not a folder" in capsys.readouterr().err
-    (tmp_path / "sub" / "binary_mnist.ipynb").mkdir(parents=True)
-    assert kit_main(["lesson", str(tmp_path / "sub")]) == 1
-    assert "is a folder" in capsys.readouterr().err
-
-
-def test_kernel_command_registers_the_notebooks_kernel_with_its_cache(tmp_path):
-    assert kit_main(["kernel", "--prefix", str(tmp_path)]) == 0
-    spec = json.loads((tmp_path / "share" / "jupyter" / "kernels" / "bmnist" / "kernel.json").read_text())
-    assert spec["argv"][0] == sys.executable and "ipykernel_launcher" in spec["argv"]
-    assert spec["display_name"] == kernel.KERNEL_NAME
-    assert spec["env"]["JAX_COMPILATION_CACHE_DIR"].endswith(os.path.join("bmnist-kit", "jax"))
-    assert all(flag in spec["env"]["XLA_FLAGS"].split() for flag in kernel.FAST_COMPILE_FLAGS)
-
-
-def test_xla_flags_this_jaxlib_refuses_are_left_out(monkeypatch):
-    # XLA aborts at start-up on a flag it does not know (a jax upgrade may drop one), so the kernel
-    # gets only flags a child process started with.
-    from bmnist_lesson import GRADING_COMPILE_FLAGS
-
-    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/nonexistent")
-    kernel.xla_flags.cache_clear()
-    try:
-        assert kernel.xla_flags(("--xla_cpu_no_such_flag_in_any_version=true",)) == "--xla_dump_to=/nonexistent"
-        # the user's own flags stay; the grader's flags are accepted by the jaxlib this kit pins
-        assert kernel.xla_flags(GRADING_COMPILE_FLAGS).split() == ["--xla_dump_to=/nonexistent", *GRADING_COMPILE_FLAGS]
-    finally:
-        kernel.xla_flags.cache_clear()
-
-
-def test_generator_refuses_to_run_outside_a_checkout(monkeypatch, capsys):
-    from bmnist_lesson import exercise
-
-    monkeypatch.setattr(exercise, "in_checkout", lambda: False)
-    assert exercise.main([]) == 2
-    assert "needs the instructor's checkout" in capsys.readouterr().err
-
-
-# --- bmnist-grade --solution --------------------------------------------------------------------
-
-
-def _solution_variant(tmp_path: Path, change) -> Path:
-    nb = json.loads((ROOT / "solutions" / "binary_mnist.ipynb").read_text())
-    change(nb)
-    path = tmp_path / "variant.ipynb"
-    path.write_text(json.dumps(nb))
-    return path
-
-
-def _strip_outputs(nb):
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code":
-            cell["outputs"], cell["execution_count"] = [], None
-
-
-def _drop_expected(nb):
-    nb["cells"] = [c for c in nb["cells"] if "expected-result" not in c["metadata"].get("tags", [])]
-
-
-@pytest.mark.parametrize(("change", "message"), [
-    (_strip_outputs, "have no stored outputs"),
-    (_drop_expected, "no expected-result cells of task(s) [1, 2, 3, 4, 5]"),
-    (lambda nb: nb.update(nbformat=3), "not an nbformat 4 notebook"),
-])
-def test_grader_refuses_a_solution_that_is_not_executed(tmp_path, capsys, change, message):
-    variant = _solution_variant(tmp_path, change)
-    out = tmp_path / "grades"
-    assert cli.main([str(FIXTURES / "full-marks.ipynb"), "--out", str(out), "--solution", str(variant)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("error:") == 1 and message in err and "--solution" in err
-    assert not out.exists(), "grading must not start"
-
-
-def test_grader_refuses_the_exercise_as_solution(tmp_path, capsys):
-    out = tmp_path / "grades"
-    exercise = ROOT / "notebooks" / "binary_mnist.ipynb"
-    assert cli.main([str(FIXTURES / "full-marks.ipynb"), "--out", str(out), "--solution", str(exercise)]) == 2
-    assert "this is the exercise, not the solution" in capsys.readouterr().err
-    assert not out.exists()
-
-
-def test_the_lessons_solution_passes_the_check():
-    from bmnist_lesson import LESSON
-    from nbjudge.solution import NotASolution, check_solution
-
-    check_solution(LESSON.solution, LESSON)
-    with pytest.raises(NotASolution, match="cannot read it"):
-        check_solution(ROOT / "README.md", LESSON)
 
 
 # --- the routes, in fresh venvs -----------------------------------------------------------------
@@ -199,44 +61,19 @@ class Built:
         return self.wheels["kit"]
 
 
-def _run(argv, *, check=True, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, **kwargs)
-    if check and proc.returncode != 0:
-        command = " ".join(map(str, argv))
-        pytest.fail(f"{command} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
 def _grade_two_fixtures(venv: Path, env: dict, home: Path) -> dict[str, dict]:
     """Two fixture submissions graded in ``home`` against the lesson wheel's own solution, with the
     shipped grading parameters; the rows of ``grades.csv`` by submission."""
     for name in ("full-marks", "untouched"):
         shutil.copy(FIXTURES / f"{name}.ipynb", home / f"{name}.ipynb")
-    _run([venv / "bin" / "bmnist-grade", "full-marks.ipynb", "untouched.ipynb", "--out", "grades", "--seed", "20231107",
-          "--jobs", "2"], env=env, cwd=home)
+    run([venv / "bin" / "bmnist-grade", "full-marks.ipynb", "untouched.ipynb", "--out", "grades", "--seed", "20231107",
+         "--jobs", "2"], env=env, cwd=home)
     return {r["submission"]: r for r in csv.DictReader(io.StringIO((home / "grades" / "grades.csv").read_text()))}
-
-
-def _env(tmp: Path, venv: Path | None = None, **extra: str) -> dict[str, str]:
-    """The environment of a user outside the checkout: no PYTHONPATH, no dev venv, own Jupyter dirs."""
-    drop = {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "JUPYTER_PATH", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR"}
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    path = [p for p in env.get("PATH", "").split(os.pathsep) if Path(p).resolve() != (ROOT / ".venv" / "bin").resolve()]
-    env["PATH"] = os.pathsep.join(([str(venv / "bin")] if venv else []) + path)
-    env.update(JUPYTER_DATA_DIR=str(tmp / "jupyter-data"), JUPYTER_CONFIG_DIR=str(tmp / "jupyter-config"),
-               JUPYTER_RUNTIME_DIR=str(tmp / "jupyter-runtime"), BMNIST_MIRRORS=local_mirror(), PYTHONNOUSERSITE="1")
-    env.update(extra)
-    return env
-
-
-def _venv(path: Path, env: dict[str, str]) -> Path:
-    _run([sys.executable, "-m", "venv", path], env=env)
-    return path
 
 
 def copy_of_checkout(folder: Path) -> Path:
     """The checkout's tracked and new files, copied into ``folder`` (no stale build/ or egg-info)."""
-    files = _run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT).stdout.split("\n")
+    files = run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT).stdout.split("\n")
     for name in filter(None, files):
         if (ROOT / name).is_file():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -290,55 +127,37 @@ def test_each_wheel_carries_its_own_part_only(built):
     assert "binary-mnist = bmnist_lesson:LESSON" in points and "bmnist-grade = bmnist_lesson.cli:main" in points
 
 
-_RUN_CELLS = """
-import sys, nbformat
-from nbclient import NotebookClient
-nb = nbformat.read(sys.argv[1], as_version=4)
-nb.cells = [c for c in nb.cells if c.cell_type == "code"
-            and {"setup", "parameters", "data"} & set(c.metadata.get("tags", []))]
-where = "import sys, bmnist_helpers; print(sys.executable); print(bmnist_helpers.__file__)"
-nb.cells.append(nbformat.v4.new_code_cell(where))
-client = NotebookClient(nb, kernel_name=nb.metadata.kernelspec.name, timeout=600, resources={"metadata": {"path": "."}})
-client.execute()
-nbformat.write(nb, sys.argv[2])
-"""
-
-
-def _stream(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
-
-
 @pytest.mark.install
 def test_installed_route(built, tmp_path):
     """pip install the three wheels, then use them only from outside the checkout."""
     home = tmp_path / "classroom"
     home.mkdir()
-    env = _env(tmp_path)
-    venv = _venv(tmp_path / "venv", env)
-    env = _env(tmp_path, venv)
+    env = user_env(tmp_path)
+    venv = new_venv(tmp_path / "venv", env)
+    env = user_env(tmp_path, venv)
     py = venv / "bin" / "python"
     constraints = ROOT / "constraints.txt"
-    _run([py, "-m", "pip", "install", *PIP_QUICK, "-c", constraints, *built.wheels.values()], env=env)
-    installed = {line.split("==")[0].lower() for line in _run([py, "-m", "pip", "freeze"], env=env).stdout.split()}
+    run([py, "-m", "pip", "install", *PIP_QUICK, "-c", constraints, *built.wheels.values()], env=env)
+    installed = {line.split("==")[0].lower() for line in run([py, "-m", "pip", "freeze"], env=env).stdout.split()}
     assert "jupyterlab" not in installed and {"bmnist-kit", "nbjudge", "bmnist-lesson"} <= installed
 
     # every module of the three distributions imports in this venv alone
     modules = [*("bmnist_helpers." + m for m in ("data", "plotting", "widgets", "lesson", "kernel", "__main__")),
                *("nbjudge." + m for m in ("cli", "worker", "intake", "sandbox", "similarity")),
                *("bmnist_lesson." + m for m in ("exercise", "release", "verdicts", "kernel.probes"))]
-    _run([py, "-c", f"import importlib; [importlib.import_module(m) for m in {modules!r}]"], env=env, cwd=home)
+    run([py, "-c", f"import importlib; [importlib.import_module(m) for m in {modules!r}]"], env=env, cwd=home)
 
     # the student's part: the lesson, Binder's kernel registration, the setup and data cells
-    _run([py, "-m", "bmnist_helpers", "lesson", "."], env=env, cwd=home)
-    _run(["bash", ROOT / "postBuild"], env=env, cwd=home)
-    _run([py, "-c", _RUN_CELLS, "binary_mnist.ipynb", "ran.ipynb"], env=env, cwd=home)
+    run([py, "-m", "bmnist_helpers", "lesson", "."], env=env, cwd=home)
+    run(["bash", ROOT / "postBuild"], env=env, cwd=home)
+    run([py, "-c", RUN_CELLS, "binary_mnist.ipynb", "ran.ipynb"], env=env, cwd=home)
     ran = nbformat.read(home / "ran.ipynb", as_version=4)
-    executable, package = _stream(ran.cells[-1]).split()
+    executable, package = cell_stdout(ran.cells[-1]).split()
     assert Path(executable).parent == venv / "bin"
     assert Path(package).is_relative_to(venv) and not Path(package).is_relative_to(ROOT)
     solution = nbformat.read(ROOT / "solutions" / "binary_mnist.ipynb", as_version=4)
     data = next(c for c in solution.cells if "data" in c.metadata.get("tags", []))
-    assert _stream(ran.cells[2]) == _stream(data) != ""
+    assert cell_stdout(ran.cells[2]) == cell_stdout(data) != ""
 
     # the instructor's part: the lesson wheel's solution and bmnist-grade on two fixture submissions
     rows = _grade_two_fixtures(venv, env, home)
@@ -385,7 +204,7 @@ def floor_requirements() -> list[str]:
 
 
 def _versions(py: Path, env: dict[str, str]) -> dict[str, str]:
-    listed = json.loads(_run([py, "-m", "pip", "list", "--format=json"], env=env).stdout)
+    listed = json.loads(run([py, "-m", "pip", "list", "--format=json"], env=env).stdout)
     return {setup.canonical(d["name"]): d["version"] for d in listed}
 
 
@@ -435,14 +254,14 @@ def _run_lesson(py: Path, env: dict[str, str], tmp_path: Path, monkeypatch, *, w
         next(c for c in ran.cells if "setup" in c.metadata.get("tags", [])).source = setup_source
     ran.cells.append(nbformat.v4.new_code_cell(_REPORT))
     _execute(ran, _runtime_kernel(py, env, tmp_path, monkeypatch, wheelhouse=wheelhouse), tmp_path)
-    return ran, solution, json.loads(_stream(ran.cells[-1]))
+    return ran, solution, json.loads(cell_stdout(ran.cells[-1]))
 
 
 def _assert_the_lesson_ran_as_stored(ran, solution) -> None:
     """Expected results print what they printed for the solution; the explorers build their widgets."""
-    stored = {c.id: _stream(c) for c in solution.cells if "expected-result" in c.metadata.get("tags", [])}
+    stored = {c.id: cell_stdout(c) for c in solution.cells if "expected-result" in c.metadata.get("tags", [])}
     assert len(stored) >= 5
-    assert {c.id: _stream(c) for c in ran.cells if c.id in stored} == stored
+    assert {c.id: cell_stdout(c) for c in ran.cells if c.id in stored} == stored
     widget = "application/vnd.jupyter.widget-view+json"
     explorers = [c.id for c in solution.cells if "explore" in c.metadata.get("tags", [])
                  and any(widget in o.get("data", {}) for o in c.outputs)]
@@ -455,7 +274,7 @@ def _assert_the_lesson_ran_as_stored(ran, solution) -> None:
 def _setup_output(ran) -> str:
     cell = next(c for c in ran.cells if "setup" in c.metadata.get("tags", []))
     assert not [o for o in cell.outputs if o.output_type == "error" or o.get("name") == "stderr"], cell.outputs
-    return _stream(cell)
+    return cell_stdout(cell)
 
 
 def _serve(folder: Path, port: int = 0) -> http.server.ThreadingHTTPServer:
@@ -490,11 +309,11 @@ def test_release_route_colab_like(tmp_path, monkeypatch):
                       if "setup" in c.metadata.get("tags", []))
     assert f"KIT_URL = {url!r}" in setup_cell.source
 
-    env = _env(tmp_path)
-    venv = _venv(tmp_path / "colab", env)
-    env = _env(tmp_path, venv)
+    env = user_env(tmp_path)
+    venv = new_venv(tmp_path / "colab", env)
+    env = user_env(tmp_path, venv)
     py = venv / "bin" / "python"
-    _run([py, "-m", "pip", "install", *PIP_QUICK, *COLAB], env=env)
+    run([py, "-m", "pip", "install", *PIP_QUICK, *COLAB], env=env)
     before = _versions(py, env)
     assert "bmnist-kit" not in before and "optax" not in before and "tueplots" not in before
 
@@ -524,8 +343,8 @@ def test_release_route_colab_like(tmp_path, monkeypatch):
     assert f"pip install --no-deps {url}" in said and "tueplots, optax" in said
     assert len(said.strip().splitlines()) == 2, said
     check = next(c for c in ran.cells if "self-check" in c.metadata.get("tags", []))
-    verdicts = [line for line in _stream(check).splitlines() if line.startswith("task ")]
-    assert verdicts == [f"task {n}: matches" for n in range(1, 6)], _stream(check)  # the kit's self-check
+    verdicts = [line for line in cell_stdout(check).splitlines() if line.startswith("task ")]
+    assert verdicts == [f"task {n}: matches" for n in range(1, 6)], cell_stdout(check)  # the kit's self-check
 
 
 @pytest.mark.install
@@ -533,15 +352,15 @@ def test_floor_route(built, tmp_path, monkeypatch):
     """Every dependency at the lower bound pyproject.toml declares: the lesson runs as stored, the
     setup cell, which finds everything inside the range, says and changes nothing, and the grader
     gives the fixtures their marks."""
-    env = _env(tmp_path)
-    venv = _venv(tmp_path / "floor", env)
-    env = _env(tmp_path, venv)
+    env = user_env(tmp_path)
+    venv = new_venv(tmp_path / "floor", env)
+    env = user_env(tmp_path, venv)
     py = venv / "bin" / "python"
     floors = floor_requirements()
     (tmp_path / "floor.txt").write_text("\n".join(floors) + "\n")
     # wheels only: a floor that a fresh machine would have to compile is not a floor this test can hold
-    _run([py, "-m", "pip", "install", *PIP_QUICK, "--only-binary", ":all:", "-c", tmp_path / "floor.txt",
-          *built.wheels.values()], env=env)
+    run([py, "-m", "pip", "install", *PIP_QUICK, "--only-binary", ":all:", "-c", tmp_path / "floor.txt",
+         *built.wheels.values()], env=env)
     before = _versions(py, env)
     for pin in floors:
         name, version = pin.split("==")
@@ -566,12 +385,12 @@ def test_the_engine_alone_grades_the_toy_lesson(built, tmp_path):
     toy lesson from that lesson's folder; the solution gets full marks, a blank copy less."""
     from tests.lessons import make_toy
 
-    env = _env(tmp_path)
-    venv = _venv(tmp_path / "engine", env)
-    env = _env(tmp_path, venv)
+    env = user_env(tmp_path)
+    venv = new_venv(tmp_path / "engine", env)
+    env = user_env(tmp_path, venv)
     py = venv / "bin" / "python"
-    _run([py, "-m", "pip", "install", *PIP_QUICK, "-c", ROOT / "constraints.txt", built.wheels["engine"]], env=env)
-    installed = {line.split("==")[0].lower() for line in _run([py, "-m", "pip", "freeze"], env=env).stdout.split()}
+    run([py, "-m", "pip", "install", *PIP_QUICK, "-c", ROOT / "constraints.txt", built.wheels["engine"]], env=env)
+    installed = {line.split("==")[0].lower() for line in run([py, "-m", "pip", "freeze"], env=env).stdout.split()}
     assert "nbjudge" in installed
     assert not {"jax", "jaxlib", "optax", "tueplots", "bmnist-kit", "bmnist-lesson"} & installed, installed
 
@@ -582,8 +401,8 @@ def test_the_engine_alone_grades_the_toy_lesson(built, tmp_path):
     submissions = make_toy.submissions()
     (klass / "correct.ipynb").write_text((lesson_folder / "solution.ipynb").read_text())
     (klass / "blank.ipynb").write_text(submissions["untouched"][0])
-    _run([venv / "bin" / "nbjudge", klass, "--out", tmp_path / "grades", "--lesson", lesson_folder, "--seed", "11",
-          "--jobs", "2", "--cell-timeout", "30"], env=env, cwd=tmp_path)
+    run([venv / "bin" / "nbjudge", klass, "--out", tmp_path / "grades", "--lesson", lesson_folder, "--seed", "11",
+         "--jobs", "2", "--cell-timeout", "30"], env=env, cwd=tmp_path)
     rows = {r["submission"]: r for r in csv.DictReader(io.StringIO((tmp_path / "grades" / "grades.csv").read_text()))}
     assert (int(rows["correct"]["total"]), rows["correct"]["status"]) == (6, "ok"), rows["correct"]
     assert int(rows["blank"]["total"]) < 6, rows["blank"]

@@ -12,7 +12,7 @@ import pytest
 from bmnist_lesson.release import ReleaseError, answer_lines, leaks, write_release
 
 from tests.conftest import ROOT
-from tests.test_install import _RUN_CELLS, PIP_QUICK, _env, _run, _stream, _venv
+from tests.venvs import PIP_QUICK, RUN_CELLS, cell_stdout, new_venv, run, user_env
 
 KIT_URL = "https://course.example.org/kit/bmnist_kit-0.1.0-py3-none-any.whl"
 REPO_URL = "https://github.com/course/bmnist-exercise"
@@ -80,20 +80,20 @@ def test_a_release_is_refused_rather_than_overwritten_or_misaddressed(tmp_path):
 def test_the_releases_wheel_installs_and_runs_the_exercise(release, tmp_path):
     """In a fresh venv, the release's wheel alone: Binder's postBuild, the exercise's setup,
     parameters and data cells; and ``lesson --solution`` writes no solution."""
-    env = _env(tmp_path)
-    venv = _venv(tmp_path / "venv", env)
-    env = _env(tmp_path, venv, BMNIST_WHEELHOUSE=str(release / "wheels"))
+    env = user_env(tmp_path)
+    venv = new_venv(tmp_path / "venv", env)
+    env = user_env(tmp_path, venv, BMNIST_WHEELHOUSE=str(release / "wheels"))
     py = venv / "bin" / "python"
-    _run([py, "-m", "pip", "install", *PIP_QUICK, "-c", ROOT / "constraints.txt",
-          "-r", release / "requirements.txt"], env=env, cwd=release)
-    _run(["bash", release / "postBuild"], env=env, cwd=release)
+    run([py, "-m", "pip", "install", *PIP_QUICK, "-c", ROOT / "constraints.txt",
+         "-r", release / "requirements.txt"], env=env, cwd=release)
+    run(["bash", release / "postBuild"], env=env, cwd=release)
     home = tmp_path / "home"
     home.mkdir()
-    _run([py, "-c", _RUN_CELLS, release / "binary_mnist.ipynb", home / "ran.ipynb"], env=env, cwd=home)
+    run([py, "-c", RUN_CELLS, release / "binary_mnist.ipynb", home / "ran.ipynb"], env=env, cwd=home)
     ran = nbformat.read(home / "ran.ipynb", as_version=4)
     solution = nbformat.read(ROOT / "solutions" / "binary_mnist.ipynb", as_version=4)
     data = next(c for c in solution.cells if "data" in c.metadata.get("tags", []))
-    assert _stream(ran.cells[2]) == _stream(data) != ""
-    refused = _run([py, "-m", "bmnist_helpers", "lesson", home, "--solution"], env=env, check=False)
+    assert cell_stdout(ran.cells[2]) == cell_stdout(data) != ""
+    refused = run([py, "-m", "bmnist_helpers", "lesson", home, "--solution"], env=env, check=False)
     assert refused.returncode == 1 and "the solution is not part of bmnist-kit" in refused.stderr
     assert sorted(p.name for p in home.iterdir()) == ["ran.ipynb"]

@@ -52,6 +52,8 @@ def test_versions_are_compared_as_pep_440_orders_them(version, spec, ok):
 
 def test_plan_installs_only_what_is_missing_and_never_what_is_there():
     plan = setup.plan_setup(REQS, COLAB, IMPORTED)
+    assert isinstance(plan, setup.InstallPlan) and not plan.nothing_to_do
+    assert not hasattr(setup, "Plan"), "the kit's plan is InstallPlan: Plan is the grading engine's (nbjudge.plan)"
     assert [r.name for r in plan.install] == ["tueplots", "optax"]
     assert not plan.outside
     old = {**COLAB, "numpy": "1.20.0", "tqdm": "4.40.0"}

@@ -10,6 +10,7 @@ header says. The zip file itself is opened without following a link, and must be
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import zipfile
@@ -50,7 +51,7 @@ def _check_entry(path: Path, info: zipfile.ZipInfo) -> None:
         raise _refuse(path, name, f"unpacks to more than {MAX_RATIO} times its packed size (a zip bomb?)")
 
 
-def _open_regular(path: Path):
+def _open_regular(path: Path) -> io.BufferedReader:
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags)

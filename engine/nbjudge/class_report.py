@@ -58,7 +58,7 @@ def bars_svg(counts: Sequence[tuple[str, int]], *, label: str) -> str:
             f'viewBox="0 0 {total} {height}"><title>{esc(label)}</title>{"".join(bars)}</svg>')
 
 
-def read_pairs(out: Path) -> list[dict] | None:
+def read_pairs(out: Path) -> list[dict[str, Any]] | None:
     """The similarity pairs written into ``out`` (``None`` when that report has not run there)."""
     try:
         pairs = json.loads((Path(out) / SIMILARITY_JSON).read_text(encoding="utf-8"))
@@ -103,7 +103,8 @@ def _hidden(grades: Sequence[Any], marking: Any) -> str:
 
 
 def _expected(grades: Sequence[Any]) -> str:
-    differ, follow = Counter(), Counter()
+    differ: Counter[tuple[int, str]] = Counter()
+    follow: Counter[tuple[int, str]] = Counter()
     for g in grades:
         for f in g.failures:
             if f["kind"] == "expected":
@@ -129,7 +130,7 @@ def _times(grades: Sequence[Any]) -> str:
                      [(esc(g.submission), f"{g.seconds:.1f}", esc(g.status)) for g in slow]))
 
 
-def _similarity(pairs: list[dict] | None) -> str:
+def _similarity(pairs: list[dict[str, Any]] | None) -> str:
     if pairs is None:
         return ("<h2>Similar answers</h2><p class=\"muted\">Not run for this folder: the <code>similarity</code> "
                 "command with <code>--out</code> this folder lists them here.</p>")
@@ -149,7 +150,7 @@ def _rows(grades: Sequence[Any], marking: Any) -> str:
 
 
 def class_report_html(grades: Sequence[Any], marking: Any, *, assignment: str,
-                      pairs: list[dict] | None = None) -> str:
+                      pairs: list[dict[str, Any]] | None = None) -> str:
     """The class report of ``grades`` (in the order given).
 
     :param pairs: The similarity pairs (:func:`read_pairs`); ``None``: that report has not run.

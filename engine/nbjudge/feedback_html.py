@@ -59,8 +59,8 @@ def follows_text(tasks: Iterable[int]) -> str:
     return f"follows from tasks {named}: fix task {tasks[0]} first"
 
 
-def mark_follows(failures: list[dict], needs: Mapping[str, Iterable[int]],
-                 cell_tasks: Mapping[str, int]) -> list[dict]:
+def mark_follows(failures: list[dict[str, Any]], needs: Mapping[str, Iterable[int]],
+                 cell_tasks: Mapping[str, int]) -> list[dict[str, Any]]:
     """The failures, each expected-result one that runs on another task whose hidden check failed
     marked with ``follows``: those tasks.
 
@@ -80,7 +80,7 @@ def mark_follows(failures: list[dict], needs: Mapping[str, Iterable[int]],
     return marked
 
 
-def _follows(failure: dict) -> str:
+def _follows(failure: Mapping[str, Any]) -> str:
     tasks = failure.get("follows") or []
     return f'<p class="follows">This {esc(follows_text(tasks))}.</p>' if tasks else ""
 
@@ -111,7 +111,7 @@ def _figures(cell: str, yours: tuple[str, ...], theirs: tuple[str, ...]) -> str:
             f"<figure><figcaption>The instructor's</figcaption>{ref}</figure></div>")
 
 
-def _expected_cell(cell: str, failure: dict | None, grade: Any, shown: Shown) -> str:
+def _expected_cell(cell: str, failure: Mapping[str, Any] | None, grade: Any, shown: Shown) -> str:
     head = f"<h3>Expected result <code>{esc(cell)}</code>: " if cell else "<h3>Expected results: "
     if failure is None:
         parts = [head + '<span class="ok">matches</span></h3>']

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["CELL_FIGURES", "FIGURE_CHARS", "JOB_FIGURE_CHARS", "Shown", "figures_of", "png_base64", "read_shown",
            "shown_line"]
@@ -52,7 +53,7 @@ def _kept(figures: object) -> tuple[str, ...]:
     return tuple(f for f in map(png_base64, figures[:CELL_FIGURES]) if f)
 
 
-def figures_of(events: Iterable[dict]) -> dict[str, tuple[str, ...]]:
+def figures_of(events: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
     """The figures of a run's expected-result cells, by cell name (cells without figures left out).
 
     :param events: A worker's records (:attr:`.run.RunResult.events`).
@@ -88,7 +89,7 @@ class Shown:
         return [name for name, t in self.tasks.items() if t == task]
 
 
-def shown_line(tasks: Mapping[str, int], figures: Mapping[str, tuple[str, ...]]) -> dict:
+def shown_line(tasks: Mapping[str, int], figures: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
     """The results-file line of the reference run's cells and figures."""
     return {"shown": {"tasks": dict(tasks), "figures": {k: list(v) for k, v in figures.items()}}}
 

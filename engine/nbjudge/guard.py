@@ -34,6 +34,7 @@ import operator
 import sys
 import threading
 import types
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["PRELOAD_ENV", "Snapshot", "restore", "take"]
@@ -46,7 +47,7 @@ _SKIPPED_MODULES = ("__main__", "__mp_main__")
 _GONE = object()  # what an attribute that was removed reads as
 
 
-def _kept(value) -> bool:
+def _kept(value: object) -> bool:
     """Whether a namespace entry is an original worth keeping: something callable, a descriptor or
     a module (never data: caches and settings that libraries change as they run)."""
     return callable(value) or isinstance(value, (*_DESCRIPTORS, types.ModuleType))
@@ -57,18 +58,22 @@ class _Holder:
     """One namespace (a module's, a class's or an object's) and the originals kept from it."""
 
     target: object
-    saved: dict
-    known: frozenset  # every name it had at the start, data included
-    names: tuple = ()
-    values: tuple = ()
+    saved: dict[str, object]
+    known: frozenset[str]  # every name it had at the start, data included
+    names: tuple[str, ...] = ()
+    values: tuple[object, ...] = ()
 
     def __post_init__(self) -> None:
         self.names, self.values = tuple(self.saved), tuple(self.saved.values())
 
-    def changed(self, space) -> bool:
+    def changed(self, space: Mapping[str, object]) -> bool:
         """Whether ``space`` (its namespace now) differs from the originals: one C-level pass."""
         return any(map(operator.is_not, map(space.get, self.names, itertools.repeat(_GONE)), self.values)) or bool(
             space.keys() - self.known)
+
+
+_Functions = tuple[tuple[types.FunctionType, ...], tuple[types.CodeType, ...],
+                   tuple[tuple[object, ...] | None, ...], tuple[dict[str, object] | None, ...]]
 
 
 @dataclass
@@ -77,15 +82,16 @@ class Snapshot:
 
     modules: dict[str, types.ModuleType] = field(default_factory=dict)
     holders: list[_Holder] = field(default_factory=list)
-    functions: tuple = ((), (), (), ())  # the functions, their code, defaults and keyword defaults
-    gc_callbacks: list = field(default_factory=list)
+    functions: _Functions = ((), (), (), ())  # the functions, their code, defaults and keyword defaults
+    gc_callbacks: list[Callable[..., object]] = field(default_factory=list)
     shell: object = None
 
 
 _SNAPSHOT: Snapshot | None = None
 
 
-def _classes_and_functions(module: types.ModuleType, seen: set[int], snapshot: Snapshot, functions: list) -> None:
+def _classes_and_functions(module: types.ModuleType, seen: set[int], snapshot: Snapshot,
+                           functions: list[types.FunctionType]) -> None:
     name = module.__name__
     for value in list(vars(module).values()):
         if id(value) in seen:
@@ -105,7 +111,7 @@ def _classes_and_functions(module: types.ModuleType, seen: set[int], snapshot: S
                         functions.append(member)
 
 
-def _kernel_objects(shell) -> list:
+def _kernel_objects(shell: object) -> list[object]:
     """The objects a probe's values pass through on their way to the worker."""
     kernel = getattr(shell, "kernel", None)
     found = [shell, getattr(shell, "display_pub", None), kernel, getattr(kernel, "session", None),
@@ -113,7 +119,7 @@ def _kernel_objects(shell) -> list:
     return [obj for obj in found if obj is not None]
 
 
-def take(preload: list[str], *, shell=None) -> Snapshot:
+def take(preload: Sequence[str], *, shell: object = None) -> Snapshot:
     """Import ``preload`` and note the originals; call once, before any cell runs.
 
     :param preload: Modules to import first (the lesson's probe modules).
@@ -123,7 +129,9 @@ def take(preload: list[str], *, shell=None) -> Snapshot:
     global _SNAPSHOT
     for name in preload:
         importlib.import_module(name)
-    snapshot, seen, functions = Snapshot(shell=shell, gc_callbacks=list(gc.callbacks)), set(), []
+    snapshot = Snapshot(shell=shell, gc_callbacks=list(gc.callbacks))
+    seen: set[int] = set()
+    functions: list[types.FunctionType] = []
     for name, module in list(sys.modules.items()):
         if not isinstance(module, types.ModuleType) or name in _SKIPPED_MODULES:
             continue
@@ -140,8 +148,8 @@ def take(preload: list[str], *, shell=None) -> Snapshot:
         if isinstance(traits, dict):
             snapshot.holders.append(_Holder(traits, {k: v for k, v in traits.items()
                                                      if _kept(v) or any(v is o for o in objects)}, frozenset(traits)))
-    snapshot.functions = (tuple(functions), *(tuple(getattr(f, a) for f in functions) for a in
-                                                 ("__code__", "__defaults__", "__kwdefaults__")))
+    snapshot.functions = (tuple(functions), tuple(f.__code__ for f in functions),
+                          tuple(f.__defaults__ for f in functions), tuple(f.__kwdefaults__ for f in functions))
     _SNAPSHOT = snapshot
     return snapshot
 
@@ -151,6 +159,8 @@ def _put_back(holder: _Holder) -> None:
     space = target if isinstance(target, dict) else vars(target)  # a dict: traitlets' values of a kernel object
     if not holder.changed(space):
         return
+    put: Callable[[str, object], None]
+    drop: Callable[[str], None]
     if isinstance(target, type):
         put, drop = (lambda k, v: setattr(target, k, v)), (lambda k: delattr(target, k))
     else:
@@ -162,7 +172,7 @@ def _put_back(holder: _Holder) -> None:
         drop(key)
 
 
-def _shadows(target, name: str) -> bool:
+def _shadows(target: object, name: str) -> bool:
     """Whether an attribute ``name`` added to ``target`` hides one that its class (or, for a class,
     a base) had: a method replaced on one object, or an inherited one overridden."""
     if isinstance(target, type):

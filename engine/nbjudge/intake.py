@@ -53,9 +53,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .archive import ArchiveError, read_zip
-from .platforms import GRADESCOPE_METADATA, Identity, identify, parse_gradescope_metadata
+from .platforms import GRADESCOPE_METADATA, GradescopeTables, Identity, identify, parse_gradescope_metadata
 from .strip import code_only
 
 __all__ = ["MAX_BYTES", "RESERVED_NAMES", "ArchiveError", "Submission", "collect", "safe_name", "student_record"]
@@ -353,9 +354,9 @@ def _from_file(path: Path, *, max_bytes: int, warn: Callable[[str], None]) -> li
     return [_Found(path, parts, data, problem, source=path.name)]
 
 
-def _metadata(items: list[_Found], warn: Callable[[str], None]) -> dict[tuple[str, ...], dict]:
+def _metadata(items: list[_Found], warn: Callable[[str], None]) -> GradescopeTables:
     """Gradescope's submitters, by the folder that holds each ``submission_metadata.yml``."""
-    tables = {}
+    tables: GradescopeTables = {}
     for item in items:
         if item.data is None:
             warn(f"warning: {item.path}: {item.problem}; its submissions are named by their folders")
@@ -441,7 +442,7 @@ def collect(paths: list[Path], *, max_bytes: int = MAX_BYTES, warn: Callable[[st
     return _twice(rows)
 
 
-def student_record(sub: Submission) -> dict:
+def student_record(sub: Submission) -> dict[str, Any]:
     """Who a row is, as plain JSON for the report's meta (``student``, ``source``, ``platform``,
     ``ids``, ``note``): what grades.csv and :func:`.gradebook.write_gradebooks` need, also after
     ``merge``."""

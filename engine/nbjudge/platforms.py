@@ -86,6 +86,11 @@ class Identity:
     note: str | None = None
 
 
+GradescopeTables = dict[tuple[str, ...], dict[str, dict[str, str]]]
+"""Parsed ``submission_metadata.yml`` files (:func:`parse_gradescope_metadata`), by the pieces of the
+folder that holds each."""
+
+
 def parse_gradescope_metadata(text: str) -> dict[str, dict[str, str]]:
     """The submitters of each submission in a Gradescope ``submission_metadata.yml``.
 
@@ -125,7 +130,7 @@ def _moodle(parts: tuple[str, ...]) -> tuple[int, Identity] | None:
     return (len(folders), _moodle_identity(match)) if match else None
 
 
-def _moodle_identity(match: re.Match) -> Identity:
+def _moodle_identity(match: re.Match[str]) -> Identity:
     name, number = unicodedata.normalize("NFC", match["name"].strip()), match["id"]
     return Identity("moodle", name, f"{name}_{number}", {"participant": number, "full_name": name})
 
@@ -170,7 +175,7 @@ def _canvas(parts: tuple[str, ...]) -> tuple[int, Identity] | None:
     return len(parts) - 1, Identity("canvas", found["login"], f"{found['login']}_{found['user_id']}", found)
 
 
-def _gradescope(parts: tuple[str, ...], metadata: dict[tuple[str, ...], dict]) -> tuple[int, Identity] | None:
+def _gradescope(parts: tuple[str, ...], metadata: GradescopeTables) -> tuple[int, Identity] | None:
     *folders, _ = parts
     for depth in range(len(folders)):  # the outermost, beside the metadata; deeper ones are the student's
         match = _GRADESCOPE_FOLDER.match(folders[depth])
@@ -211,7 +216,7 @@ def _looks_like(parts: tuple[str, ...]) -> str | None:
     return None
 
 
-def identify(parts: tuple[str, ...], *, metadata: dict[tuple[str, ...], dict] | None = None) -> Identity:
+def identify(parts: tuple[str, ...], *, metadata: GradescopeTables | None = None) -> Identity:
     """The student behind the file at ``parts`` (folders from the export's root down, then the file name).
 
     :param parts: The file's path inside the export, as its pieces.

@@ -13,13 +13,15 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 _AXIS = "#37414a"
 _COLOURS = ("#8d2d39", "#0069aa")  # tueplots' MoML red and blue
 _MAX_DOTS = 30  # series up to this long get a dot on every point
 
 
-def _points(xs: np.ndarray, ys: np.ndarray, *, box: tuple[float, float, float, float], xlim, ylim) -> str:
+def _points(xs: np.ndarray, ys: np.ndarray, *, box: tuple[float, float, float, float], xlim: tuple[float, float],
+            ylim: tuple[float, float]) -> str:
     x0, y0, width, height = box
     span_x = (xlim[1] - xlim[0]) or 1.0
     span_y = (ylim[1] - ylim[0]) or 1.0
@@ -50,8 +52,8 @@ def _downsample(xs: np.ndarray, ys: np.ndarray, *, max_points: int) -> tuple[np.
 
 
 def line_chart(
-    xs: Sequence[float],
-    ys: Sequence[float],
+    xs: npt.ArrayLike,
+    ys: npt.ArrayLike,
     *,
     title: str,
     xlim: tuple[float, float],
@@ -68,19 +70,19 @@ def line_chart(
     :param xlim: x range of the axes. :param ylim: y range; the data's range if omitted.
     :returns: An ``<svg>`` string.
     """
-    xs, ys = _downsample(np.asarray(xs, float), np.asarray(ys, float), max_points=400)
+    x, y = _downsample(np.asarray(xs, float), np.asarray(ys, float), max_points=400)
     if ylim is None:
-        ylim = (float(ys.min()), float(ys.max())) if len(ys) else (0.0, 1.0)
+        ylim = (float(y.min()), float(y.max())) if len(y) else (0.0, 1.0)
     if ylim[1] <= ylim[0]:  # one value so far: a band around it, with the value at mid-height
         pad = max(abs(ylim[0]) * 0.01, 1e-3)
         ylim = (ylim[0] - pad, ylim[0] + pad)
     box = (40.0, 20.0, width - 50.0, height - 40.0)
-    line = _points(xs, ys, box=box, xlim=xlim, ylim=ylim) if len(xs) else ""
+    line = _points(x, y, box=box, xlim=xlim, ylim=ylim) if len(x) else ""
     # A line needs two points; a few points (a single one included) are drawn as dots as well.
     dots = "".join(
         f'<circle cx="{point.split(",")[0]}" cy="{point.split(",")[1]}" r="2.5" fill="{_COLOURS[0]}"/>'
         for point in line.split()
-    ) if len(xs) <= _MAX_DOTS else ""
+    ) if len(x) <= _MAX_DOTS else ""
     x0, y0, w, h = box
     return (
         f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="10">'

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -98,7 +99,7 @@ def inspect_batch(
 _PITCH = 32  # from one image's left edge to the next one's
 
 
-def _points(size_key: str) -> float:
+def _points(size_key: Literal["axes.titlesize", "xtick.labelsize"]) -> float:
     return FontProperties(size=plt.rcParams[size_key]).get_size_in_points()
 
 
@@ -124,7 +125,7 @@ def _image_rows(
     fig = plt.figure(figsize=(width, width * y / (columns * _PITCH)), layout="none")
     ax = fig.add_axes((0, 0, 1, 1))
     for title, title_y, images, captions, top in placed:
-        if title is not None:
+        if title is not None and title_y is not None:  # a row's title and its position come together
             ax.text(0, title_y, title, fontsize=title_size, fontweight="bold", va="baseline")
         for i, (image, caption) in enumerate(zip(images, captions, strict=True)):
             left = i * _PITCH

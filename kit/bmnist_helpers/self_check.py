@@ -313,9 +313,11 @@ def self_check(*, runs: Mapping[str, Ran] | None = None, expectations: Iterable[
     :param runs: What the expected-result cells printed; default: this kernel's, from the hooks.
     :param expectations: The exercise's expected-result cells; default: the hooks'.
     """
-    if _active is None and (runs is None or expectations is None):
-        print("The self-check is not running: run the setup cell at the top (it starts it), then Run All.")
-        return
-    got = tuple(expectations) if expectations is not None else _active.expectations
-    for line in summary(got, runs if runs is not None else _active.runs):
+    if runs is None or expectations is None:
+        if _active is None:
+            print("The self-check is not running: run the setup cell at the top (it starts it), then Run All.")
+            return
+        runs = _active.runs if runs is None else runs
+        expectations = _active.expectations if expectations is None else expectations
+    for line in summary(tuple(expectations), runs):
         print(line)

@@ -31,7 +31,7 @@ from pathlib import Path
 from . import __version__
 
 __all__ = [
-    "Plan",
+    "InstallPlan",
     "Requirement",
     "SetupError",
     "constraints_text",
@@ -75,7 +75,7 @@ class Requirement:
 
 
 @dataclass(frozen=True)
-class Plan:
+class InstallPlan:
     """What the setup does: ``install`` lists the missing requirements; ``outside`` the installed
     ones outside the supported range, as ``(requirement, installed version, imported)``."""
 
@@ -151,15 +151,15 @@ def _checkout_requirements() -> list[str]:
     """The kit's dependencies as its ``kit/pyproject.toml`` declares them, in an instructor's checkout
     (installed there as part of ``bmnist-course``); empty elsewhere or without a TOML reader."""
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        return []
-    try:
-        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-    except (OSError, ValueError, KeyError):
-        return []
-    return list(project.get("dependencies", [])) if project.get("name") == DIST else []
+
+        try:
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+        except (OSError, ValueError, KeyError):
+            return []
+        return list(project.get("dependencies", [])) if project.get("name") == DIST else []
+    return []  # Python 3.10 has no TOML reader
 
 
 def kit_requirements() -> tuple[Requirement, ...]:
@@ -197,7 +197,7 @@ def installed_versions(names: Collection[str]) -> dict[str, str]:
 
 
 def plan_setup(requirements: Sequence[Requirement], installed: Mapping[str, str],
-               imported: Collection[str]) -> Plan:
+               imported: Collection[str]) -> InstallPlan:
     """Decide what the setup does; a pure function of what is installed and imported.
 
     :param requirements: The kit's base requirements.
@@ -213,7 +213,7 @@ def plan_setup(requirements: Sequence[Requirement], installed: Mapping[str, str]
             install.append(req)
         elif not satisfies(version, req.specifiers):
             outside.append((req, version, req.import_name in imported))
-    return Plan(tuple(install), tuple(outside))
+    return InstallPlan(tuple(install), tuple(outside))
 
 
 def constraints_text(installed: Mapping[str, str]) -> str:
@@ -247,7 +247,7 @@ def _quoted(requirements: Sequence[Requirement]) -> str:
     return " ".join(f'"{r}"' for r in requirements)
 
 
-def _outside_message(plan: Plan) -> str:
+def _outside_message(plan: InstallPlan) -> str:
     rows = [f"  {req.name} {version}{' (already imported by this kernel)' if imported else ''}: needs {req}"
             for req, version, imported in plan.outside]
     change = [req for req, _, _ in plan.outside] + list(plan.install)
@@ -273,7 +273,9 @@ def _kit_note(kit: str | None) -> None:
               f"notebook's own, run %pip install bmnist-kit=={wanted} and {RESTART}.")
 
 
-def ensure_kit(kit: str | None = None, *, run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> Plan:
+def ensure_kit(
+    kit: str | None = None, *, run: Callable[..., subprocess.CompletedProcess] = subprocess.run
+) -> InstallPlan:
     """Make this kernel ready for the lesson: add what is missing, replace nothing.
 
     Silent when everything is there. In a notebook's kernel it also starts the self-check

@@ -230,8 +230,8 @@ class SeedExplorer(widgets.VBox):
         try:
             for record in self.train_fn(seed):
                 records.append({k: v for k, v in record.items() if k != "params"})
-                snapshot = list(records)
-                if not self._publish(generation, lambda s=snapshot: self._render(seed, s, done=False)):
+                draw = functools.partial(self._render, seed, list(records), done=False)
+                if not self._publish(generation, draw):
                     return  # the slider moved on; drop this run
         except Exception as exc:  # noqa: BLE001 - shown in the widget, where the student looks
             message = f'<span style="color:#8d2d39">seed {seed}: {html.escape(repr(exc))}</span>'

@@ -85,18 +85,18 @@ def check_regions(source: str, *, cell_id: str = "?") -> None:
     for number, line in enumerate(source.splitlines(), 1):
         if BEGIN in line or END in line:
             marks.append((number, BEGIN in line))
-    open_line = None
-    regions = []
+    open_line: int | None = None
+    regions: list[tuple[int, int]] = []
     for number, is_begin in marks:
         if is_begin and open_line is not None:
             raise ExerciseError(
                 f"cell {cell_id}, line {number}: a solution region starts inside the one opened on line "
                 f"{open_line}; regions cannot nest. Close the first with `{END}` before opening another."
             )
-        if not is_begin and open_line is None:
-            raise ExerciseError(f"cell {cell_id}, line {number}: `{END}` without a `{BEGIN}` before it.")
         if is_begin:
             open_line = number
+        elif open_line is None:
+            raise ExerciseError(f"cell {cell_id}, line {number}: `{END}` without a `{BEGIN}` before it.")
         else:
             regions.append((open_line, number))
             open_line = None

@@ -97,8 +97,8 @@ def _split_key_orders(key_seed: int, n: int) -> dict[tuple[int, ...], np.ndarray
     import jax
 
     with jax.default_device(jax.devices("cpu")[0]):
-        level = {(): jax.random.key(key_seed)}
-        orders = {}
+        level: dict[tuple[int, ...], jax.Array] = {(): jax.random.key(key_seed)}
+        orders: dict[tuple[int, ...], np.ndarray] = {}
         for _ in range(_KEY_DEPTH + 1):
             orders.update({path: np.asarray(jax.random.permutation(key, n)) for path, key in level.items()})
             level = {(*path, i): half for path, key in level.items() for i, half in enumerate(jax.random.split(key))}
@@ -240,10 +240,11 @@ def objective(inputs: dict, got: dict, ref: dict) -> None:
     if int(np.asarray(got.get("standin", 1))):
         logits = {name: _standin_logits(p, x) for name, p in cases.items()}
     else:
-        logits = got.get("logits")
-        if not (isinstance(logits, dict) and all(usable.logits(logits.get(name), len(x), varied=name == "plain")
-                                                 for name in cases)):
+        sent = got.get("logits")
+        if not (isinstance(sent, dict) and all(usable.logits(sent.get(name), len(x), varied=name == "plain")
+                                               for name in cases)):
             raise CheckFailed("the check could not read mlp's logits")
+        logits = sent
     close(got.get("plain"), _cross_entropy(logits["plain"], y),
           "the loss with l2_reg=0 (the mean cross-entropy of mlp's logits)")
     penalty = 0.5 * inputs["l2"] * _squared_norm(inputs["params"])

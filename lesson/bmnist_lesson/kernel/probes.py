@@ -25,7 +25,7 @@ from contextlib import contextmanager
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+import optax  # type: ignore[import-untyped]  # optax ships no type information (no py.typed)
 from nbjudge.probe import attempt, student
 
 from . import usable

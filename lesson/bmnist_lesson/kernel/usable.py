@@ -49,14 +49,14 @@ def _pairs(value) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """A list of ``(weights, bias)`` pairs as float64 arrays, or ``None``."""
     if not isinstance(value, list | tuple):
         return None
-    pairs = []
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []
     for layer in value:
         if not (isinstance(layer, list | tuple) and len(layer) == 2):
             return None
-        arrays = [_floats(a) for a in layer]
-        if any(a is None for a in arrays):
+        weights, bias = _floats(layer[0]), _floats(layer[1])
+        if weights is None or bias is None:
             return None
-        pairs.append((arrays[0], arrays[1]))
+        pairs.append((weights, bias))
     return pairs
 
 
