@@ -6,6 +6,8 @@ A lesson's ``judge`` functions use these; each raises :class:`.lessons.CheckFail
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 
 from .lessons import CheckFailed
@@ -13,9 +15,10 @@ from .lessons import CheckFailed
 __all__ = ["RTOL", "ATOL", "array", "close", "not_raised"]
 
 RTOL, ATOL = 1e-4, 1e-6
+_T = TypeVar("_T")
 
 
-def not_raised(value: object, what: str) -> object:
+def not_raised(value: _T, what: str) -> _T:
     """``value``, unless it is the record of a call that raised.
 
     :param value: A decoded value.

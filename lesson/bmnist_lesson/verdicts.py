@@ -11,6 +11,7 @@ the stand-ins' values where the student's earlier functions cannot serve (:mod:`
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 from nbjudge import CheckFailed
@@ -311,7 +312,7 @@ def training(inputs: dict, got: dict, ref: dict) -> None:
                       threshold=threshold, y_test=y_test)
 
 
-def _training_run(inputs: dict, records, own: dict, logits, *, threshold: float, y_test: np.ndarray) -> None:
+def _training_run(inputs: dict, records, own: Any, logits, *, threshold: float, y_test: np.ndarray) -> None:
     """One training run's records: steps, losses and parameters against the student's own update,
     test accuracy at ``threshold`` against the model's logits (``None``: the stand-in's, computed here)."""
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
