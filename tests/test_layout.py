@@ -4,11 +4,10 @@ stands alone (it is copied into the kernels' import folder without the rest)."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
-from pathlib import Path
 
+import grimp
 import pytest
 from nbjudge.kernel_path import ENGINE_KERNEL_MODULES
 
@@ -17,103 +16,59 @@ from tests.conftest import ROOT
 PARTS = {"kit": "bmnist_helpers", "engine": "nbjudge", "lesson": "bmnist_lesson"}
 
 
-def _module_name(folder: str, path: Path) -> str:
-    parts = path.relative_to(ROOT / folder).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def import_graph(*packages: str) -> grimp.ImportGraph:
+    """The graph of the imports among the modules of ``packages`` (grimp reads the sources; nothing runs)."""
+    return grimp.build_graph(*packages, cache_dir=None)
 
 
-def _imported(module: str, is_package: bool, tree: ast.AST, names: set[str]) -> set[str]:
-    """The modules of ``names`` that a module imports, relative imports resolved: ``from X import y``
-    imports X.y where that is a module, else X."""
-    package = module if is_package else module.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
-            target = ".".join([*base, *([node.module] if node.module else [])])
-            submodules = {".".join(filter(None, (target, alias.name))) for alias in node.names} & names
-            found |= submodules if len(submodules) == len(node.names) else submodules | {target}
-    return found & names
+def cycles(graph: grimp.ImportGraph) -> list[tuple[str, str]]:
+    """Each direct import ``a -> b`` where ``b`` also leads back to ``a``: every edge of every cycle."""
+    return sorted((a, b) for a in graph.modules for b in graph.find_modules_directly_imported_by(a)
+                  if graph.chain_exists(importer=b, imported=a))
 
 
-def import_graph(sources: dict[str, tuple[bool, str]]) -> dict[str, set[str]]:
-    """``{module: modules of the graph it imports}`` for ``{module: (is a package, source)}``."""
-    names = set(sources)
-    return {module: _imported(module, is_package, ast.parse(source), names) - {module}
-            for module, (is_package, source) in sources.items()}
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan)."""
-    index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], [0]
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = counter[0]
-        counter[0] += 1
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in sorted(graph[node]):
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                top = stack.pop()
-                on_stack.discard(top)
-                component.append(top)
-                if top == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
-
-
-def _sources() -> dict[str, tuple[bool, str]]:
-    return {_module_name(folder, path): (path.name == "__init__.py", path.read_text())
-            for folder, package in PARTS.items() for path in sorted((ROOT / folder / package).rglob("*.py"))}
-
-
-GRAPH = import_graph(_sources())
+GRAPH = import_graph(*PARTS.values())
 
 
 def _part(module: str) -> str:
     return next(folder for folder, package in PARTS.items() if module.split(".")[0] == package)
 
 
+def _imports(module: str) -> set[str]:
+    return set(GRAPH.find_modules_directly_imported_by(module))
+
+
 def test_no_import_cycle_anywhere():
-    assert len(GRAPH) > 40
+    assert len(GRAPH.modules) > 40
     assert cycles(GRAPH) == []
 
 
 @pytest.mark.parametrize(("part", "never"), [("engine", {"kit", "lesson"}), ("kit", {"engine", "lesson"})])
 def test_a_part_never_imports_what_it_must_stand_without(part, never):
-    crossing = [f"{module} -> {target}" for module, targets in sorted(GRAPH.items()) if _part(module) == part
-                for target in sorted(targets) if _part(target) in never]
+    crossing = [f"{module} -> {target}" for module in sorted(GRAPH.modules) if _part(module) == part
+                for target in sorted(_imports(module)) if _part(target) in never]
     assert crossing == []
 
 
 def test_the_engines_kernel_side_imports_only_itself():
     kernel_side = set(ENGINE_KERNEL_MODULES)
-    assert {target for module in kernel_side for target in GRAPH[module]} <= kernel_side | {"nbjudge"}
+    assert {target for module in kernel_side for target in _imports(module)} <= kernel_side | {"nbjudge"}
 
 
-def test_the_graph_check_finds_what_a_word_scan_misses():
+def test_the_graph_check_finds_a_cycle_and_a_relative_import(tmp_path, monkeypatch):
     """A relative import of the kit from an engine inside it (the old layout), and a cycle, are found."""
-    sources = {"kit": (True, ""), "kit.data": (False, ""), "kit.grading": (True, ""),
-               "kit.grading.report": (False, "from .. import data\nfrom . import plan\n"),
-               "kit.grading.plan": (False, "from .report import x\n")}
-    graph = import_graph(sources)
-    assert graph["kit.grading.report"] == {"kit.data", "kit.grading.plan"}
-    assert cycles(graph) == [["kit.grading.plan", "kit.grading.report"]]
+    package = tmp_path / "oldkit"
+    (package / "grading").mkdir(parents=True)
+    for name, source in {"__init__.py": "", "data.py": "", "grading/__init__.py": "",
+                         "grading/report.py": "from .. import data\nfrom . import plan\n",
+                         "grading/plan.py": "from .report import x\n"}.items():
+        (package / name).write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    graph = import_graph("oldkit")
+    assert set(graph.find_modules_directly_imported_by("oldkit.grading.report")) == {"oldkit.data",
+                                                                                      "oldkit.grading.plan"}
+    assert cycles(graph) == [("oldkit.grading.plan", "oldkit.grading.report"),
+                             ("oldkit.grading.report", "oldkit.grading.plan")]
 
 
 def test_importing_the_whole_engine_loads_no_kit_lesson_or_jax():
@@ -125,3 +80,12 @@ def test_importing_the_whole_engine_loads_no_kit_lesson_or_jax():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_no_module_is_over_450_lines():
+    """Modules of one concern stay short; the notebooks' percent-format sources are lessons, not modules."""
+    tracked = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True)
+    paths = [ROOT / name for name in tracked.stdout.split() if not name.startswith(("solutions/", "notebooks/"))]
+    assert len(paths) > 100
+    long = {str(p.relative_to(ROOT)): n for p in paths if (n := len(p.read_text().splitlines())) > 450}
+    assert long == {}
