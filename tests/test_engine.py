@@ -119,6 +119,7 @@ def test_the_scan_finds_lesson_words():
 # --- grading the toy lesson ----------------------------------------------------------------------
 
 
+@pytest.mark.batch
 @pytest.mark.parametrize("name", sorted(CLASS))
 def test_each_toy_submission_gets_its_status_and_points(toy_class, name):
     row = _rows(toy_class["out"])[name]
@@ -132,6 +133,7 @@ def _numbers(note: str) -> list[int]:
     return [int(n) for n in re.findall(r"\d+", re.sub(r"`[^`]*`", "", note))]
 
 
+@pytest.mark.batch
 def test_statuses_carry_the_graders_own_notes(toy_class):
     """Which rows get a note, and the facts each carries (the cell, the task, the numbers), whatever
     the sentences around them. The toy's grading copy keeps the submission's cells in order, so a
@@ -154,6 +156,7 @@ def test_statuses_carry_the_graders_own_notes(toy_class):
     assert "needs task" not in feedback and "raised NotImplementedError: TODO: task 1" in feedback
 
 
+@pytest.mark.batch
 def test_shards_merge_to_the_same_report_as_one_run(toy_class, tmp_path):
     shards = [tmp_path / f"shard-{k}" for k in (1, 2)]
     procs = [subprocess.Popen([str(Path(sys.executable).parent / "nbjudge"), str(toy_class["class"]),
@@ -183,6 +186,7 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.batch
 def test_a_killed_run_resumes_to_the_grades_of_an_uninterrupted_one(toy_class, tmp_path):
     out = tmp_path / "out"
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "grading-*")))
@@ -217,6 +221,7 @@ def test_a_killed_run_resumes_to_the_grades_of_an_uninterrupted_one(toy_class, t
     assert other_seed.returncode == 2 and "seed" in other_seed.stderr
 
 
+@pytest.mark.batch
 def test_a_mistyped_folder_after_a_graded_class_changes_nothing(toy_class, tmp_path):
     before = _hashes(toy_class["out"])
     done = _grade(str(tmp_path / "submisions"), "--out", str(toy_class["out"]), *COMMON)
@@ -224,6 +229,7 @@ def test_a_mistyped_folder_after_a_graded_class_changes_nothing(toy_class, tmp_p
     assert _hashes(toy_class["out"]) == before
 
 
+@pytest.mark.batch
 def test_force_sets_the_earlier_results_aside(toy_class, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -258,6 +264,7 @@ def test_a_lessons_own_command_names_its_lesson():
 # --- issue 26: what the command line says and passes on ----------------------------------------------
 
 
+@pytest.mark.batch
 def test_resume_says_why_each_notebook_is_graded_again(tmp_path):
     klass = _write_class(tmp_path / "class", ["full", "untouched", "wrong-2"])
     out = tmp_path / "out"

@@ -1,7 +1,7 @@
 """The distributions installed, not only cloned.
 
 Fast tests: the ``lesson`` and ``kernel`` commands and ``bmnist-grade --solution`` checks. Slow
-tests (marker ``install``): the three wheels are built once per session from a copy of the
+tests (marker ``venv``): the three wheels are built once per session from a copy of the
 checkout's files (``make wheels``), then installed into fresh venvs (no system site-packages; PyPI
 and the warm pip cache only):
 
@@ -258,7 +258,7 @@ def _wheel(path: Path) -> tuple[set[str], zipfile.ZipFile]:
     return set(whl.namelist()), whl
 
 
-@pytest.mark.install
+@pytest.mark.venv
 def test_each_wheel_carries_its_own_part_only(built):
     from bmnist_lesson import __version__ as lesson_version
     from nbjudge import __version__ as engine_version
@@ -308,7 +308,7 @@ def _stream(cell) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
 
 
-@pytest.mark.install
+@pytest.mark.venv
 def test_installed_route(built, tmp_path):
     """pip install the three wheels, then use them only from outside the checkout."""
     home = tmp_path / "classroom"
@@ -471,7 +471,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.mark.install
+@pytest.mark.venv
 def test_release_route_colab_like(tmp_path, monkeypatch):
     """A release whose KIT_URL is a loopback web server, in Colab's versions imported before the
     first cell: with the server down, the setup cell says so in two lines and shows no traceback;
@@ -528,7 +528,7 @@ def test_release_route_colab_like(tmp_path, monkeypatch):
     assert verdicts == [f"task {n}: matches" for n in range(1, 6)], _stream(check)  # the kit's self-check
 
 
-@pytest.mark.install
+@pytest.mark.venv
 def test_floor_route(built, tmp_path, monkeypatch):
     """Every dependency at the lower bound pyproject.toml declares: the lesson runs as stored, the
     setup cell, which finds everything inside the range, says and changes nothing, and the grader
@@ -560,7 +560,7 @@ def test_floor_route(built, tmp_path, monkeypatch):
     assert (int(rows["full-marks"]["total"]), int(rows["untouched"]["total"])) == (15, 0), rows
 
 
-@pytest.mark.install
+@pytest.mark.venv
 def test_the_engine_alone_grades_the_toy_lesson(built, tmp_path):
     """The engine's wheel in a venv of its own, without jax or the kit: its console script grades the
     toy lesson from that lesson's folder; the solution gets full marks, a blank copy less."""
