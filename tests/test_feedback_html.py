@@ -201,6 +201,7 @@ def _open_each(pages: list[Path]) -> dict[str, dict]:
     return seen
 
 
+@pytest.mark.batch
 @pytest.mark.browser
 @pytest.mark.grading
 def test_the_pages_render_in_chromium_offline(figure_class):
