@@ -31,6 +31,8 @@ from tests.fixtures.alternatives import (
 )
 from tests.probe_harness import inputs, probe_cell, probe_values, solution_globals, verdict
 
+pytestmark = pytest.mark.notebook
+
 SEEDS = (7, 2024, 31337)
 
 

@@ -121,6 +121,7 @@ def test_the_scan_finds_lesson_words():
 # --- grading the toy lesson ----------------------------------------------------------------------
 
 
+@pytest.mark.batch
 @pytest.mark.parametrize("name", sorted(CLASS))
 def test_each_toy_submission_gets_its_status_and_points(toy_class, name):
     row = _rows(toy_class["out"])[name]
@@ -128,18 +129,36 @@ def test_each_toy_submission_gets_its_status_and_points(toy_class, name):
     assert (row["status"], {t: int(row[f"task{t}"]) for t in points}) == (status, points), row["note"]
 
 
+def _numbers(note: str) -> list[int]:
+    """The numbers a note gives, in order (a cell's number, a task, a limit, an exit status, a line);
+    the names of given cells (in backticks, e.g. ``expected-1``) left out."""
+    return [int(n) for n in re.findall(r"\d+", re.sub(r"`[^`]*`", "", note))]
+
+
+@pytest.mark.batch
 def test_statuses_carry_the_graders_own_notes(toy_class):
+    """Which rows get a note, and the facts each carries (the cell, the task, the numbers), whatever
+    the sentences around them. The toy's grading copy keeps the submission's cells in order, so a
+    cell of the student's own has its number in the submission."""
     rows = _rows(toy_class["out"])
     assert {row["status"] for row in rows.values()} <= set(STATUSES)
-    assert "ran past the 5 s limit and was interrupted" in rows["loop"]["note"]
-    assert "your cell number 5 of the grading copy ended the kernel (it exited with status 1)" in rows["exits"]["note"]
-    assert "ran again in a fresh kernel without it" in rows["exits"]["note"]
-    assert "gave up" in rows["kills-every-kernel"]["note"]
-    assert "not valid JSON" in rows["invalid"]["note"]
+    notes = {name: row["note"] for name, row in rows.items() if row["note"]}
+    assert set(notes) == {"loop", "exits", "answer-exits", "kills-every-kernel", "invalid", "untouched"}
+    assert _numbers(notes["loop"]) == [3, 5]  # its third cell loops; the cell limit is 5 s (COMMON)
+    assert _numbers(notes["exits"]) == [5, 1]  # its fifth cell exits, with status 1 ...
+    assert "again" in notes["exits"] and "gave up" not in notes["exits"]  # ... and the rest ran again
+    assert _numbers(notes["answer-exits"]) == [4, 1]  # task 2's answer, the fourth cell, exits with status 1
+    # each kernel ended in turn, in a given cell (named by its id) or task 1's hidden check, until given up
+    killer = notes["kills-every-kernel"]
+    assert re.findall(r"`([^`]+)`", killer) == ["expected-1", "expected-2"]
+    assert re.findall(r"task (\d+)", killer) == ["1"] and _numbers(killer) == [1, 1, 1, 1]
+    assert "gave up" in killer and "again" not in killer
+    assert "JSON" in notes["invalid"] and _numbers(notes["invalid"]) == [1]  # where the JSON breaks: line 1
     feedback = (toy_class["out"] / "feedback" / "untouched.md").read_text()
     assert "needs task" not in feedback and "raised NotImplementedError: TODO: task 1" in feedback
 
 
+@pytest.mark.batch
 def test_shards_merge_to_the_same_report_as_one_run(toy_class, tmp_path):
     shards = [tmp_path / f"shard-{k}" for k in (1, 2)]
     procs = [subprocess.Popen([str(Path(sys.executable).parent / "nbjudge"), str(toy_class["class"]),
@@ -169,6 +188,7 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.batch
 def test_a_killed_run_resumes_to_the_grades_of_an_uninterrupted_one(toy_class, tmp_path):
     out = tmp_path / "out"
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "grading-*")))
@@ -203,6 +223,7 @@ def test_a_killed_run_resumes_to_the_grades_of_an_uninterrupted_one(toy_class, t
     assert other_seed.returncode == 2 and "seed" in other_seed.stderr
 
 
+@pytest.mark.batch
 def test_a_mistyped_folder_after_a_graded_class_changes_nothing(toy_class, tmp_path):
     before = _hashes(toy_class["out"])
     done = _grade(str(tmp_path / "submisions"), "--out", str(toy_class["out"]), *COMMON)
@@ -210,6 +231,7 @@ def test_a_mistyped_folder_after_a_graded_class_changes_nothing(toy_class, tmp_p
     assert _hashes(toy_class["out"]) == before
 
 
+@pytest.mark.batch
 def test_force_sets_the_earlier_results_aside(toy_class, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -244,6 +266,7 @@ def test_a_lessons_own_command_names_its_lesson():
 # --- issue 26: what the command line says and passes on ----------------------------------------------
 
 
+@pytest.mark.batch
 def test_resume_says_why_each_notebook_is_graded_again(tmp_path):
     klass = _write_class(tmp_path / "class", ["full", "untouched", "wrong-2"])
     out = tmp_path / "out"

@@ -146,6 +146,7 @@ def attacked(tmp_path_factory) -> dict:
     return {"rows": _rows(root / "out"), **measured}
 
 
+@pytest.mark.batch
 @pytest.mark.parametrize("name", sorted(CLASS))
 def test_each_attack_gets_its_status_and_points(attacked, name):
     row = attacked["rows"][name]
@@ -153,6 +154,7 @@ def test_each_attack_gets_its_status_and_points(attacked, name):
     assert (row["status"], {t: int(row[f"task{t}"]) for t in points}) == (status, points), row["note"]
 
 
+@pytest.mark.batch
 def test_no_attack_scores_above_its_control(attacked):
     rows = attacked["rows"]
     for attack, control in CONTROLS.items():
@@ -160,6 +162,7 @@ def test_no_attack_scores_above_its_control(attacked):
     assert rows["full"]["total"] == "6"
 
 
+@pytest.mark.batch
 def test_the_grader_stays_small_and_quick_whatever_the_notebooks_send(attacked):
     # Before: 7 million empty lists took the grader's memory to gigabytes; 20,000 digits after
     # every cell took tens of seconds of its CPU.
@@ -167,6 +170,7 @@ def test_the_grader_stays_small_and_quick_whatever_the_notebooks_send(attacked):
     assert attacked["cpu_s"] < 30, attacked
 
 
+@pytest.mark.batch
 def test_notes_are_the_graders_own_words(attacked):
     rows = attacked["rows"]
     assert "could not read" in rows["forged-signature"]["note"] and "Points" not in rows["forged-signature"]["note"]
@@ -255,6 +259,7 @@ def test_a_job_can_make_no_key_and_no_system_v_ipc(tmp_path, capfd, bwrap):
     assert lines == ["refused", "shm -1 1", "sem -1 1", "files 1024"]  # EPERM for each
 
 
+@pytest.mark.batch
 def test_a_donor_and_a_taker_in_two_batches_share_nothing(tmp_path):
     first = _write(tmp_path / "first", {"donor": make_toy.notebook(extra={"answer-1": _DONOR})})
     second = _write(tmp_path / "second", {  # the control looks for a key nobody stored
@@ -339,6 +344,7 @@ def flooded(tmp_path_factory) -> dict:
     return {"rows": _rows(root / "out"), "cpu": cpu, "grader_s": grader_s}
 
 
+@pytest.mark.batch
 @needs_cgroups
 @pytest.mark.parametrize("name", sorted(FLOODED))
 def test_a_display_flood_gets_its_status_and_points(flooded, name):
@@ -347,6 +353,7 @@ def test_a_display_flood_gets_its_status_and_points(flooded, name):
     assert (row["status"], {t: int(row[f"task{t}"]) for t in points}) == (status, points), row["note"]
 
 
+@pytest.mark.batch
 @needs_cgroups
 def test_the_worker_reading_a_flood_is_charged_to_its_job(flooded):
     # Before: the worker ran outside the job's cgroup; a million messages cost 77 CPU-seconds there.

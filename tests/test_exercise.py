@@ -160,6 +160,7 @@ def _run(nb, **kwargs):
     return nb
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("task", [1, 2, 3, 4, 5])
 def test_each_todo_raises_not_implemented(task):
     nb = _put_back(_stored(exercise.EXERCISE_IPYNB), except_task=task)
@@ -172,6 +173,7 @@ def test_each_todo_raises_not_implemented(task):
     assert f"TODO: task {task}," in info.value.evalue
 
 
+@pytest.mark.notebook
 def test_run_all_keeps_the_expected_results_visible():
     """Run All as JupyterLab does it: run until the first error, clear the outputs of the rest."""
     nb = _stored(exercise.EXERCISE_IPYNB)
@@ -190,6 +192,7 @@ def test_run_all_keeps_the_expected_results_visible():
         assert bool(_shown_images(copy)) == _has_png(cell), cell["id"]
 
 
+@pytest.mark.notebook
 def test_answers_put_back_reproduce_the_expected_results():
     solution = {c["id"]: c for c in _expected_cells(_stored(exercise.SOLUTION_IPYNB))}
     nb = _run(_put_back(_stored(exercise.EXERCISE_IPYNB)))

@@ -26,6 +26,8 @@ from bmnist_lesson.exercise import EXPECTED_TAG, SOLUTION_IPYNB, cell_tags, load
 from tests.fixtures.alternatives import ALTERNATIVES, WRONG
 from tests.lesson_cells import LessonRun, Printed, grading_run, stored_printed
 
+pytestmark = pytest.mark.notebook
+
 
 @pytest.fixture(scope="module")
 def stored() -> Printed:

@@ -143,6 +143,7 @@ def figure_class(tmp_path_factory) -> Path:
     return root / "out"
 
 
+@pytest.mark.batch
 @pytest.mark.grading
 def test_grading_writes_a_page_per_row_and_the_class_report(figure_class):
     rows = list(csv.DictReader(io.StringIO((figure_class / "grades.csv").read_text())))
@@ -159,6 +160,7 @@ def test_grading_writes_a_page_per_row_and_the_class_report(figure_class):
         "expected-figure"]
 
 
+@pytest.mark.batch
 @pytest.mark.grading
 def test_merge_and_a_similarity_report_keep_the_pages(figure_class, tmp_path):
     merged = tmp_path / "merged"
@@ -200,6 +202,7 @@ def _open_each(pages: list[Path]) -> dict[str, dict]:
     return seen
 
 
+@pytest.mark.batch
 @pytest.mark.browser
 @pytest.mark.grading
 def test_the_pages_render_in_chromium_offline(figure_class):

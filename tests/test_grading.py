@@ -68,7 +68,7 @@ READINGS = {"wrong-shape-mlp-forward-loss": "control-wrong-shape-mlp",
             "magic-time-answer-below-stub": "control-answer-below-stub",
             "copied-id-helper-cell": "control-helper-cell"}
 
-pytestmark = pytest.mark.grading
+pytestmark = [pytest.mark.grading, pytest.mark.batch]
 
 
 def _rows(path: Path) -> list[dict]:

@@ -1,6 +1,6 @@
 """The distributions installed, not only cloned.
 
-Marker ``install`` (the ``lesson`` and ``kernel`` commands and ``bmnist-grade --solution``'s checks,
+Marker ``venv`` (the ``lesson`` and ``kernel`` commands and ``bmnist-grade --solution``'s checks,
 fast, are in tests/test_lesson_commands.py): the three wheels are built once per session from a copy of the
 checkout's files (``make wheels``), then installed into fresh venvs (no system site-packages; PyPI
 and the warm pip cache only):
@@ -95,7 +95,7 @@ def _wheel(path: Path) -> tuple[set[str], zipfile.ZipFile]:
     return set(whl.namelist()), whl
 
 
-@pytest.mark.install
+@pytest.mark.venv
 def test_each_wheel_carries_its_own_part_only(built):
     from bmnist_lesson import __version__ as lesson_version
     from nbjudge import __version__ as engine_version
@@ -127,7 +127,7 @@ def test_each_wheel_carries_its_own_part_only(built):
     assert "binary-mnist = bmnist_lesson:LESSON" in points and "bmnist-grade = bmnist_lesson.cli:main" in points
 
 
-@pytest.mark.install
+@pytest.mark.venv
 def test_installed_route(built, tmp_path):
     """pip install the three wheels, then use them only from outside the checkout."""
     home = tmp_path / "classroom"
@@ -290,7 +290,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.mark.install
+@pytest.mark.venv
 def test_release_route_colab_like(tmp_path, monkeypatch):
     """A release whose KIT_URL is a loopback web server, in Colab's versions imported before the
     first cell: with the server down, the setup cell says so in two lines and shows no traceback;
@@ -347,7 +347,7 @@ def test_release_route_colab_like(tmp_path, monkeypatch):
     assert verdicts == [f"task {n}: matches" for n in range(1, 6)], cell_stdout(check)  # the kit's self-check
 
 
-@pytest.mark.install
+@pytest.mark.venv
 def test_floor_route(built, tmp_path, monkeypatch):
     """Every dependency at the lower bound pyproject.toml declares: the lesson runs as stored, the
     setup cell, which finds everything inside the range, says and changes nothing, and the grader
@@ -379,7 +379,7 @@ def test_floor_route(built, tmp_path, monkeypatch):
     assert (int(rows["full-marks"]["total"]), int(rows["untouched"]["total"])) == (15, 0), rows
 
 
-@pytest.mark.install
+@pytest.mark.venv
 def test_the_engine_alone_grades_the_toy_lesson(built, tmp_path):
     """The engine's wheel in a venv of its own, without jax or the kit: its console script grades the
     toy lesson from that lesson's folder; the solution gets full marks, a blank copy less."""

@@ -109,6 +109,7 @@ def test_the_file_reads_quoted_commas_decimals_a_bom_and_blank_lines(tmp_path):
 # --- corrections that survive -----------------------------------------------------------------------
 
 
+@pytest.mark.batch
 def test_rebuild_applies_the_overrides_and_keeps_the_graders_points(graded, tmp_path):
     out = _copy(graded, tmp_path)
     results, overrides = (out / "results.jsonl").read_bytes(), (out / "overrides.csv").read_bytes()
@@ -124,6 +125,7 @@ def test_rebuild_applies_the_overrides_and_keeps_the_graders_points(graded, tmp_
     assert (out / "grades.csv").read_bytes() == (graded["out"] / "grades.csv").read_bytes()
 
 
+@pytest.mark.batch
 def test_an_override_survives_resume(graded, tmp_path):
     out = _copy(graded, tmp_path)
     lines = (out / "results.jsonl").read_bytes().splitlines(keepends=True)
@@ -132,6 +134,7 @@ def test_an_override_survives_resume(graded, tmp_path):
     _assert_overridden(out)
 
 
+@pytest.mark.batch
 def test_an_override_survives_force(graded, tmp_path):
     out = _copy(graded, tmp_path)
     overrides = (out / "overrides.csv").read_bytes()
@@ -141,6 +144,7 @@ def test_an_override_survives_force(graded, tmp_path):
     _assert_overridden(out)
 
 
+@pytest.mark.batch
 def test_overrides_of_shards_and_of_the_merged_folder_survive_merge_and_rebuild(graded, tmp_path):
     shards = [tmp_path / f"shard-{k}" for k in (1, 2)]
     for k, shard in enumerate(shards, 1):
@@ -186,6 +190,7 @@ def _refused(done, out: Path, line: int, words: str) -> None:
     assert f"{out / 'overrides.csv'}, line {line}: " in done.stderr and words in done.stderr, done.stderr
 
 
+@pytest.mark.batch
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_a_bad_overrides_file_stops_rebuild_and_changes_nothing(graded, tmp_path, case):
     text, line, words = BAD[case]
@@ -195,6 +200,7 @@ def test_a_bad_overrides_file_stops_rebuild_and_changes_nothing(graded, tmp_path
     assert _tree(out) == before
 
 
+@pytest.mark.batch
 def test_a_bad_overrides_file_stops_resume_force_and_merge_before_any_write(graded, tmp_path):
     text, line, words = BAD["too many points"]
     out = _copy(graded, tmp_path, text)

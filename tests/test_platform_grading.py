@@ -14,7 +14,7 @@ from nbjudge.gradebook import CANVAS_FEEDBACK, CANVAS_GRADEBOOK, MOODLE_FEEDBACK
 
 from tests.test_platforms import EXPORTS, UNTOUCHED, write_export
 
-pytestmark = pytest.mark.grading
+pytestmark = [pytest.mark.grading, pytest.mark.batch]
 
 
 def _one_each(platform: str) -> dict[str, bytes]:

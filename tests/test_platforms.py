@@ -164,7 +164,8 @@ def test_an_unknown_layout_keeps_todays_naming_and_a_student(tmp_path):
 def test_a_platform_like_name_that_does_not_parse_keeps_todays_naming_with_a_note(tmp_path, path, platform):
     (row,), _ = _collect(write_export(tmp_path / "subs", {path: FULL}, as_zip=False))
     file_stem = path.rsplit("/", 1)[-1].removesuffix(".ipynb")  # named after its file, as any file is
-    assert row.platform == "" and row.student == row.name == file_stem
+    # no platform, so no platform identifiers: the name is not read as a login, user id or participant
+    assert (row.platform, row.student, row.name, row.source, row.ids) == ("", file_stem, file_stem, path, {})
     assert row.note == f"the name looks like a {platform} export's but does not parse; named as a file"
 
 

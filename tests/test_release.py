@@ -76,7 +76,7 @@ def test_a_release_is_refused_rather_than_overwritten_or_misaddressed(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.install
+@pytest.mark.venv
 def test_the_releases_wheel_installs_and_runs_the_exercise(release, tmp_path):
     """In a fresh venv, the release's wheel alone: Binder's postBuild, the exercise's setup,
     parameters and data cells; and ``lesson --solution`` writes no solution."""

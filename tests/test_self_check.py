@@ -81,12 +81,14 @@ def test_the_solution_stores_matches_under_every_expected_result_and_in_the_last
             assert len(verdicts) == 1 and "matches" in verdicts[0].data["text/plain"], cell.id
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize(("task", "style"), [(t, s) for t, group in ALTERNATIVES.items() for s in group])
 def test_every_correct_alternative_matches_every_task(exercise, task, style):
     states = _states(exercise, grading_run().with_answer(task, ALTERNATIVES[task][style]))
     assert {t: s.status for t, s in states.items()} == dict.fromkeys(TASKS, "matches")
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize(("task", "mistake"), [(t, m) for t, group in WRONG.items() for m in group])
 def test_every_typical_mistake_differs_in_its_own_task_and_nowhere_before(exercise, task, mistake):
     states = _states(exercise, grading_run().with_answer(task, WRONG[task][mistake]))
@@ -95,6 +97,7 @@ def test_every_typical_mistake_differs_in_its_own_task_and_nowhere_before(exerci
     assert all(states[t].follows == task for t in TASKS if t > task and states[t].status == "differs")
 
 
+@pytest.mark.notebook
 def test_a_task_3_mistake_marks_what_differs_in_tasks_4_and_5_as_following_from_it(exercise):
     cells, rules = exercise
     printed = grading_run().with_answer(3, WRONG[3]["summed-cross-entropy"])
@@ -120,6 +123,7 @@ def _exercise_cells():
     return cells
 
 
+@pytest.mark.notebook
 def test_the_untouched_exercise_matches_no_task(exercise):
     cells, rules = exercise
     run_all = Printed()
@@ -138,6 +142,7 @@ def test_the_untouched_exercise_matches_no_task(exercise):
     assert last[:5] == [f"task {t}: not run" for t in TASKS] and "Run All" in last[5]
 
 
+@pytest.mark.notebook
 def test_the_hooks_print_under_each_cell_in_a_kernel_and_the_last_cell_sums_up():
     from nbclient import NotebookClient
 

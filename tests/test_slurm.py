@@ -32,7 +32,7 @@ CLASS = {  # a small Moodle class: folder per student
 }
 WAIT_S = 1800
 
-pytestmark = [pytest.mark.grading, pytest.mark.slurm]
+pytestmark = [pytest.mark.grading, pytest.mark.cluster]
 
 
 def _up() -> bool:
