@@ -31,7 +31,7 @@ from .plan import Plan, build_plan
 from .protections import ProtectionUnavailable, protections
 from .run import RunOptions, RunResult, remove_tree, run_sandboxed_job, write_private
 from .scoring import reference_from_run, score
-from .store import ResultsFile, checked_overrides, digest, open_results, read_results
+from .store import ResultsFile, checked_overrides, digest, earlier_run, open_results
 from .summary import summary_table
 from .temp_reaper import reaped_temp_folder
 
@@ -138,8 +138,9 @@ def grade(
     if not found:
         raise NoSubmissions("no notebook to grade in " + ", ".join(map(str, submissions))
                             + ": check the path (a folder is searched for *.ipynb files, also in its sub-folders)")
-    if resume and seed is None and (Path(out) / "results.jsonl").is_file():
-        seed = read_results(Path(out))[0].get("seed")
+    earlier = earlier_run(Path(out)) if resume else None
+    if earlier is not None and seed is None:
+        seed = earlier[0].get("seed")
     seed = random.SystemRandom().randrange(2**31) if seed is None else seed
     jobs = jobs or default_jobs(memory_mb)
     plan = build_plan(lesson, seed=seed, params=params or {}, solution=solution_path)
@@ -153,7 +154,7 @@ def grade(
     k, n = shard
     chosen = found[k - 1 :: n]
     overrides = checked_overrides(Path(out), [s.name for s in chosen], plan.marking)  # before any write
-    results = open_results(Path(out), meta, resume=resume, force=force, log=log)
+    results = open_results(Path(out), meta, resume=resume, force=force, earlier=earlier, log=log)
     why = {s.name: _why_again(s, results.done) for s in chosen}
     todo = [s for s in chosen if why[s.name] is not None]
     log(f"grading {len(todo)} notebook(s) of {len(chosen)}, lesson {lesson.name}, seed {seed}, {jobs} job(s); "

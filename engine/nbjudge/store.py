@@ -25,8 +25,8 @@ from .grades import Grade, Marking
 from .overrides import Override, by_submission, load, shard_overrides, write_from_shards
 from .report import with_overrides, write_reports
 
-__all__ = ["IDENTITY", "RESULTS", "OutputInUse", "ResultsFile", "checked_overrides", "digest", "merge", "open_results",
-           "read_results", "rebuild"]
+__all__ = ["IDENTITY", "RESULTS", "Earlier", "OutputInUse", "ResultsFile", "checked_overrides", "digest", "earlier_run",
+           "merge", "open_results", "read_results", "rebuild"]
 
 RESULTS = "results.jsonl"
 # Every file a run writes in --out: --force moves each of them aside, and without it any of them marks
@@ -57,7 +57,10 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
                 return
 
 
-def read_results(out: Path) -> tuple[dict[str, Any], dict[str, tuple[str, Grade]], dict[str, dict[str, Any]]]:
+Earlier = tuple[dict[str, Any], dict[str, tuple[str, Grade]], dict[str, dict[str, Any]]]  # header, grades, students
+
+
+def read_results(out: Path) -> Earlier:
     """A results file's header, its grades and its students by submission (a later line replaces an
     earlier one).
 
@@ -171,7 +174,16 @@ def _set_aside(out: Path) -> Path:
     return folder
 
 
-def open_results(out: Path, meta: dict[str, Any], *, resume: bool, force: bool,
+def earlier_run(out: Path) -> Earlier | None:
+    """The earlier run in ``out`` that ``--resume`` goes on with (header, grades, students), read once;
+    a last line cut short by a kill is dropped first. ``None`` where ``out`` has no results file."""
+    if not (out / RESULTS).is_file():
+        return None
+    _truncate_partial_line(out / RESULTS)
+    return read_results(out)
+
+
+def open_results(out: Path, meta: dict[str, Any], *, resume: bool, force: bool, earlier: Earlier | None = None,
                  log: Callable[[str], None] = print) -> ResultsFile:
     """Open ``out`` for a run: new, resumed, or with an earlier run's outputs set aside.
 
@@ -179,6 +191,7 @@ def open_results(out: Path, meta: dict[str, Any], *, resume: bool, force: bool,
     :param meta: This run's identity (:meth:`.plan.Plan.identity`), marking and protections.
     :param resume: Keep the finished grades of an earlier run with the same identity.
     :param force: Move an earlier run's outputs into ``previous-N/`` and start anew.
+    :param earlier: With ``resume``: the earlier run, where the caller has read it (:func:`earlier_run`).
     :raises OutputInUse: ``out`` holds another run's outputs and neither flag allows using it, or
         ``resume`` finds a run with another identity.
     """
@@ -186,11 +199,11 @@ def open_results(out: Path, meta: dict[str, Any], *, resume: bool, force: bool,
     used = [name for name in _OUTPUTS if (out / name).exists()]
     done: dict[str, tuple[str, Grade]] = {}
     if used and resume:
-        if not (out / RESULTS).is_file():
+        earlier = earlier or earlier_run(out)
+        if earlier is None:
             raise OutputInUse(f"--resume: {out} holds {', '.join(used)} but no {RESULTS} to resume from; "
                               "use another --out, or --force to set the old files aside")
-        _truncate_partial_line(out / RESULTS)
-        old, done, students = read_results(out)
+        old, done, students = earlier
         differs = [k for k in IDENTITY if old.get(k) != meta.get(k)]
         if differs:
             raise OutputInUse(f"--resume: {out} was graded with another {', '.join(differs)} "
