@@ -90,8 +90,8 @@ def test_a_failing_reference_run_stops_the_grading_with_its_reason(monkeypatch, 
     def bad_reference(run, *, log, slot=0):
         raise ValueError("the solution fails its own hidden check of task 3: nan")
 
-    monkeypatch.setattr(cli, "_reference", bad_reference)
-    monkeypatch.setattr(cli, "_run_one", lambda sub, run, *, workdir, slot: object())
+    monkeypatch.setattr(batch, "_reference", bad_reference)
+    monkeypatch.setattr(batch, "_run_one", lambda sub, run, *, workdir, slot: object())
     with pytest.raises(ValueError, match="own hidden check of task 3"):
         cli.grade([FIXTURES / "full-marks.ipynb"], out=tmp_path / "out", jobs=2, seed=1, log=lambda line: None,
                   use_bwrap=False)
