@@ -22,14 +22,13 @@ lab: setup data
 	$(BIN)/python -m bmnist_helpers.lab $(LAB_ARGS)
 
 # The JAX compilation cache makes the notebook runs of the suite faster after the first.
-# Every test, every tier (.ci/run runs this): about 37 minutes (the last full CI took 2245 s).
+# Every test, every tier (.ci/run runs this): 729 tests, about 40 minutes on 2 cores.
 test: setup data
 	JAX_COMPILATION_CACHE_DIR="$${JAX_COMPILATION_CACHE_DIR:-$(CURDIR)/.jax-cache}" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The inner loop: lint, then every test outside the slow tiers (pytest markers, pyproject.toml): fresh
-# venvs, a browser, a Slurm cluster, a class of notebooks graded, the whole lesson executed. About 2 minutes
-# on a quiet 2-core machine (324 tests in 118 s, 2 min 3 s with ruff; mypy adds about 20 s); 2 min 39 s
-# while other test runs shared the two cores (load average 5).
+# venvs, a browser, a Slurm cluster, a class of notebooks graded, the whole lesson executed. 348 tests;
+# 2 min 37 s on this 2-core machine (ruff, mypy and pytest together).
 SLOW_TIERS := venv or browser or cluster or batch or notebook
 check: lint data
 	JAX_COMPILATION_CACHE_DIR="$${JAX_COMPILATION_CACHE_DIR:-$(CURDIR)/.jax-cache}" $(BIN)/python -m pytest -m "not ($(SLOW_TIERS))" $(PYTEST_ARGS)
