@@ -143,7 +143,7 @@ def test_installed_route(built, tmp_path):
 
     # every module of the three distributions imports in this venv alone
     modules = [*("bmnist_helpers." + m for m in ("data", "plotting", "widgets", "lesson", "kernel", "__main__")),
-               *("nbjudge." + m for m in ("cli", "worker", "intake", "sandbox", "similarity")),
+               *("nbjudge." + m for m in ("cli", "worker", "intake", "launcher", "batch", "similarity")),
                *("bmnist_lesson." + m for m in ("exercise", "release", "verdicts", "kernel.probes"))]
     run([py, "-c", f"import importlib; [importlib.import_module(m) for m in {modules!r}]"], env=env, cwd=home)
 
