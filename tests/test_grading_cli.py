@@ -77,7 +77,7 @@ def test_an_error_in_the_grader_itself_becomes_that_notebooks_status(monkeypatch
     monkeypatch.setattr(batch, "score", broken)
     sub = batch.Submission(name="alice", path=tmp_path / "alice.ipynb", data=b"{}", problem=None)
     run = _run(tmp_path)
-    ran = batch._run_one(sub, run, workdir=tmp_path / "job", slot=0)  # running the copy fails
+    ran = batch._run_one(sub, run, workdir=tmp_path / "job", slot=0, options=run.options)  # running the copy fails
     scored = batch._score_one(sub, object(), None, run)  # scoring it fails
     for grade in (ran, scored):
         assert (grade.status, grade.total) == ("grader-error", 0) and "RuntimeError" in grade.note
@@ -91,7 +91,7 @@ def test_a_failing_reference_run_stops_the_grading_with_its_reason(monkeypatch, 
         raise ValueError("the solution fails its own hidden check of task 3: nan")
 
     monkeypatch.setattr(batch, "_reference", bad_reference)
-    monkeypatch.setattr(batch, "_run_one", lambda sub, run, *, workdir, slot: object())
+    monkeypatch.setattr(batch, "_run_one", lambda sub, run, *, workdir, slot, options: object())
     with pytest.raises(ValueError, match="own hidden check of task 3"):
         cli.grade([FIXTURES / "full-marks.ipynb"], out=tmp_path / "out", jobs=2, seed=1, log=lambda line: None,
                   use_bwrap=False)

@@ -4,7 +4,8 @@ The engine knows no lesson. A lesson is a package whose ``LESSON`` is a :class:`
 solution notebook, its tasks, and one :class:`Check` per task (inputs drawn here, a probe run in
 the student's kernel, a verdict here). What a lesson's code calls:
 
-* in the grader: :class:`Lesson`, :class:`Check`, :class:`CheckFailed`, :class:`NotReady`, and the
+* in the grader: :class:`Lesson`, :class:`Check`, :class:`CheckFailed`, :class:`NotReady`,
+  :class:`SharedCache`, and the
   comparisons :func:`array`, :func:`close`, :func:`not_raised` for its verdicts;
 * in the kernel: :mod:`nbjudge.probe` (``attempt``, ``student``), the only module of the engine a
   kernel sees, with :mod:`nbjudge.values`.
@@ -14,9 +15,9 @@ Command line: ``nbjudge --lesson NAME SUBMISSIONS... --out DIR`` (:mod:`.cli`).
 
 from ._atomic import write_atomic
 from .compare import array, close, not_raised
-from .lessons import Check, CheckFailed, Lesson, LessonError, NotReady, installed_lessons, load_lesson
+from .lessons import Check, CheckFailed, Lesson, LessonError, NotReady, SharedCache, installed_lessons, load_lesson
 
 __version__ = "0.1.0"
 
-__all__ = ["Check", "CheckFailed", "Lesson", "LessonError", "NotReady", "array", "close", "installed_lessons",
-           "load_lesson", "not_raised", "write_atomic"]
+__all__ = ["Check", "CheckFailed", "Lesson", "LessonError", "NotReady", "SharedCache", "array", "close",
+           "installed_lessons", "load_lesson", "not_raised", "write_atomic"]

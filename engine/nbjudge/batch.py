@@ -15,7 +15,7 @@ import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +31,7 @@ from .plan import Plan, build_plan
 from .protections import ProtectionUnavailable, protections
 from .run import RunOptions, RunResult, remove_tree, run_sandboxed_job, write_private
 from .scoring import reference_from_run, score
+from .shared_cache import publish
 from .store import ResultsFile, checked_overrides, digest, earlier_run, open_results
 from .summary import summary_table
 from .temp_reaper import reaped_temp_folder
@@ -44,6 +45,7 @@ DEFAULT_CELL_TIMEOUT_S = 120
 DEFAULT_MEMORY_MB = 4096
 _WORKER_OVERHEAD_MB = 600  # what a worker and its kernel's start take besides the kernel's own use
 _TEMP_PREFIX = "grading-"
+_SHARED_CACHE = "shared-cache"  # in the run's temp folder: the reference run's cache, read-only to jobs
 
 
 class NoSubmissions(ValueError):
@@ -83,7 +85,7 @@ def _options(lesson: Lesson, *, imports: Path, jobs: int, timeout_s: int, cell_t
         cell_timeout_s=min(cell_timeout_s or DEFAULT_CELL_TIMEOUT_S, timeout_s), notebook_timeout_s=timeout_s,
         limits=Limits(memory_mb=memory_mb, cpu_s=timeout_s * (os.cpu_count() or 1)), capabilities=capabilities,
         jobs=jobs, kernel_env=env, readable=tuple(sorted({*map(str, lesson.readable()), str(imports)})),
-        site=site_view())
+        site=site_view(), shared_cache=lesson.shared_cache)
 
 
 def grade(
@@ -212,9 +214,15 @@ def _grade_all(todo: list[Submission], run: _Run, results: ResultsFile, *, jobs:
         finally:
             slots.put(slot)
 
+    def options() -> RunOptions:
+        """The run's options, with the reference run's shared cache once it is published."""
+        done = reference.done() and reference.exception() is None and (run.tmp / _SHARED_CACHE).is_dir()
+        return replace(run.options, published_cache=str(run.tmp / _SHARED_CACHE)) if done else run.options
+
     def one(item: tuple[int, Submission]) -> None:
         number, sub = item
-        ran = with_slot(lambda slot: _run_one(sub, run, workdir=run.tmp / f"job-{number:05d}", slot=slot))
+        ran = with_slot(lambda slot: _run_one(sub, run, workdir=run.tmp / f"job-{number:05d}", slot=slot,
+                                              options=options()))
         # Scoring waits for the reference run.
         graded = ran if isinstance(ran, Grade) else _score_one(sub, ran, reference.result(), run)
         with lock:
@@ -242,7 +250,9 @@ def _reference(run: _Run, *, log: Callable[[str], None], slot: int = 0, attempts
         workdir.mkdir(mode=0o700)
         try:
             result = run_sandboxed_job(None, plan=run.plan_file, workdir=workdir, slot=slot, options=run.options)
-            return reference_from_run(result, run.plan)
+            reference = reference_from_run(result, run.plan)
+            publish(workdir, run.tmp / _SHARED_CACHE)  # only once the solution passed its own checks
+            return reference
         except ValueError:
             if attempt == attempts:
                 raise
@@ -252,15 +262,15 @@ def _reference(run: _Run, *, log: Callable[[str], None], slot: int = 0, attempts
     raise AssertionError("unreachable")
 
 
-def _run_one(sub: Submission, run: _Run, *, workdir: Path, slot: int) -> RunResult | Grade:
-    """Run one submission's grading copy; whatever goes wrong becomes this submission's status."""
+def _run_one(sub: Submission, run: _Run, *, workdir: Path, slot: int, options: RunOptions) -> RunResult | Grade:
+    """Run one submission's grading copy with ``options``; whatever goes wrong becomes this submission's status."""
     if sub.data is None:
         return Grade(sub.name, "invalid-notebook", run.plan.marking.zeros(), note=sub.problem or "could not be read")
     try:
         workdir.mkdir(mode=0o700)
         copy = workdir / "submission.ipynb"
         write_private(copy, sub.data)
-        return run_sandboxed_job(copy, plan=run.plan_file, workdir=workdir, slot=slot, options=run.options)
+        return run_sandboxed_job(copy, plan=run.plan_file, workdir=workdir, slot=slot, options=options)
     except ProtectionUnavailable as exc:  # the grader's own words: what the sandbox could not give
         return Grade(sub.name, "grader-error", run.plan.marking.zeros(), note=str(exc))
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch

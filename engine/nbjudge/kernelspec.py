@@ -41,6 +41,9 @@ class SandboxConfig:
     :param site_entries: ...these entries of them (see :func:`.kernel_path.site_view`).
     :param report: Where the launcher writes what the job got (:class:`.launcher.JobSandbox`), a
         path outside the sandbox; ``None``: nowhere.
+    :param cache: The lesson's cache folder (:class:`.lessons.SharedCache`) outside the sandbox, shown
+        to the kernel at :data:`.bwrap.CACHE_INSIDE`: read-only, or writable with
+        :attr:`cache_writable` (the reference run's). ``None``: a private folder in the kernel's home.
     """
 
     home: str
@@ -54,6 +57,8 @@ class SandboxConfig:
     site_folders: list[str] = field(default_factory=list)
     site_entries: list[str] = field(default_factory=list)
     report: str | None = None
+    cache: str | None = None
+    cache_writable: bool = False
 
     def to_json(self) -> str:
         """Serialise for the launcher."""

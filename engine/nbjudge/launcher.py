@@ -222,8 +222,8 @@ class Job:
                                   seccomp_fd=seccomp_fd)
                 return subprocess.Popen(argv, env={}, pass_fds=fds, preexec_fn=prepare)  # noqa: PLW1509
             home = self.config.home
-            return subprocess.Popen(command, env=kernel_env(self.config, home), cwd=home, pass_fds=fds,
-                                    preexec_fn=prepare)  # noqa: PLW1509
+            env = kernel_env(self.config, home, cache=self.config.cache)
+            return subprocess.Popen(command, env=env, cwd=home, pass_fds=fds, preexec_fn=prepare)  # noqa: PLW1509
         finally:
             for fd in (data_fd, seccomp_fd):
                 if fd is not None:
@@ -296,6 +296,8 @@ def launch(config: SandboxConfig, connection_file: str) -> int:
         if job.uid is not None:  # the kernel binds its sockets here, then the folder is root's again
             os.chown(home, job.uid, job.uid)
             os.chmod(home, 0o700)
+            if config.cache is not None and config.cache_writable:  # the reference run's, to fill
+                os.chown(config.cache, job.uid, job.uid)
         command = [sys.executable, "-m", _KERNEL_MODULE, str(kernel_end.fileno()), connection]
         try:
             proc = job.start(command, data=data, pass_fds=(kernel_end.fileno(),))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENTRY_POINTS", "STUB_MARK", "Check", "CheckFailed", "Lesson", "LessonError", "NotReady",
+__all__ = ["ENTRY_POINTS", "STUB_MARK", "Check", "CheckFailed", "Lesson", "LessonError", "NotReady", "SharedCache",
            "installed_lessons", "judge", "load_lesson"]
 
 # What an exercise's stub raises starts with: ``NotImplementedError("TODO: task 3, mlp")``. A lesson's
@@ -67,6 +67,24 @@ class Check:
     draw: Callable[..., Any]
     probe: str
     judge: Callable[..., Any] | str
+
+
+@dataclass(frozen=True)
+class SharedCache:
+    """A folder that the reference run's kernel fills (a compilation cache, say) and every job that
+    starts after it reads, read-only: what the instructor's cells compile is compiled once a run.
+
+    Only the reference run, which runs no student code, writes the copy that is shared; the grader
+    copies its plain files into a folder of its own, and each later job sees that folder read-only
+    (bubblewrap). A job that starts before the copy exists, or a run without bubblewrap, gets a
+    private writable folder instead. ``{cache}`` in a value is the folder as the kernel sees it.
+
+    :param writer_env: The kernel variables that fill the folder (the reference run's, and a private one's).
+    :param reader_env: The kernel variables that read the shared folder and write nothing to it.
+    """
+
+    writer_env: Mapping[str, str]
+    reader_env: Mapping[str, str]
 
 
 def _nothing(log: Callable[[str], None]) -> None:
@@ -110,6 +128,7 @@ class Lesson:
         addresses). Applied to the reference and the student's output alike.
     :param prepare: ``prepare(log)`` before any job starts (fill a data cache); raises
         :class:`NotReady` with the command that fixes it.
+    :param shared_cache: A folder the reference run fills for the jobs after it (:class:`SharedCache`).
     """
 
     name: str
@@ -127,6 +146,7 @@ class Lesson:
     kernel_modules: tuple[str, ...] = ()
     sanitize: Path | None = None
     prepare: Callable[[Callable[[str], None]], None] = _nothing
+    shared_cache: SharedCache | None = None
 
     def function_tasks(self) -> dict[str, int]:
         """``{function name: task}`` for every function a task defines."""

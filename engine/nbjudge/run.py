@@ -34,8 +34,10 @@ from .cgroups import JobCgroup, job_cgroup
 from .kernel_path import SiteView
 from .kernelspec import KERNEL_NAME, SandboxConfig, write_kernel_spec
 from .launcher import JobSandbox
+from .lessons import SharedCache
 from .limits import Limits, slot_cpus
 from .protections import CGROUP, ProtectionUnavailable
+from .shared_cache import cache_use
 from .values import RESULTS_BUDGET, TEXT_CHARS, VALUES_BYTES
 
 __all__ = ["JobCpu", "RunOptions", "RunResult", "remove_tree", "run_sandboxed_job", "write_private"]
@@ -58,6 +60,8 @@ class RunOptions:
 
     :param capabilities: What the sandbox gives each job, probed once for the run
         (:func:`.capabilities.probe_capabilities`); default: nothing promised.
+    :param shared_cache: The lesson's shared cache (:mod:`.shared_cache`), or ``None``.
+    :param published_cache: Its read-only copy from the reference run, once there is one.
     """
 
     cell_timeout_s: int = 120
@@ -68,6 +72,8 @@ class RunOptions:
     kernel_env: dict[str, str] = field(default_factory=dict)  # the lesson's, ``{home}`` for the kernel's home
     readable: tuple[str, ...] = ()  # folders the kernel may read besides Python (the kernel path, a data cache)
     site: SiteView = SiteView(folders=(), entries=())  # what the kernel sees of site-packages
+    shared_cache: SharedCache | None = None
+    published_cache: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,10 +155,13 @@ def _run_worker(submission: Path | None, *, plan: Path, workdir: Path, slot: int
     # Without a cgroup the worker is pinned to its slot, and the launcher and kernel keep its CPUs
     # (the config's one slot of one).
     report = workdir / _SANDBOX_REPORT
+    cache = cache_use(options.shared_cache, reference=submission is None, workdir=workdir,
+                      published=options.published_cache, bwrap=options.capabilities.bwrap)
     config = SandboxConfig(home=str(home), limits=options.limits, capabilities=options.capabilities,
-                           readable=list(options.readable), env=dict(options.kernel_env), report=str(report),
-                           site_folders=list(options.site.folders), site_entries=list(options.site.entries),
-                           cgroup=None if cgroup is None else cgroup.name)
+                           readable=list(options.readable), env={**options.kernel_env, **cache.env},
+                           report=str(report), site_folders=list(options.site.folders),
+                           site_entries=list(options.site.entries), cgroup=None if cgroup is None else cgroup.name,
+                           cache=cache.folder, cache_writable=cache.writable)
     spec_dir = write_kernel_spec(workdir / "jupyter", config)
     results = workdir / "results.jsonl"
     job = {"submission": None if submission is None else str(submission), "plan": str(plan),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bmnist_helpers.lesson import lesson_path
-from nbjudge import Check, Lesson, NotReady
+from nbjudge import Check, Lesson, NotReady, SharedCache
 
 from . import draws
 from .files import SANITIZE_FILE, solution_notebook
@@ -48,17 +48,24 @@ _CHECKS = tuple(Check(task, getattr(draws, name), f"{_PROBES}:{name}", f"{_VERDI
                 for task, name in enumerate(("dataloader", "model", "objective", "training", "examples"), 1))
 
 
+# JAX's persistent compilation cache, filled by the reference run (every program it compiles) and
+# read by the jobs after it, which write nothing there: the instructor's cells compile the same
+# programs in every job, and a student's correct function often compiles to the solution's.
+_COMPILE_CACHE = SharedCache(
+    writer_env={"JAX_COMPILATION_CACHE_DIR": "{cache}", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"},
+    reader_env={"JAX_COMPILATION_CACHE_DIR": "{cache}", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1e9"},
+)
+
+
 def _kernel_env() -> dict[str, str]:
-    """JAX on the CPU with a compilation cache of the kernel's own (in its private home: no kernel
-    can plant a compiled program for another), the grader's XLA flags where this jaxlib accepts
-    them, MNIST from the read-only cache and no download. Figures are drawn with the inline backend,
+    """JAX on the CPU (its compilation cache: :data:`_COMPILE_CACHE`), the grader's XLA flags where
+    this jaxlib accepts them, MNIST from the read-only cache and no download. Figures are drawn with the inline backend,
     as in Jupyter, so that the HTML feedback shows the expected-result cells' figures (the worker
     keeps those only)."""
     from bmnist_helpers.data import default_cache_dir
     from bmnist_helpers.kernel import xla_flags
 
-    env = {"JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": "{home}/.jax-cache",
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    env = {"JAX_PLATFORMS": "cpu", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
            "BMNIST_CACHE": str(default_cache_dir()), "BMNIST_MIRRORS": "file:///nonexistent"}
     flags = xla_flags(GRADING_COMPILE_FLAGS)
     return {**env, "XLA_FLAGS": flags} if flags else env
@@ -98,4 +105,5 @@ LESSON = Lesson(
     kernel_modules=(_KERNEL, "bmnist_helpers"),
     sanitize=SANITIZE_FILE,
     prepare=_prepare,
+    shared_cache=_COMPILE_CACHE,
 )
