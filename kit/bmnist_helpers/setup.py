@@ -323,10 +323,13 @@ def ensure_kit(
 
 
 def _start_self_check() -> None:
-    """In a notebook's kernel, let each expected-result cell say whether it matches (:mod:`.self_check`)."""
+    """In a notebook's kernel, let each expected-result cell say whether it matches (:mod:`.self_check`),
+    and draw each figure once (:mod:`.inline`)."""
+    from .inline import draw_once
     from .self_check import register
 
     register()
+    draw_once()
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
