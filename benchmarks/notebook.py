@@ -12,12 +12,14 @@ The kit's runs get the ``XLA_FLAGS`` of that kernel (:data:`bmnist_helpers.kerne
 
 Prints the end-to-end ratios (goals: cold <= 0.25x, warm <= 0.2x the baseline), the time of each
 part of the lesson for all three runs, the kit's per-cell times and the final test accuracies
-(goal >= 0.99). Run: ``python benchmarks/notebook.py [--warm-runs N]`` (after ``make data``).
+(goal >= 0.99). Run: ``python benchmarks/notebook.py [--warm-runs N] [--record FILE]`` (after
+``make data``); ``--record`` appends the figures as one JSON line (``benchmarks/summary.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import tempfile
@@ -56,6 +58,7 @@ def _baseline_accuracy(nb) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--warm-runs", type=int, default=1, help="runs with the warm cache; the fastest counts")
+    parser.add_argument("--record", type=Path, help="append the figures to this file as a JSON line")
     args = parser.parse_args()
 
     base_nb, base_total = execute(baseline_notebook(), cwd=ROOT, cache_dir=None)
@@ -88,6 +91,11 @@ def main() -> None:
     print(f"kit warm: {warm_ratio:.2f}x the baseline (goal <= {GOAL_WARM}x: {_verdict(warm_ratio <= GOAL_WARM)})")
     print(f"final test accuracy: baseline {accuracies[0]:.4f}, kit {accuracies[1]:.4f} cold, {accuracies[2]:.4f} warm "
           f"(goal for the kit >= {GOAL_ACCURACY}: {_verdict(min(accuracies[1:]) >= GOAL_ACCURACY)})")
+    if args.record:
+        record = {"benchmark": "notebook", "baseline_s": base_total, "cold_s": cold_total, "warm_s": warm_total,
+                  "cold_ratio": cold_ratio, "warm_ratio": warm_ratio}
+        with open(args.record, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":
