@@ -87,7 +87,7 @@ def test_an_error_in_the_grader_itself_becomes_that_notebooks_status(monkeypatch
 
 def test_a_failing_reference_run_stops_the_grading_with_its_reason(monkeypatch, tmp_path):
     # When the reference run fails (after its retry), no grades are written.
-    def bad_reference(run, *, log, slot=0):
+    def bad_reference(run, *, log, slot=0, options=None):
         raise ValueError("the solution fails its own hidden check of task 3: nan")
 
     monkeypatch.setattr(batch, "_reference", bad_reference)

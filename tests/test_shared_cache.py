@@ -1,12 +1,14 @@
-"""The lesson's shared cache (the JAX compilation cache the reference run fills, issue 27): which
-folder each job gets, what the grader copies, and that no job can write anything shared between
-jobs, that cache included."""
+"""The lesson's shared cache (the JAX compilation cache a warm-up job fills, issue 27): which folder
+each job gets, what the grader copies, that it holds nothing compiled from an answer, and that no
+job can write anything shared between jobs, that cache included."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
+import zlib
 from pathlib import Path
 
 import nbformat
@@ -25,17 +27,17 @@ CACHE = SharedCache(writer_env={"CACHE_DIR": "{cache}", "WRITE": "1"},
                     reader_env={"CACHE_DIR": "{cache}", "WRITE": "0"})
 
 
-def test_only_the_reference_run_writes_the_folder_that_is_shared(tmp_path):
+def test_only_the_warm_up_job_writes_the_folder_that_is_shared(tmp_path):
     (tmp_path / "ref").mkdir()
-    ref = cache_use(CACHE, reference=True, workdir=tmp_path / "ref", published=None, bwrap=True)
+    ref = cache_use(CACHE, fills=True, workdir=tmp_path / "ref", published=None, bwrap=True)
     assert ref.writable and ref.folder == str(tmp_path / "ref" / "cache") and ref.env["WRITE"] == "1"
     assert stat.S_IMODE(os.stat(ref.folder).st_mode) == 0o700
-    reader = cache_use(CACHE, reference=False, workdir=tmp_path, published="/shared", bwrap=True)
+    reader = cache_use(CACHE, fills=False, workdir=tmp_path, published="/shared", bwrap=True)
     assert (reader.folder, reader.writable, reader.env["WRITE"]) == ("/shared", False, "0")
-    for early in (cache_use(CACHE, reference=False, workdir=tmp_path, published=None, bwrap=True),   # before it exists
-                  cache_use(CACHE, reference=False, workdir=tmp_path, published="/shared", bwrap=False)):  # no sandbox
+    for early in (cache_use(CACHE, fills=False, workdir=tmp_path, published=None, bwrap=True),  # before it exists
+                  cache_use(CACHE, fills=False, workdir=tmp_path, published="/shared", bwrap=False)):  # no sandbox
         assert (early.folder, early.writable, early.env["WRITE"]) == (None, False, "1")  # a private folder
-    assert cache_use(None, reference=True, workdir=tmp_path, published=None, bwrap=True).env == {}
+    assert cache_use(None, fills=True, workdir=tmp_path, published=None, bwrap=True).env == {}
 
 
 def test_the_cache_variable_names_the_folder_the_kernel_sees():
@@ -85,7 +87,7 @@ for folder in sys.argv[1].split(","):
 def test_a_job_can_write_nothing_that_jobs_share_the_compilation_cache_included(tmp_path):
     """Every folder a job sees besides its own tmpfs home: Python, site-packages, the kernels' import
     folder, the lesson's data, and the published cache. A control job that is given the cache
-    writable (as the reference run is) does write it, so the test can fail."""
+    writable (as the warm-up job is) does write it, so the test can fail."""
     from bmnist_lesson import LESSON
 
     shared = tmp_path / "shared-cache"
@@ -124,35 +126,56 @@ print("cache", folder, len(entries), outcomes)
 """
 
 
+def _programs(folder: Path) -> set[str]:
+    """The names of the compiled programs in a JAX cache folder (its entries are zlib-compressed)."""
+    names: set[str] = set()
+    for entry in folder.iterdir():
+        names |= {m.decode() for m in re.findall(rb"jit_([A-Za-z_0-9]+?)J?\b", zlib.decompress(entry.read_bytes()))}
+    return names
+
+
 @pytest.mark.batch
 @needs_bwrap
-def test_jobs_after_the_reference_run_read_its_cache_and_cannot_poison_it(tmp_path, monkeypatch):
-    """A class graded one job at a time: the reference run fills the cache; the attacker's job then
-    sees it (at the sandbox's path, with the reference's entries) and can neither add nor change an
-    entry; the honest job after it reads the same, unchanged cache and gets full marks."""
+def test_jobs_read_the_warm_up_cache_which_holds_no_answer_and_cannot_be_poisoned(tmp_path, monkeypatch):
+    """A class graded one job at a time: the warm-up job (the exercise, stubs as answers) fills the
+    cache; it holds programs, none named after a task's function; the reference run, the attacker's
+    job and the honest job after it all read it, at the sandbox's path; the attacker can neither
+    add nor change an entry; the honest job reads the same, unchanged cache and gets full marks."""
+    from bmnist_lesson import TASK_FUNCTIONS
+
     attacker = nbformat.read(FIXTURES / "full-marks.ipynb", as_version=4)
     attacker.cells.append(nbformat.v4.new_code_cell(_ATTACK))
     (tmp_path / "class").mkdir()
     nbformat.write(attacker, tmp_path / "class" / "a-attacker.ipynb")
     (tmp_path / "class" / "b-honest.ipynb").write_bytes((FIXTURES / "full-marks.ipynb").read_bytes())
-    seen: list[tuple[str | None, dict[str, str], str]] = []
+    seen: list[tuple[bool, str | None, dict[str, str], str]] = []
     real = batch.run_sandboxed_job
+    programs: set[str] = set()
 
     def recording(submission, **kwargs):
         result = real(submission, **kwargs)
-        folder = kwargs["options"].published_cache
+        options = kwargs["options"]
+        folder = options.published_cache
         digests = {} if folder is None else {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
                                              for p in Path(folder).iterdir()}
+        if folder is not None and not programs:
+            programs.update(_programs(Path(folder)))
         texts = "".join(str(e.get("text", "")) for e in result.events)
-        seen.append((folder, digests, texts))
+        seen.append((options.fills_cache, folder, digests, texts))
         return result
 
     monkeypatch.setattr(batch, "run_sandboxed_job", recording)
+    monkeypatch.setattr(batch, "_WARM_UP_AFTER", 1)  # a warm-up for one notebook after it
     grades = batch.grade([tmp_path / "class"], out=tmp_path / "out", jobs=1, seed=1, log=lambda line: None)
     assert [(g.submission, g.status, g.total) for g in grades] == [("a-attacker", "ok", 15), ("b-honest", "ok", 15)]
-    (ref_folder, _, _), (folder, digests, texts), (again, digests_after, _) = seen
-    assert ref_folder is None and folder is not None and again == folder  # the reference wrote it, both read it
-    assert len(digests) > 10 and "planted-cache" not in digests_after and digests_after == digests
-    line = next(line for line in texts.splitlines() if line.startswith("cache "))
+    (warm_fills, warm_folder, _, _), *readers = seen
+    assert warm_fills and warm_folder is None and len(readers) == 3  # the reference, the attacker, the honest job
+    assert not any(fills for fills, *_ in readers)
+    folder, digests = readers[0][1], readers[0][2]
+    assert folder is not None and all(r[1] == folder and r[2] == digests for r in readers)  # unchanged for all
+    assert digests and "planted-cache" not in digests
+    answers = {name for names in TASK_FUNCTIONS.values() for name in names}
+    assert programs and not programs & answers, programs  # instructor programs only, no answer compiled
+    line = next(line for line in readers[1][3].splitlines() if line.startswith("cache "))
     assert line.startswith(f"cache {CACHE_INSIDE} {len(digests)} ")
     assert "'create'" not in line and "'change'" not in line

@@ -45,7 +45,10 @@ DEFAULT_CELL_TIMEOUT_S = 120
 DEFAULT_MEMORY_MB = 4096
 _WORKER_OVERHEAD_MB = 600  # what a worker and its kernel's start take besides the kernel's own use
 _TEMP_PREFIX = "grading-"
-_SHARED_CACHE = "shared-cache"  # in the run's temp folder: the reference run's cache, read-only to jobs
+_SHARED_CACHE = "shared-cache"  # in the run's temp folder: the warm-up's cache, read-only to jobs
+# The warm-up job costs about what 7 to 8 jobs save with its cache (0.7 CPU-s each, for this lesson;
+# see docs/performance.md); it runs where at least this many notebooks start after it.
+_WARM_UP_AFTER = 8
 
 
 class NoSubmissions(ValueError):
@@ -215,9 +218,9 @@ def _grade_all(todo: list[Submission], run: _Run, results: ResultsFile, *, jobs:
             slots.put(slot)
 
     def options() -> RunOptions:
-        """The run's options, with the reference run's shared cache once it is published."""
-        done = reference.done() and reference.exception() is None and (run.tmp / _SHARED_CACHE).is_dir()
-        return replace(run.options, published_cache=str(run.tmp / _SHARED_CACHE)) if done else run.options
+        """The run's options, with the warm-up's shared cache once it is published."""
+        published = run.tmp / _SHARED_CACHE
+        return replace(run.options, published_cache=str(published)) if published.is_dir() else run.options
 
     def one(item: tuple[int, Submission]) -> None:
         number, sub = item
@@ -230,8 +233,12 @@ def _grade_all(todo: list[Submission], run: _Run, results: ResultsFile, *, jobs:
         log(f"  {graded.submission}: {graded.status}, {graded.total} points, {graded.seconds:.1f} s")
 
     # Threads beyond the job slots only wait for the reference run, never for a slot it holds.
-    with ThreadPoolExecutor(max_workers=2 * max(1, jobs) + 1) as pool:
-        reference = pool.submit(with_slot, lambda slot: _reference(run, log=log, slot=slot))
+    with ThreadPoolExecutor(max_workers=2 * max(1, jobs) + 2) as pool:
+        if _warms_up(run, submissions=len(todo), jobs=jobs):
+            warm_up = pool.submit(with_slot, lambda slot: _warm_up(run, slot=slot, log=log))
+            if not beside:
+                warm_up.result()
+        reference = pool.submit(with_slot, lambda slot: _reference(run, log=log, slot=slot, options=options()))
         if not beside:
             reference.result()  # alone: no student job starts before it has finished
         list(pool.map(one, enumerate(todo)))
@@ -239,7 +246,36 @@ def _grade_all(todo: list[Submission], run: _Run, results: ResultsFile, *, jobs:
     results.append_shown(shown_line(done.tasks, done.figures))  # what the HTML feedback shows beside a student's
 
 
-def _reference(run: _Run, *, log: Callable[[str], None], slot: int = 0, attempts: int = 2) -> Reference:
+def _warms_up(run: _Run, *, submissions: int, jobs: int) -> bool:
+    """Whether a warm-up job fills the lesson's shared cache: the lesson has one and an exercise, the
+    jobs run in bubblewrap (read-only to them), and enough notebooks start after it to repay it
+    (:data:`_WARM_UP_AFTER`)."""
+    lesson = run.plan.lesson
+    return (lesson.shared_cache is not None and lesson.exercise is not None and lesson.exercise.is_file()
+            and run.options.capabilities.bwrap and submissions - jobs >= _WARM_UP_AFTER)
+
+
+def _warm_up(run: _Run, *, slot: int, log: Callable[[str], None]) -> None:
+    """Run the exercise's grading copy (the stubs as answers: no student code, no solution code) to
+    fill the shared cache, and publish it read-only to the jobs after it (:mod:`.shared_cache`).
+    Whatever goes wrong only leaves the jobs without the shared cache."""
+    assert run.plan.lesson.exercise is not None
+    workdir = run.tmp / "warm-up"
+    try:
+        workdir.mkdir(mode=0o700)
+        copy = workdir / "submission.ipynb"
+        write_private(copy, run.plan.lesson.exercise.read_bytes())
+        run_sandboxed_job(copy, plan=run.plan_file, workdir=workdir, slot=slot,
+                          options=replace(run.options, fills_cache=True))
+        publish(workdir, run.tmp / _SHARED_CACHE)
+    except Exception as exc:  # noqa: BLE001 - the cache only saves time
+        log(f"warning: the warm-up job failed ({type(exc).__name__}: {exc}); every job compiles on its own")
+    finally:
+        remove_tree(workdir)
+
+
+def _reference(run: _Run, *, log: Callable[[str], None], slot: int = 0, options: RunOptions | None = None,
+               attempts: int = 2) -> Reference:
     """Run the solution's own grading copy (retried once: a machine's hiccup is not the solution's
     fault); its hidden-check values and texts are the references.
 
@@ -249,10 +285,9 @@ def _reference(run: _Run, *, log: Callable[[str], None], slot: int = 0, attempts
         workdir = run.tmp / f"reference-{attempt}"
         workdir.mkdir(mode=0o700)
         try:
-            result = run_sandboxed_job(None, plan=run.plan_file, workdir=workdir, slot=slot, options=run.options)
-            reference = reference_from_run(result, run.plan)
-            publish(workdir, run.tmp / _SHARED_CACHE)  # only once the solution passed its own checks
-            return reference
+            result = run_sandboxed_job(None, plan=run.plan_file, workdir=workdir, slot=slot,
+                                       options=options or run.options)
+            return reference_from_run(result, run.plan)
         except ValueError:
             if attempt == attempts:
                 raise

@@ -71,15 +71,17 @@ class Check:
 
 @dataclass(frozen=True)
 class SharedCache:
-    """A folder that the reference run's kernel fills (a compilation cache, say) and every job that
-    starts after it reads, read-only: what the instructor's cells compile is compiled once a run.
+    """A folder of derived data (a compilation cache, say) that one warm-up job fills and every
+    later job reads, read-only: what the instructor's cells compile is compiled once a run.
 
-    Only the reference run, which runs no student code, writes the copy that is shared; the grader
-    copies its plain files into a folder of its own, and each later job sees that folder read-only
-    (bubblewrap). A job that starts before the copy exists, or a run without bubblewrap, gets a
-    private writable folder instead. ``{cache}`` in a value is the folder as the kernel sees it.
+    The warm-up job is the grading copy of the lesson's :attr:`Lesson.exercise`: the instructor's
+    cells and the hidden checks with the stubs as answers, so no student code and no solution
+    code runs in it (:mod:`.shared_cache`). The grader copies its plain files into a folder of its
+    own, and each later job sees that folder read-only (bubblewrap). A job that starts before the
+    copy exists, or a run without bubblewrap, gets a private writable folder instead. ``{cache}``
+    in a value is the folder as the kernel sees it.
 
-    :param writer_env: The kernel variables that fill the folder (the reference run's, and a private one's).
+    :param writer_env: The kernel variables that fill the folder (the warm-up's, and a private one's).
     :param reader_env: The kernel variables that read the shared folder and write nothing to it.
     """
 
@@ -128,7 +130,8 @@ class Lesson:
         addresses). Applied to the reference and the student's output alike.
     :param prepare: ``prepare(log)`` before any job starts (fill a data cache); raises
         :class:`NotReady` with the command that fixes it.
-    :param shared_cache: A folder the reference run fills for the jobs after it (:class:`SharedCache`).
+    :param shared_cache: A folder a warm-up job fills for the jobs after it (:class:`SharedCache`;
+        needs :attr:`exercise`).
     """
 
     name: str

@@ -61,7 +61,8 @@ class RunOptions:
     :param capabilities: What the sandbox gives each job, probed once for the run
         (:func:`.capabilities.probe_capabilities`); default: nothing promised.
     :param shared_cache: The lesson's shared cache (:mod:`.shared_cache`), or ``None``.
-    :param published_cache: Its read-only copy from the reference run, once there is one.
+    :param published_cache: Its read-only copy from the warm-up job, once there is one.
+    :param fills_cache: This job is the warm-up, which fills the folder that is shared.
     """
 
     cell_timeout_s: int = 120
@@ -74,6 +75,7 @@ class RunOptions:
     site: SiteView = SiteView(folders=(), entries=())  # what the kernel sees of site-packages
     shared_cache: SharedCache | None = None
     published_cache: str | None = None
+    fills_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ def _run_worker(submission: Path | None, *, plan: Path, workdir: Path, slot: int
     # Without a cgroup the worker is pinned to its slot, and the launcher and kernel keep its CPUs
     # (the config's one slot of one).
     report = workdir / _SANDBOX_REPORT
-    cache = cache_use(options.shared_cache, reference=submission is None, workdir=workdir,
+    cache = cache_use(options.shared_cache, fills=options.fills_cache, workdir=workdir,
                       published=options.published_cache, bwrap=options.capabilities.bwrap)
     config = SandboxConfig(home=str(home), limits=options.limits, capabilities=options.capabilities,
                            readable=list(options.readable), env={**options.kernel_env, **cache.env},
