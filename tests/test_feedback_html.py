@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 from nbjudge.class_report import class_report_html, reason
-from nbjudge.feedback_html import feedback_html, mark_follows
+from nbjudge.feedback_html import feedback_html
 from nbjudge.feedback_md import feedback_markdown as _feedback
 from nbjudge.figures import Shown, figures_of, png_base64, read_shown
 from nbjudge.grades import Grade, Marking
+from nbjudge.scoring import mark_follows
 from nbjudge.store import RESULTS, ResultsFile, merge, read_results
 
 from tests.conftest import ROOT, local_mirror

@@ -29,8 +29,8 @@ from types import FrameType
 from .batch import DEFAULT_CELL_TIMEOUT_S, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, NoSubmissions, default_jobs, grade
 from .lessons import LessonError, NotReady, installed_lessons
 from .protections import ProtectionUnavailable
-from .report import Marking, summary_table
-from .store import OutputInUse, merge, read_results
+from .report import summary_table
+from .store import OutputInUse, merge
 
 __all__ = ["NoSubmissions", "default_jobs", "grade", "main"]
 
@@ -72,11 +72,11 @@ def _merge_main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the merged report (new or empty)")
     args = parser.parse_args(argv)
     try:
-        grades = merge(args.parts, args.out)
+        grades, marking = merge(args.parts, args.out)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(summary_table(grades, Marking(**read_results(args.out)[0]["marking"])))
+    print(summary_table(grades, marking))
     return 0
 
 

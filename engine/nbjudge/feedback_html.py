@@ -8,7 +8,8 @@ printed lines, and the student's figures of each expected-result cell beside the
 through :func:`esc`, so it shows as text, never as markup. Hidden checks' reference values are
 never in a grade, so never here.
 
-A difference that follows from an earlier task's failed check says so (:func:`mark_follows`).
+A difference that follows from an earlier task's failed check says so (marked by
+:func:`.scoring.mark_follows`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from .figures import Shown, png_base64
 from .status import STATUSES
 
-__all__ = ["esc", "feedback_html", "follows_text", "mark_follows", "page"]
+__all__ = ["esc", "feedback_html", "follows_text", "page"]
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _STYLE = """
@@ -57,27 +58,6 @@ def follows_text(tasks: Iterable[int]) -> str:
         return f"follows from task {tasks[0]}: fix that first"
     named = ", ".join(map(str, tasks[:-1])) + f" and {tasks[-1]}"
     return f"follows from tasks {named}: fix task {tasks[0]} first"
-
-
-def mark_follows(failures: list[dict[str, Any]], needs: Mapping[str, Iterable[int]],
-                 cell_tasks: Mapping[str, int]) -> list[dict[str, Any]]:
-    """The failures, each expected-result one that runs on another task whose hidden check failed
-    marked with ``follows``: those tasks.
-
-    :param failures: A grade's failures.
-    :param needs: The tasks each expected-result cell runs on (:attr:`.plan.Plan.needs`).
-    :param cell_tasks: The task of each expected-result cell (a failure without a cell stands for
-        its task's cells).
-    """
-    failed = {f["task"] for f in failures if f["kind"] == "hidden"}
-    marked = []
-    for f in failures:
-        if f["kind"] == "expected":
-            cells = [f["cell"]] if f["cell"] else [c for c, t in cell_tasks.items() if t == f["task"]]
-            earlier = sorted({t for c in cells for t in needs.get(c, ())} & failed - {f["task"]})
-            f = {**f, "follows": earlier} if earlier else f
-        marked.append(f)
-    return marked
 
 
 def _follows(failure: Mapping[str, Any]) -> str:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
-from typing import Any, cast
+from collections.abc import Iterable, Mapping
 
 from .events import CellError, CellRecord, CopyCell, JobRun, run_of
-from .feedback_html import mark_follows
 from .figures import figures_of
 from .grades import Failure, Grade, Ignored, Marking, OwnError, Reference
 from .lessons import Lesson, judge
@@ -25,7 +24,7 @@ from .sanitize import Rules, sanitize, sanitizers
 from .status import decide
 from .values import MalformedValues, decode_values
 
-__all__ = ["marked_diff", "probe_values", "reference_from_run", "score"]
+__all__ = ["mark_follows", "marked_diff", "probe_values", "reference_from_run", "score"]
 
 _TRUNCATE = 1500
 _DIFF_LINES, _DIFF_CHARS = 200, 300  # a diff compares at most these many lines, each cut to so many characters
@@ -182,6 +181,28 @@ def _unverified(task: int, reference: Reference, plan: Plan, hidden_ok: dict[int
     return sorted(t for t in needed - {task} if not hidden_ok.get(t, False))
 
 
+def mark_follows(failures: list[Failure], needs: Mapping[str, Iterable[int]],
+                 cell_tasks: Mapping[str, int]) -> list[Failure]:
+    """The failures, each expected-result one that runs on another task whose hidden check failed
+    marked with ``follows``: those tasks.
+
+    :param failures: A grade's failures.
+    :param needs: The tasks each expected-result cell runs on (:attr:`.plan.Plan.needs`).
+    :param cell_tasks: The task of each expected-result cell (a failure without a cell stands for
+        its task's cells).
+    """
+    failed = {f["task"] for f in failures if f["kind"] == "hidden"}
+    marked: list[Failure] = []
+    for f in failures:
+        if f["kind"] == "expected":
+            cells = [f["cell"]] if f["cell"] else [c for c, t in cell_tasks.items() if t == f["task"]]
+            earlier = sorted({t for c in cells for t in needs.get(c, ())} & failed - {f["task"]})
+            if earlier:
+                f = {**f, "follows": earlier}
+        marked.append(f)
+    return marked
+
+
 def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, timeout_s: int,
           cell_timeout_s: int, marking: Marking | None = None) -> Grade:
     """Points and status of one run.
@@ -238,6 +259,6 @@ def score(name: str, result: RunResult, reference: Reference, plan: Plan, *, tim
     points: dict[int, int | float] = {task: marking.hidden * hidden_ok.get(task, False)
               + marking.expected * (hidden_ok.get(task, False) and visible[task]) for task in marking.tasks}
     figures = {cell: list(kept) for cell, kept in figures_of(result.events).items()}
-    marked = cast(list[Failure], mark_follows(cast(list[dict[str, Any]], failures), plan.needs, reference.tasks))
+    marked = mark_follows(failures, plan.needs, reference.tasks)
     return Grade(name, status, points, marked, note,
                  round(result.seconds, 1), errors, ignored=ignored, figures=figures)

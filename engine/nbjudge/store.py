@@ -223,12 +223,12 @@ def open_results(out: Path, meta: dict[str, Any], *, resume: bool, force: bool, 
     return ResultsFile(out, meta, done, {})
 
 
-def merge(parts: list[Path], out: Path) -> list[Grade]:
+def merge(parts: list[Path], out: Path) -> tuple[list[Grade], Marking]:
     """Combine the output folders of several shards into one report.
 
     :param parts: Output folders of ``--shard K/N`` runs.
     :param out: Where to write the merged report (a new folder, or an empty one).
-    :returns: All grades.
+    :returns: All grades, and the marking they share.
     :raises ValueError: The shards used different seeds or settings, or overlap, or their overrides or the
         merged folder's cannot be applied (:mod:`.overrides`).
     """
@@ -244,12 +244,13 @@ def merge(parts: list[Path], out: Path) -> list[Grade]:
     if len(names) != len(set(names)):
         raise ValueError("a submission appears in more than one shard")
     meta = {k: metas[0].get(k) for k in (*IDENTITY, "marking", "protections")}
+    marking = Marking(**meta["marking"])
     from_shards = shard_overrides(parts)
-    overrides = checked_overrides(out, names, Marking(**meta["marking"]), shards=from_shards)  # before any write
+    overrides = checked_overrides(out, names, marking, shards=from_shards)  # before any write
     results = open_results(out, meta, resume=False, force=False)
     shown = read_shown(parts[0] / RESULTS)
     results.append_shown(shown_line(shown.tasks, shown.figures))
     write_from_shards(out, from_shards)
     for file_digest, grade, student in sorted(grades, key=lambda row: row[1].submission):
         results.append(grade, file_digest, student)
-    return results.rebuild(overrides=overrides)
+    return results.rebuild(overrides=overrides), marking

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["PRINTED_MIME", "RESULTS_BUDGET", "TEXT_CHARS", "VALUES_BYTES", "VALUES_MIME", "MalformedValues", "Raised",
-           "bounded_values", "decode_input", "decode_values", "encode_input", "encode_value", "load_values"]
+           "bounded_values", "decode_input", "decode_values", "encode_input", "encode_value"]
 
 VALUES_MIME = "application/x-grading-values+json"
 # An expected-result cell's own printed lines, and the marks around its code (:func:`.probe.show`).
@@ -93,24 +93,6 @@ def encode_value(value: object, depth: int = 0) -> dict[str, Any]:
     return {"t": array.dtype.str, "s": list(array.shape), "b": base64.b64encode(array.tobytes()).decode()}
 
 
-def load_values(text: str) -> Any:
-    """Parse the JSON text of one :data:`VALUES_MIME` output, refusing before parsing what could not fit.
-
-    The text is at most :data:`VALUES_BYTES` long (the worker drops longer ones), and its nesting
-    and element count are bounded by counting brackets and commas, so that a small text can never
-    become a large structure in the grader's memory.
-
-    :param text: The JSON text the worker recorded.
-    :returns: The parsed JSON, for :func:`decode_values`.
-    :raises MalformedValues: Too long, too many elements, or not JSON.
-    """
-    _check_bounds(text)
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        raise MalformedValues("not JSON") from None
-
-
 def _check_bounds(text: object) -> None:
     """Refuse JSON text past :data:`VALUES_BYTES` or :data:`_MAX_JSON_ELEMENTS` (:class:`MalformedValues`)."""
     if not isinstance(text, str) or len(text) > VALUES_BYTES:
@@ -121,8 +103,9 @@ def _check_bounds(text: object) -> None:
 
 def bounded_values(values: object) -> object | None:
     """One :data:`VALUES_MIME` output as the worker records it: the JSON data itself, sent on once
-    (no JSON text inside the record), or ``None`` where its JSON text passes the bounds of
-    :func:`load_values` or it is not JSON at all.
+    (no JSON text inside the record), or ``None`` where it is not JSON, or its JSON text is longer
+    than :data:`VALUES_BYTES` or holds more than :data:`_MAX_JSON_ELEMENTS` elements: counted in
+    the text, so that the grader never parses a small text into a large structure.
 
     :param values: The output's data, as the kernel's message held it.
     """
