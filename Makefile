@@ -79,7 +79,7 @@ wheels: setup
 	@test -n "$(OUT)" || { echo "make wheels needs OUT=DIR, the folder for the wheels" >&2; exit 2; }
 	$(BIN)/python -m bmnist_lesson.release --wheels "$(OUT)"
 
-# Side-by-side speed ratios (kit vs the sheet-style baseline); about six minutes on a quiet machine.
+# Side-by-side speed ratios (kit vs the sheet-style baseline); about five minutes on a quiet machine.
 # The class of issue 27: 8 full-marks copies, --jobs 2 (with its reference run: 9 jobs). The last
 # lines print every figure side by side with its baseline and goal. Quicker: BENCH_GRADING="--class-size 3"
 BENCH_GRADING ?= --class-size 8 --jobs 2
