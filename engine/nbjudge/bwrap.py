@@ -2,10 +2,10 @@
 
 Only Python, the kit's helper package, the folders the lesson names (a data cache, say), the
 lesson's shared cache and the job's socket folder are visible (read-only, except the sockets and
-the reference run's cache); no network; a pid namespace (all
-of the job dies with it); ``HOME``, the working directory and ``TMPDIR`` are ``/tmp``, a tmpfs of
-:attr:`.limits.Limits.disk_mb` (a write past it is ``OSError: [Errno 28] No space left on device``
-in the student's own cell); every other file system in the sandbox is read-only.
+the warm-up job's cache); no network; a pid namespace (all of the job dies with it); ``HOME``, the
+working directory and ``TMPDIR`` are ``/tmp``, a tmpfs of :attr:`.limits.Limits.disk_mb` (a write
+past it is ``OSError: [Errno 28] No space left on device`` in the student's own cell); every other
+file system in the sandbox is read-only.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def bwrap_argv(config: SandboxConfig, command: list[str], *, bwrap: str, uid: in
     argv += ["--bind", config.home, config.home]
     if data_fd is not None:
         argv += ["--perms", "0444", "--ro-bind-data", str(data_fd), CONNECTION_INSIDE]
-    if config.cache is not None:  # the reference run's to fill, or every later job's to read
+    if config.cache is not None:  # the warm-up job's to fill, or every later job's to read
         argv += ["--perms", "0755", "--dir", str(Path(CACHE_INSIDE).parent),
                  "--bind" if config.cache_writable else "--ro-bind", config.cache, CACHE_INSIDE]
     if seccomp_fd is not None:

@@ -43,7 +43,7 @@ class SandboxConfig:
         path outside the sandbox; ``None``: nowhere.
     :param cache: The lesson's cache folder (:class:`.lessons.SharedCache`) outside the sandbox, shown
         to the kernel at :data:`.bwrap.CACHE_INSIDE`: read-only, or writable with
-        :attr:`cache_writable` (the reference run's). ``None``: a private folder in the kernel's home.
+        :attr:`cache_writable` (the warm-up job's). ``None``: a private folder in the kernel's home.
     """
 
     home: str

@@ -296,7 +296,7 @@ def launch(config: SandboxConfig, connection_file: str) -> int:
         if job.uid is not None:  # the kernel binds its sockets here, then the folder is root's again
             os.chown(home, job.uid, job.uid)
             os.chmod(home, 0o700)
-            if config.cache is not None and config.cache_writable:  # the reference run's, to fill
+            if config.cache is not None and config.cache_writable:  # the warm-up job's, to fill
                 os.chown(config.cache, job.uid, job.uid)
         command = [sys.executable, "-m", _KERNEL_MODULE, str(kernel_end.fileno()), connection]
         try:
