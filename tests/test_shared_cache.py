@@ -4,6 +4,7 @@ job can write anything shared between jobs, that cache included."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -13,11 +14,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from bmnist_helpers.lesson import lesson_path
 from nbjudge import batch
 from nbjudge.bwrap import CACHE_INSIDE, PRIVATE_CACHE, kernel_env
 from nbjudge.kernel_path import kernel_path, site_view
 from nbjudge.kernelspec import SandboxConfig, readable_paths
 from nbjudge.lessons import SharedCache
+from nbjudge.notebook import build_grading_copy, only_stubs, read_submission
+from nbjudge.plan import build_plan
+from nbjudge.run import RunResult
 from nbjudge.shared_cache import cache_use, publish
 
 from tests.test_isolation import _launch, _output, needs_bwrap
@@ -62,6 +67,50 @@ def test_the_grader_copies_plain_files_only_and_publishes_them_whole(tmp_path):
     assert stat.S_IMODE((target / "entry-cache").stat().st_mode) == 0o644
     assert not (tmp_path / "shared.partial").exists()
     assert publish(tmp_path / "nothing", tmp_path / "none") is None and not (tmp_path / "none").exists()
+
+
+def _run(tmp_path: Path, exercise: Path) -> batch._Run:
+    from bmnist_lesson import LESSON
+
+    plan = build_plan(dataclasses.replace(LESSON, exercise=exercise), seed=1, params={})
+    return batch._Run(plan=plan, plan_file=tmp_path / "plan.json", options=batch.RunOptions(), tmp=tmp_path)
+
+
+def test_the_warm_up_runs_only_an_exercise_that_answers_nothing(tmp_path, monkeypatch):
+    """An exercise with one task filled in (an instructor's working copy, say) would put compiled
+    answers into the shared cache: no warm-up job runs on it, and nothing is published."""
+    ran: list[object] = []
+    monkeypatch.setattr(batch, "run_sandboxed_job", lambda *a, **k: ran.append(a) or pytest.fail("ran"))
+    logged: list[str] = []
+    batch._warm_up(_run(tmp_path, FIXTURES / "full-marks.ipynb"), slot=0, log=logged.append)
+    answered = nbformat.read(lesson_path("exercise"), as_version=4)
+    solved = nbformat.read(FIXTURES / "full-marks.ipynb", as_version=4)
+    loss = next(c for c in solved.cells if c.cell_type == "code" and "def loss_fn" in c.source)
+    answered.cells.append(nbformat.v4.new_code_cell(loss.source))  # task 3 answered, below its stub
+    nbformat.write(answered, tmp_path / "one-answer.ipynb")
+    batch._warm_up(_run(tmp_path, tmp_path / "one-answer.ipynb"), slot=0, log=logged.append)
+    assert not ran and not (tmp_path / "shared-cache").exists()
+    assert len(logged) == 2 and all("answers a task" in line for line in logged)
+    exercise = read_submission(lesson_path("exercise").read_bytes())
+    plan = _run(tmp_path, lesson_path("exercise")).plan
+    copy = build_grading_copy(exercise, list(plan.cells), list(plan.probes), functions=plan.lesson.function_tasks(),
+                              instructor=set(plan.instructor))
+    assert only_stubs(copy, plan.lesson.function_tasks())  # the published exercise does warm up
+
+
+def test_a_warm_up_that_did_not_end_cleanly_publishes_nothing(tmp_path, monkeypatch):
+    """A kernel that died in the warm-up may have cut a cache entry short: nothing is shared."""
+    def died(submission, *, workdir, **kwargs):
+        (workdir / "cache").mkdir()
+        (workdir / "cache" / "entry-cache").write_bytes(b"cut sh")
+        return RunResult(events=[{"event": "cell", "index": 0, "status": "dead"}], exitcode=0, timed_out=False,
+                         seconds=1.0, log="")
+
+    monkeypatch.setattr(batch, "run_sandboxed_job", died)
+    logged: list[str] = []
+    batch._warm_up(_run(tmp_path, lesson_path("exercise")), slot=0, log=logged.append)
+    assert not (tmp_path / "shared-cache").exists() and not (tmp_path / "warm-up").exists()
+    assert logged == ["warning: the warm-up job did not end cleanly; every job compiles on its own"]
 
 
 _WRITES = """

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .capabilities import Capabilities, bwrap_path, probe_capabilities
+from .events import run_of
 from .figures import shown_line
 from .grades import Grade, Reference
 from .guard import PRELOAD_ENV
@@ -27,6 +28,7 @@ from .intake import Submission, collect, student_record
 from .kernel_path import kernel_path, site_view
 from .lessons import Lesson, load_lesson
 from .limits import Limits
+from .notebook import build_grading_copy, only_stubs, read_submission
 from .plan import Plan, build_plan
 from .protections import ProtectionUnavailable, protections
 from .run import RunOptions, RunResult, remove_tree, run_sandboxed_job, write_private
@@ -258,15 +260,30 @@ def _warms_up(run: _Run, *, submissions: int, jobs: int) -> bool:
 def _warm_up(run: _Run, *, slot: int, log: Callable[[str], None]) -> None:
     """Run the exercise's grading copy (the stubs as answers: no student code, no solution code) to
     fill the shared cache, and publish it read-only to the jobs after it (:mod:`.shared_cache`).
-    Whatever goes wrong only leaves the jobs without the shared cache."""
-    assert run.plan.lesson.exercise is not None
+
+    An exercise that answers anything (an instructor's filled-in copy) runs no warm-up, and a
+    warm-up that did not end cleanly (a kernel that died, a cell past its time) publishes nothing,
+    as its last entry may be cut short. Whatever goes wrong only leaves the jobs without the cache.
+    """
+    exercise = run.plan.lesson.exercise
+    assert exercise is not None
     workdir = run.tmp / "warm-up"
     try:
+        data = exercise.read_bytes()
+        copy = build_grading_copy(read_submission(data), list(run.plan.cells), list(run.plan.probes),
+                                  functions=run.plan.lesson.function_tasks(), instructor=set(run.plan.instructor))
+        if not only_stubs(copy, run.plan.lesson.function_tasks()):
+            log(f"warning: {exercise} answers a task, so no warm-up job fills the shared cache; "
+                "make it again from the solution (make exercise)")
+            return
         workdir.mkdir(mode=0o700)
-        copy = workdir / "submission.ipynb"
-        write_private(copy, run.plan.lesson.exercise.read_bytes())
-        run_sandboxed_job(copy, plan=run.plan_file, workdir=workdir, slot=slot,
-                          options=replace(run.options, fills_cache=True))
+        write_private(workdir / "submission.ipynb", data)
+        result = run_sandboxed_job(workdir / "submission.ipynb", plan=run.plan_file, workdir=workdir, slot=slot,
+                                   options=replace(run.options, fills_cache=True))
+        ended = {record["status"] for record in run_of(result.events).records.values()}
+        if result.timed_out or result.exitcode != 0 or ended - {"ok", "error"}:
+            log("warning: the warm-up job did not end cleanly; every job compiles on its own")
+            return
         publish(workdir, run.tmp / _SHARED_CACHE)
     except Exception as exc:  # noqa: BLE001 - the cache only saves time
         log(f"warning: the warm-up job failed ({type(exc).__name__}: {exc}); every job compiles on its own")

@@ -38,8 +38,8 @@ from .solution import cell_source
 from .tags import EXPECTED_TAG, PARAMETERS_TAG, cell_tags, task_of_tags
 
 __all__ = ["MAX_CODE_CELLS", "MAX_CODE_CHARS", "Cell", "InvalidNotebook", "SolutionCell", "SubmittedCell",
-           "apply_params", "build_grading_copy", "checked_source", "dependencies", "read_submission", "solution_cells",
-           "student_cells", "stubbed_tasks"]
+           "apply_params", "build_grading_copy", "checked_source", "dependencies", "only_stubs", "read_submission",
+           "solution_cells", "student_cells", "stubbed_tasks"]
 
 _NBVAL_MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION", "NBVAL_SKIP",
                   "PYTEST_VALIDATE_IGNORE_OUTPUT"}
@@ -214,13 +214,30 @@ def stubbed_tasks(copy: list[Cell], functions: Mapping[str, int]) -> list[int]:
     :param functions: ``{function name: task}`` of the lesson.
     :returns: The task numbers, sorted.
     """
-    names, last = set(functions), {}
+    return sorted({functions[name] for name, stub in _last_is_stub(copy, set(functions)).items() if stub})
+
+
+def only_stubs(copy: list[Cell], functions: Mapping[str, int]) -> bool:
+    """Whether every function of the lesson is defined in the student's cells and is, at its last
+    top-level definition, its stub: an exercise as it was published, which answers nothing.
+
+    :param copy: A grading copy (:func:`build_grading_copy`).
+    :param functions: ``{function name: task}`` of the lesson.
+    """
+    last = _last_is_stub(copy, set(functions))
+    return set(last) == set(functions) and all(last.values())
+
+
+def _last_is_stub(copy: list[Cell], names: set[str]) -> dict[str, bool]:
+    """``{name: whether its last top-level definition in the student's cells is a stub}`` for the
+    ``names`` those cells define."""
+    last: dict[str, bool] = {}
     for cell in copy:
         if cell.role == "student" and defines(cell.source, names):
             reading = read_cell(cell.source)
             for name in reading.bound & names:
                 last[name] = name in reading.stubs
-    return sorted({functions[name] for name, stub in last.items() if stub})
+    return last
 
 
 def apply_params(cells: list[SolutionCell], params: Mapping[str, str]) -> list[SolutionCell]:

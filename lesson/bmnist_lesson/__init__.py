@@ -48,9 +48,9 @@ _CHECKS = tuple(Check(task, getattr(draws, name), f"{_PROBES}:{name}", f"{_VERDI
                 for task, name in enumerate(("dataloader", "model", "objective", "training", "examples"), 1))
 
 
-# JAX's persistent compilation cache, filled by the reference run (every program it compiles) and
-# read by the jobs after it, which write nothing there: the instructor's cells compile the same
-# programs in every job, and a student's correct function often compiles to the solution's.
+# JAX's persistent compilation cache, filled by the warm-up job (the exercise's grading copy: the
+# instructor's cells with the stubs as answers) and read by the jobs after it, which write nothing
+# there: what instructor code compiles without any answer is compiled once a run.
 _COMPILE_CACHE = SharedCache(
     writer_env={"JAX_COMPILATION_CACHE_DIR": "{cache}", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"},
     reader_env={"JAX_COMPILATION_CACHE_DIR": "{cache}", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1e9"},
