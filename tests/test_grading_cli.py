@@ -52,6 +52,18 @@ def test_grade_command_is_installed_and_documents_itself():
     assert "(default: 600)" in proc.stdout and "(default: 120)" in proc.stdout
 
 
+def test_the_grader_and_its_workers_read_notebooks_without_the_iri_parser():
+    """jsonschema imports rfc3987_syntax where it is installed (the constraints pin it, through
+    jupyter-events), and that builds a parser for over two seconds: paid by ``bmnist-grade --help``
+    and by every worker, for a format check that notebooks never use."""
+    code = ("import sys, importlib.util\nassert importlib.util.find_spec('rfc3987_syntax'), 'not installed'\n"
+            "import bmnist_lesson.cli, nbjudge.worker, nbformat\nprint(sys.modules.get('rfc3987_syntax'))\n"
+            "import jsonschema; print(jsonschema.validate({'cells': []}, {'type': 'object'}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["None", "None"]  # not loaded, and validation still works
+
+
 def test_the_grader_starts_under_a_hard_memory_limit():
     """Slurm and ``ulimit -v`` set a hard RLIMIT_AS; capping a worker must stay within it."""
     code = ("import resource, subprocess\nfrom nbjudge.run import _cap_worker\n"

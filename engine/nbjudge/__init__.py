@@ -13,9 +13,17 @@ the student's kernel, a verdict here). What a lesson's code calls:
 Command line: ``nbjudge --lesson NAME SUBMISSIONS... --out DIR`` (:mod:`.cli`).
 """
 
-from ._atomic import write_atomic
-from .compare import array, close, not_raised
-from .lessons import Check, CheckFailed, Lesson, LessonError, NotReady, SharedCache, installed_lessons, load_lesson
+import sys
+
+# jsonschema, which nbformat imports, loads rfc3987_syntax where it is installed (jupyter-events
+# pulls it in), and that builds a parser for over two seconds; notebook validation never checks
+# IRIs. The engine's processes (bmnist-grade, every worker) switch the optional module off before
+# anything imports nbformat; the kernels never import this package's __init__.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+from ._atomic import write_atomic  # noqa: E402
+from .compare import array, close, not_raised  # noqa: E402
+from .lessons import Check, CheckFailed, Lesson, LessonError, NotReady, SharedCache, installed_lessons, load_lesson  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -31,17 +31,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-# jsonschema, which nbformat imports, loads rfc3987_syntax where it is installed, and that builds a
-# parser for some three seconds; notebook validation never checks IRIs. This process is the
-# worker's own, so switching the optional module off costs nothing else.
-sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+import nbformat
 
-import nbformat  # noqa: E402
-
-from .events import CellRecord, CellStatus, CopyCell, CopyRecord, Job, WorkerPlan  # noqa: E402
-from .figures import CELL_FIGURES, JOB_FIGURE_CHARS, png_base64  # noqa: E402
-from .limits import PROCESS_LIMIT_MARK  # noqa: E402
-from .notebook import (  # noqa: E402
+from .events import CellRecord, CellStatus, CopyCell, CopyRecord, Job, WorkerPlan
+from .figures import CELL_FIGURES, JOB_FIGURE_CHARS, png_base64
+from .limits import PROCESS_LIMIT_MARK
+from .notebook import (
     Cell,
     InvalidNotebook,
     SolutionCell,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from bmnist_helpers.kernel import compile_flags
 from bmnist_helpers.lesson import lesson_path
 from nbjudge import Check, Lesson, NotReady, SharedCache
 
@@ -41,7 +42,7 @@ GRADING_PARAMS = {"NUM_STEPS": "200", "TARGET_ACCURACY": "0.98", "NUM_INITS": "2
 # A grading run is short, so XLA's compile time outweighs how fast the compiled programs run: with
 # no backend optimisation they compile in about two thirds of the time (the lesson's kernel keeps
 # level 1, under which its 100 random initialisations run faster).
-GRADING_COMPILE_FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=0")
+GRADING_COMPILE_FLAGS = compile_flags(optimization_level=0)
 _KERNEL = __name__ + ".kernel"
 _PROBES, _VERDICTS = _KERNEL + ".probes", __name__ + ".verdicts"  # verdicts: imported by the grader only
 _CHECKS = tuple(Check(task, getattr(draws, name), f"{_PROBES}:{name}", f"{_VERDICTS}:{name}")
