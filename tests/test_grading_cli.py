@@ -54,8 +54,8 @@ def test_grade_command_is_installed_and_documents_itself():
 
 def test_the_grader_and_its_workers_read_notebooks_without_the_iri_parser():
     """jsonschema imports rfc3987_syntax where it is installed (the constraints pin it, through
-    jupyter-events), and that builds a parser for over two seconds: paid by ``bmnist-grade --help``
-    and by every worker, for a format check that notebooks never use."""
+    jupyter-events), and that builds a parser for over two seconds, which ``bmnist-grade --help`` and
+    every worker would pay at start for a format check that notebooks never use."""
     code = ("import sys, importlib.util\nassert importlib.util.find_spec('rfc3987_syntax'), 'not installed'\n"
             "import bmnist_lesson.cli, nbjudge.worker, nbformat\nprint(sys.modules.get('rfc3987_syntax'))\n"
             "import jsonschema; print(jsonschema.validate({'cells': []}, {'type': 'object'}))\n")
