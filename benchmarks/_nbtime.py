@@ -52,7 +52,9 @@ def execute(nb: nbformat.NotebookNode, *, cwd: Path, cache_dir: Path | None, ker
              "XLA_FLAGS": xla_flags}
     with _environ(**cache):
         start = datetime.now(timezone.utc)
-        NotebookClient(nb, timeout=1200, kernel_name=kernel_name, resources={"metadata": {"path": str(cwd)}}).execute()
+        # --log-level: ipykernel's start-up warning about plain TCP on localhost is noise here.
+        NotebookClient(nb, timeout=1200, kernel_name=kernel_name, resources={"metadata": {"path": str(cwd)}},
+                       extra_arguments=["--log-level=ERROR"]).execute()
     # The kernel's shutdown after the last reply is not part of what a user waits for.
     replies = [_stamp(c.metadata.get("execution", {}).get("shell.execute_reply"))
                for c in nb.cells if c.cell_type == "code"]
