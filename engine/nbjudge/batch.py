@@ -269,10 +269,10 @@ def _warm_up(run: _Run, *, slot: int, log: Callable[[str], None]) -> None:
     assert exercise is not None
     workdir = run.tmp / "warm-up"
     try:
-        data = exercise.read_bytes()
+        data, functions = exercise.read_bytes(), run.plan.lesson.function_tasks()
         copy = build_grading_copy(read_submission(data), list(run.plan.cells), list(run.plan.probes),
-                                  functions=run.plan.lesson.function_tasks(), instructor=set(run.plan.instructor))
-        if not only_stubs(copy, run.plan.lesson.function_tasks()):
+                                  functions=functions, instructor=set(run.plan.instructor))
+        if not only_stubs(copy, functions):
             log(f"warning: {exercise} answers a task, so no warm-up job fills the shared cache; "
                 "make it again from the solution (make exercise)")
             return
@@ -291,19 +291,20 @@ def _warm_up(run: _Run, *, slot: int, log: Callable[[str], None]) -> None:
         remove_tree(workdir)
 
 
-def _reference(run: _Run, *, log: Callable[[str], None], slot: int = 0, options: RunOptions | None = None,
+def _reference(run: _Run, *, log: Callable[[str], None], slot: int, options: RunOptions,
                attempts: int = 2) -> Reference:
     """Run the solution's own grading copy (retried once: a machine's hiccup is not the solution's
     fault); its hidden-check values and texts are the references.
 
+    :param slot: The job slot it runs in.
+    :param options: The run's options as a job starting now gets them (the warm-up's cache, once published).
     :raises ValueError: The solution fails its own grading copy every time.
     """
     for attempt in range(1, attempts + 1):
         workdir = run.tmp / f"reference-{attempt}"
         workdir.mkdir(mode=0o700)
         try:
-            result = run_sandboxed_job(None, plan=run.plan_file, workdir=workdir, slot=slot,
-                                       options=options or run.options)
+            result = run_sandboxed_job(None, plan=run.plan_file, workdir=workdir, slot=slot, options=options)
             return reference_from_run(result, run.plan)
         except ValueError:
             if attempt == attempts:
